@@ -1,0 +1,23 @@
+"""oauthconn: OAuth 2.0 connection management for Django.
+
+Importing the package is cheap; the public names load their modules on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["get_connection", "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from oauthconn.client import get_connection
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so "import oauthconn" works before Django's app registry is ready.
+    if name == "get_connection":
+        from oauthconn.client import get_connection
+
+        return get_connection
+    raise AttributeError(name)

@@ -1,0 +1,63 @@
+"""Settings: one ``OAUTHCONN`` dict, read at call time.
+
+``oauthconn_settings.NAME`` looks the key up in ``settings.OAUTHCONN`` on every access, falling
+back to ``DEFAULTS``, so pytest-django's ``settings`` fixture and ``override_settings`` just
+work. Unknown keys are reported by the system check ``oauthconn.E003``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from oauthconn import __version__
+
+DEFAULTS: dict[str, Any] = {
+    # Fernet keys, newest first: the first encrypts, all decrypt (see "Key rotation").
+    "ENCRYPTION_KEYS": [],
+    # Where this site is reachable, e.g. "https://example.com": the redirect URIs are built
+    # from it, never from the request's Host header (RFC 9700 §4.13).
+    "REDIRECT_BASE_URL": "",
+    # Seconds an authorization attempt (state, PKCE verifier) stays valid (RFC 6749 §4.1.2).
+    "STATE_LIFETIME": 600,
+    # Pending attempts kept per browser session; older ones are evicted (R14).
+    "MAX_PENDING_FLOWS": 5,
+    # Refresh an access token this many seconds before it expires.
+    "REFRESH_LEEWAY": 60,
+    # Lifetime assumed when a token response has no expires_in (a connection may override).
+    "DEFAULT_TOKEN_LIFETIME": 3600,
+    # expires_in values above this are clamped (providers have sent 10**12).
+    "MAX_TOKEN_LIFETIME": 366 * 24 * 3600,
+    # Outbound HTTP: timeouts in seconds, and a cap on a response's decoded size in bytes.
+    "CONNECT_TIMEOUT": 5.0,
+    "READ_TIMEOUT": 10.0,
+    "REQUEST_DEADLINE": 30.0,
+    "MAX_RESPONSE_BYTES": 1024 * 1024,
+    "USER_AGENT": f"oauthconn/{__version__}",
+    # A CA bundle path for private PKI; certificates are always verified.
+    "CA_BUNDLE": None,
+    # Development only: allow http:// and loopback destinations (127.0.0.0/8, ::1, localhost).
+    "ALLOW_INSECURE_LOOPBACK": False,
+    # Private destinations that the SSRF guard lets through (exact host names, CIDRs).
+    "ALLOWED_PRIVATE_HOSTS": [],
+    "ALLOWED_PRIVATE_NETWORKS": [],
+    # Seconds a caller waits for another worker's refresh before giving up.
+    "LOCK_TIMEOUT": 30.0,
+}
+
+
+class OAuthConnSettings:
+    """Attribute access to the ``OAUTHCONN`` dict with defaults, read at call time."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown oauthconn setting: {name!r}")
+        return user_settings().get(name, DEFAULTS[name])
+
+
+def user_settings() -> dict[str, Any]:
+    return getattr(settings, "OAUTHCONN", None) or {}
+
+
+oauthconn_settings = OAuthConnSettings()

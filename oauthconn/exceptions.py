@@ -1,0 +1,287 @@
+"""The one exception tree of oauthconn.
+
+Every error the app raises for code to catch is an ``OAuthConnError``. Subclasses mostly set
+class attributes; messages are fixed sentences plus what the provider said (``error`` and a
+capped ``error_description``), never tokens, secrets, codes or verifiers. Where Django already
+has a handler for a kind of error, the class mixes in Django's base: a forged callback is a
+``SuspiciousOperation`` (answered with 400), a setup mistake is ``ImproperlyConfigured``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+
+#: RFC 6749 §4.1.2.1 / §5.2: error and error_description are limited to %x20-21 / %x23-5B /
+#: %x5D-7E. Anything else a provider sends is replaced, so nothing hostile reaches a page or log.
+_UNSAFE_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_DESCRIPTION_CAP = 300
+
+
+def clean_provider_text(value: object, cap: int = _DESCRIPTION_CAP) -> str:
+    """Return provider-supplied text as one printable, capped line."""
+    if not isinstance(value, str):
+        return ""
+    text = _UNSAFE_CHARS.sub("?", value)
+    return text if len(text) <= cap else text[: cap - 1] + "…"
+
+
+class OAuthConnError(Exception):
+    """Root of every oauthconn error."""
+
+    #: a stable machine-readable code (API error bodies, events, logs)
+    code = "oauthconn_error"
+    #: a sentence for people; subclasses override it
+    message = "The OAuth connection failed."
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        self.details = details
+        super().__init__(message or self.message)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+class ConfigurationError(OAuthConnError, ImproperlyConfigured):
+    """The settings or a connection's configuration cannot work."""
+
+    code = "invalid_configuration"
+    message = "The OAuth connection is not configured correctly."
+
+
+class EncryptionKeyError(ConfigurationError):
+    code = "encryption_keys"
+    message = "OAUTHCONN['ENCRYPTION_KEYS'] is missing or holds a malformed key."
+
+
+class DecryptionFailed(OAuthConnError):
+    """A stored secret cannot be decrypted with any configured key."""
+
+    code = "cannot_decrypt"
+    message = (
+        "A stored secret cannot be decrypted with the configured keys: "
+        "re-enter the secret or reauthorize the connection."
+    )
+
+
+class InsecureURL(ConfigurationError):
+    code = "insecure_url"
+    message = "The URL is not allowed: use https (http only for loopback in development)."
+
+
+# --- looking up connections and tokens -------------------------------------------------------
+
+
+class ConnectionNotFound(OAuthConnError, LookupError):
+    code = "connection_not_found"
+    message = "No OAuth connection with that slug exists."
+
+
+class TokenUnavailable(OAuthConnError):
+    """The connection cannot produce an access token right now; subclasses say why."""
+
+    code = "token_unavailable"
+
+
+class NotConnected(TokenUnavailable):
+    code = "not_connected"
+    message = "The connection has not been authorized yet."
+
+
+class ReauthorizationRequired(TokenUnavailable):
+    """The grant is gone (invalid_grant, invalid_client, ...): an admin or user must reauthorize."""
+
+    code = "needs_reauthorization"
+    message = "The connection needs to be authorized again."
+
+
+class TemporarilyUnavailable(TokenUnavailable):
+    """A transient failure (network, 5xx, 429, a busy lock); retrying later may succeed."""
+
+    code = "provider_unavailable"
+    message = "The provider is temporarily unavailable; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None, **kw):
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class DisallowedResourceURL(OAuthConnError, ValueError):
+    """A request through a connection went to a URL outside its API base URL (R41)."""
+
+    code = "disallowed_url"
+    message = "Tokens are only sent to the connection's API base URL."
+
+
+# --- outbound HTTP ---------------------------------------------------------------------------
+
+
+class TransportError(OAuthConnError):
+    """The request did not produce a usable HTTP response."""
+
+    code = "transport_error"
+    message = "The provider could not be reached."
+    transient = True
+
+
+class ProviderTimeout(TransportError):
+    code = "timeout"
+    message = "The provider did not answer in time."
+
+
+class TLSVerificationFailed(TransportError):
+    code = "tls_verification_failed"
+    message = "TLS verification failed for the provider's certificate."
+
+
+class BlockedDestination(TransportError):
+    """The SSRF guard refused the destination address (R47)."""
+
+    code = "blocked_destination"
+    message = "The destination address is not allowed (private, loopback or reserved)."
+    transient = False
+
+
+class ResponseTooLarge(TransportError):
+    code = "response_too_large"
+    message = "The provider's response was larger than allowed."
+    transient = False
+
+
+# --- the authorization callback ---------------------------------------------------------------
+
+
+class AuthorizationFailed(OAuthConnError):
+    """The authorization attempt ended without a grant; the page shows ``message``."""
+
+    code = "authorization_failed"
+    message = "The authorization failed. Please start again."
+
+
+class InvalidCallback(AuthorizationFailed, SuspiciousOperation):
+    """A callback that does not belong to a pending attempt of this browser (forged, replayed)."""
+
+    code = "invalid_callback"
+    message = "Unknown or expired authorization attempt. Please start again."
+
+
+class SessionMissing(InvalidCallback):
+    code = "session_missing"
+    message = (
+        "The browser session was not sent with the callback. Check that "
+        "SESSION_COOKIE_SAMESITE is not 'Strict' and that cookies are enabled."
+    )
+
+
+class IssuerMismatch(InvalidCallback):
+    """RFC 9207: the ``iss`` in the response is not the provider's issuer."""
+
+    code = "issuer_mismatch"
+    message = "The response came from an unexpected authorization server."
+
+
+class AuthorizationDenied(AuthorizationFailed):
+    """The provider redirected back with an ``error`` (RFC 6749 §4.1.2.1)."""
+
+    code = "authorization_denied"
+    message = "The provider did not grant access."
+
+    #: fixed sentences for the error codes of RFC 6749 §4.1.2.1
+    messages = {
+        "access_denied": "Access was denied at the provider.",
+        "invalid_scope": "The provider rejected the requested scopes; check the connection's scopes.",
+        "unauthorized_client": "The provider does not allow this client to use this grant type.",
+        "unsupported_response_type": "The provider does not support the authorization code flow "
+        "for this client.",
+        "invalid_request": "The provider rejected the authorization request; check the "
+        "connection's configuration.",
+        "server_error": "The provider had an error. Try again later.",
+        "temporarily_unavailable": "The provider is temporarily unavailable. Try again later.",
+    }
+
+    def __init__(self, error: str, description: str = "") -> None:
+        self.error = clean_provider_text(error, 64) or "unknown_error"
+        self.description = clean_provider_text(description)
+        sentence = self.messages.get(self.error, self.message)
+        text = f"{sentence} ({self.error}"
+        text += f": {self.description})" if self.description else ")"
+        super().__init__(text)
+
+
+# --- token endpoint and provider responses ----------------------------------------------------
+
+
+class ProviderError(OAuthConnError):
+    """The token (or revocation) endpoint answered, but not with what was asked for."""
+
+    code = "provider_error"
+    message = "The provider's token endpoint returned an error."
+    transient = False
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        error: str = "",
+        description: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.error = clean_provider_text(error, 64)
+        self.description = clean_provider_text(description)
+        self.retry_after = retry_after
+        text = message or self.message
+        if self.error:
+            text += f" ({self.error}" + (f": {self.description})" if self.description else ")")
+        elif status is not None:
+            text += f" (HTTP {status})"
+        super().__init__(text)
+
+
+class InvalidGrant(ProviderError):
+    code = "invalid_grant"
+    message = "The provider rejected the grant: the code or refresh token is invalid, expired or already used."
+
+
+class InvalidClient(ProviderError):
+    code = "invalid_client"
+    message = "The provider rejected the client credentials: check the client id, secret and authentication method."
+
+
+class UnauthorizedClient(ProviderError):
+    code = "unauthorized_client"
+    message = "The provider does not allow this client to use this grant type."
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx or 429: the provider is overloaded or down. Retry later."""
+
+    code = "provider_unavailable"
+    message = "The provider is temporarily unavailable."
+    transient = True
+
+
+class InvalidProviderResponse(ProviderError):
+    """The response could not be understood (HTML, not JSON, missing fields, bad types)."""
+
+    code = "invalid_response"
+    message = "The provider sent a response that is not a valid OAuth token response."
+
+
+# --- discovery and ID tokens --------------------------------------------------------------------
+
+
+class DiscoveryFailed(ConfigurationError):
+    """The issuer's metadata could not be fetched or failed validation (RFC 8414 §3.3)."""
+
+    code = "discovery_failed"
+    message = "The provider's metadata could not be used."
+
+
+class InvalidIDToken(AuthorizationFailed):
+    """An ID token failed validation (OpenID Connect Core §3.1.3.7); nothing is stored."""
+
+    code = "invalid_id_token"
+    message = "The provider's ID token failed validation."

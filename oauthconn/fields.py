@@ -1,0 +1,60 @@
+"""An encrypted text field: plaintext in Python only as a ``Sealed`` value, ciphertext in the DB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from oauthconn.crypto import Sealed
+
+
+class SealedDescriptor:
+    """Seals plaintext on assignment, so the attribute is always ``Sealed`` or ``None``."""
+
+    def __init__(self, field: EncryptedTextField) -> None:
+        self.field = field
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return instance.__dict__.get(self.field.attname)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        if isinstance(value, str):
+            value = Sealed.seal(value) if value else None
+        instance.__dict__[self.field.attname] = value
+
+
+class EncryptedTextField(models.TextField):
+    """Stores a secret encrypted with the keyring; empty means "not set" (``None``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blank", True)
+        kwargs.setdefault("null", True)
+        kwargs.setdefault("editable", False)
+        super().__init__(*args, **kwargs)
+
+    def contribute_to_class(self, cls: type, name: str, *args: Any, **kwargs: Any) -> None:
+        super().contribute_to_class(cls, name, *args, **kwargs)
+        setattr(cls, self.attname, SealedDescriptor(self))
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Sealed | None:
+        return Sealed(value) if value else None
+
+    def to_python(self, value: Any) -> Sealed | None:
+        if isinstance(value, Sealed) or value is None:
+            return value
+        return Sealed.seal(value) if value else None
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            value = Sealed.seal(value)
+        return value.ciphertext
+
+    def value_to_string(self, obj: Any) -> str:
+        # Serializers (dumpdata) get ciphertext, never plaintext.
+        value = self.value_from_object(obj)
+        return value.ciphertext if value is not None else ""
