@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class OAuthConnConfig(AppConfig):
+    name = "oauthconn"
+    verbose_name = "OAuth connections"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from oauthconn import checks
+
+        checks.register()

@@ -1,0 +1,114 @@
+"""System checks with stable ids: ``oauthconn.E001``… for errors, ``oauthconn.W001``… warnings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import checks
+
+from oauthconn.conf import DEFAULTS, user_settings
+from oauthconn.exceptions import EncryptionKeyError, InsecureURL
+
+
+def check_encryption_keys(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    from oauthconn.crypto import keyring
+
+    if not user_settings().get("ENCRYPTION_KEYS"):
+        return [
+            checks.Error(
+                "OAUTHCONN['ENCRYPTION_KEYS'] is not set; secrets and tokens cannot be stored.",
+                hint='Generate a key with `python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"` and put it first in the list.',
+                id="oauthconn.E001",
+            )
+        ]
+    try:
+        keyring()
+    except EncryptionKeyError:
+        return [
+            checks.Error(
+                "OAUTHCONN['ENCRYPTION_KEYS'] holds a malformed key.",
+                hint="Each key must be a 32-byte url-safe base64 Fernet key.",
+                id="oauthconn.E002",
+            )
+        ]
+    return []
+
+
+def check_unknown_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    unknown = sorted(set(user_settings()) - set(DEFAULTS))
+    if not unknown:
+        return []
+    return [
+        checks.Error(
+            f"Unknown key(s) in OAUTHCONN: {', '.join(unknown)}.",
+            hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+            id="oauthconn.E003",
+        )
+    ]
+
+
+def check_redirect_base_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    from oauthconn.http import check_url
+
+    base = user_settings().get("REDIRECT_BASE_URL", "")
+    hint = "Set OAUTHCONN['REDIRECT_BASE_URL'] to this site's public https origin."
+    if not base:
+        return [
+            checks.Error(
+                "OAUTHCONN['REDIRECT_BASE_URL'] is not set; redirect URIs are built from it.",
+                hint=hint,
+                id="oauthconn.E004",
+            )
+        ]
+    try:
+        check_url(base, field="REDIRECT_BASE_URL")
+    except InsecureURL:
+        return [
+            checks.Error(
+                f"OAUTHCONN['REDIRECT_BASE_URL'] is not an https URL: {base}",
+                hint=hint,
+                id="oauthconn.E005",
+            )
+        ]
+    return []
+
+
+def check_deployment_safety(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    messages = []
+    if user_settings().get("ALLOW_INSECURE_LOOPBACK") and not settings.DEBUG:
+        messages.append(
+            checks.Warning(
+                "OAUTHCONN['ALLOW_INSECURE_LOOPBACK'] is on while DEBUG is off.",
+                hint="It allows plain http and loopback destinations; turn it off in production.",
+                id="oauthconn.W001",
+            )
+        )
+    if getattr(settings, "SESSION_COOKIE_SAMESITE", "Lax") == "Strict":
+        messages.append(
+            checks.Warning(
+                "SESSION_COOKIE_SAMESITE is 'Strict': browsers drop the session cookie on the "
+                "provider's redirect back, so every authorization callback fails.",
+                hint="Use 'Lax' (Django's default).",
+                id="oauthconn.W002",
+            )
+        )
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.signed_cookies":
+        messages.append(
+            checks.Warning(
+                "SESSION_ENGINE stores sessions in signed cookies that the browser can read.",
+                hint="oauthconn keeps flow secrets server-side, but the wizard's session data "
+                "is readable there; use a server-side session engine.",
+                id="oauthconn.W003",
+            )
+        )
+    return messages
+
+
+def register() -> None:
+    for check in (
+        check_encryption_keys,
+        check_unknown_settings,
+        check_redirect_base_url,
+        check_deployment_safety,
+    ):
+        checks.register(check, "oauthconn")
