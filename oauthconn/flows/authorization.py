@@ -1,0 +1,202 @@
+"""Start and complete the authorization code flow (RFC 6749 §4.1, RFC 7636, RFC 9207).
+
+An attempt is a ``PendingAuthorization`` row keyed by a hash of ``state``, bound to the browser
+session that started it and to its user, valid for ``STATE_LIFETIME`` seconds and consumed
+exactly once, before the code is redeemed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from oauthconn import http
+from oauthconn.conf import oauthconn_settings
+from oauthconn.crypto import reveal
+from oauthconn.exceptions import (
+    AuthorizationDenied,
+    ConfigurationError,
+    InvalidCallback,
+    SessionMissing,
+)
+from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
+from oauthconn.models import (
+    Connection,
+    EventKind,
+    PendingAuthorization,
+    Token,
+    TokenStatus,
+)
+from oauthconn.oauth import pkce
+from oauthconn.oauth.authorize import build_authorization_url
+from oauthconn.oauth.callback import CallbackParams, check_issuer, parse_callback
+from oauthconn.oauth.token import TokenSet, exchange_code
+
+#: session key of a random per-browser secret; attempts store only its hash
+BROWSER_SESSION_KEY = "oauthconn.browser"
+
+
+def browser_hash(session, *, create: bool) -> str | None:
+    secret = session.get(BROWSER_SESSION_KEY)
+    if secret is None:
+        if not create:
+            return None
+        secret = session[BROWSER_SESSION_KEY] = secrets.token_urlsafe(32)
+    return PendingAuthorization.hash(secret)
+
+
+def start_authorization(
+    connection: Connection, *, user, session, owner=None, return_to: str = ""
+) -> str:
+    """Record a new attempt and return the URL to send the browser to."""
+    if not connection.uses_browser:
+        raise ConfigurationError("Client credentials connections do not use a browser.")
+    provider = connection.provider
+    http.check_url(provider.authorization_endpoint, field="authorization endpoint")
+    state = pkce.make_state()
+    verifier = pkce.make_code_verifier() if connection.uses_pkce else None
+    nonce = pkce.make_nonce() if "openid" in connection.scope_list else None
+    binding = browser_hash(session, create=True)
+    now = timezone.now()
+    with transaction.atomic():
+        _forget_old_attempts(binding, now)
+        PendingAuthorization.objects.create(
+            state_hash=PendingAuthorization.hash(state),
+            browser_hash=binding,
+            connection=connection,
+            owner=owner,
+            user=user,
+            code_verifier=verifier,
+            nonce=nonce,
+            redirect_uri=connection.redirect_uri,
+            return_to=return_to,
+            created_at=now,
+            expires_at=now + timedelta(seconds=oauthconn_settings.STATE_LIFETIME),
+        )
+    return build_authorization_url(
+        provider.authorization_endpoint,
+        client_id=connection.client_id,
+        redirect_uri=connection.redirect_uri,
+        scope=connection.scope_string,
+        state=state,
+        code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
+        nonce=nonce,
+        extra_params=connection.extra_authorize_params,
+    )
+
+
+def _forget_old_attempts(binding: str, now) -> None:
+    """Purge expired attempts and keep at most MAX_PENDING_FLOWS per browser (R14)."""
+    PendingAuthorization.objects.expired(now).delete()
+    keep = max(oauthconn_settings.MAX_PENDING_FLOWS - 1, 0)
+    stale = PendingAuthorization.objects.filter(browser_hash=binding).order_by("-created_at")
+    stale_ids = list(stale.values_list("pk", flat=True)[keep:])
+    if stale_ids:
+        PendingAuthorization.objects.filter(pk__in=stale_ids).delete()
+
+
+def complete_authorization(slug: str, query, *, user, session) -> Token:
+    """Check the callback, consume its attempt, redeem the code once, store the grant.
+
+    Raises an ``AuthorizationFailed`` (forged, replayed or expired callback; ``iss`` mismatch;
+    an error from the provider) or a ``ProviderError``/``TransportError`` from the token
+    endpoint. In every failure the stored tokens are unchanged.
+    """
+    params = parse_callback(query)
+    attempt = consume_attempt(slug, params, user=user, session=session)
+    connection = attempt.connection
+    try:
+        check_issuer(params, connection.provider.issuer, required=connection.provider.sends_issuer)
+        if params.error:
+            raise AuthorizationDenied(params.error, params.error_description)
+        tokens = redeem_code(connection, attempt, params.code)
+    except Exception as err:
+        record_event(
+            EventKind.AUTHORIZATION_FAILED,
+            connection,
+            actor=user,
+            message=str(err),
+            code=getattr(err, "code", "error"),
+        )
+        raise
+    return store_grant(connection, tokens, owner=attempt.owner, actor=user)
+
+
+def consume_attempt(slug: str, params: CallbackParams, *, user, session) -> PendingAuthorization:
+    """Find the attempt for this state in this browser, and delete it exactly once (R16)."""
+    binding = browser_hash(session, create=False)
+    if binding is None:
+        raise SessionMissing()
+    attempt = (
+        PendingAuthorization.objects.select_related("connection__provider", "owner")
+        .filter(state_hash=PendingAuthorization.hash(params.state), browser_hash=binding)
+        .first()
+    )
+    if attempt is None:
+        raise InvalidCallback()
+    # Sessions are not locked: two parallel callbacks may both find the row; only the one whose
+    # delete removes it goes on.
+    deleted, _ = PendingAuthorization.objects.filter(pk=attempt.pk).delete()
+    if not deleted:
+        raise InvalidCallback()
+    if attempt.expires_at <= timezone.now():
+        raise InvalidCallback("This authorization attempt expired. Please start again.")
+    if attempt.user_id != user.pk or attempt.connection.slug != slug:
+        raise InvalidCallback()
+    return attempt
+
+
+def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str) -> TokenSet:
+    """Exchange the code at the token endpoint: one attempt, never retried (R24)."""
+    with http.build_client() as client:
+        tokens = exchange_code(
+            client,
+            connection.provider.token_endpoint,
+            code=code,
+            redirect_uri=attempt.redirect_uri,
+            code_verifier=reveal(attempt.code_verifier),
+            credentials=credentials_for(connection),
+            extra_params=connection.extra_token_params,
+            **token_limits(connection),
+        )
+    return tokens
+
+
+def store_grant(connection: Connection, tokens: TokenSet, *, owner=None, actor=None) -> Token:
+    """Save a new grant for an owner, all or nothing, and record the events."""
+    with transaction.atomic():
+        token, created = Token.objects.select_for_update().get_or_create(
+            connection=connection, owner=owner
+        )
+        was_broken = not created and token.status in (TokenStatus.NEEDS_REAUTH, TokenStatus.FAILING)
+        apply_token_set(token, tokens, keep_refresh_token=False)
+        if tokens.scope is None:
+            token.scope = connection.scopes  # RFC 6749 §5.1: omitted means as requested
+        now = timezone.now()
+        token.authorized_by = actor if getattr(actor, "is_authenticated", False) else None
+        token.authorized_at = now
+        token.refreshed_at = None
+        token.revocation_pending = False
+        token.save()
+        missing = sorted(set(connection.scope_list) - set(token.granted_scopes))
+        record_event(
+            EventKind.AUTHORIZED,
+            connection,
+            token=token,
+            actor=actor,
+            message="Authorized."
+            + (f" Scopes not granted: {' '.join(missing)}." if missing else ""),
+            scopes=token.scope,
+        )
+        if was_broken:
+            record_event(
+                EventKind.RECOVERED,
+                connection,
+                token=token,
+                actor=actor,
+                message="Recovered by a new authorization.",
+            )
+    return token

@@ -1,0 +1,122 @@
+"""Pieces every flow shares: client credentials, token parameters, events and signals."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.utils import timezone
+
+from oauthconn import signals
+from oauthconn.conf import oauthconn_settings
+from oauthconn.crypto import reveal
+from oauthconn.models import Connection, Event, EventKind, Token, TokenStatus
+from oauthconn.oauth.client_auth import ClientCredentials
+from oauthconn.oauth.token import TokenSet
+
+logger = logging.getLogger("oauthconn")
+
+SIGNAL_FOR_EVENT = {
+    EventKind.AUTHORIZED: signals.authorized,
+    EventKind.REFRESHED: signals.refreshed,
+    EventKind.REFRESH_FAILED: signals.refresh_failed,
+    EventKind.NEEDS_REAUTH: signals.needs_reauthorization,
+    EventKind.RECOVERED: signals.recovered,
+    EventKind.REVOKED: signals.revoked,
+}
+
+
+def credentials_for(connection: Connection) -> ClientCredentials:
+    return ClientCredentials(
+        client_id=connection.client_id,
+        client_secret=reveal(connection.client_secret),
+        method=connection.client_auth_method,
+    )
+
+
+def token_limits(connection: Connection) -> dict[str, Any]:
+    """Keyword arguments for the token requests: fallback and maximum lifetimes."""
+    return {
+        "default_lifetime": connection.token_lifetime or oauthconn_settings.DEFAULT_TOKEN_LIFETIME,
+        "max_lifetime": oauthconn_settings.MAX_TOKEN_LIFETIME,
+    }
+
+
+def record_event(
+    kind: str,
+    connection: Connection,
+    *,
+    token: Token | None = None,
+    actor=None,
+    message: str = "",
+    error: Exception | None = None,
+    **data: Any,
+) -> Event:
+    """Write an audit row and send the matching signal once the transaction commits."""
+    owner = token.owner if token is not None else None
+    event = Event.objects.create(
+        connection=connection,
+        token=token,
+        owner=owner,
+        kind=kind,
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        message=message,
+        data=data,
+    )
+    logger.info(
+        "oauthconn %s: connection=%s owner=%s %s",
+        kind,
+        connection.slug,
+        getattr(owner, "pk", None),
+        message,
+    )
+    signal = SIGNAL_FOR_EVENT.get(kind)
+    if signal is not None:
+        kwargs = {
+            "connection": connection,
+            "token": token,
+            "owner": owner,
+            "actor": actor,
+            "event": event,
+        }
+        if error is not None:
+            kwargs["error"] = error
+        transaction.on_commit(lambda: signal.send(sender=Connection, **kwargs))
+    return event
+
+
+def lock_token(pk: int) -> Token:
+    """Re-read a token row under a lock that holds until the transaction ends.
+
+    PostgreSQL and MySQL take a row lock. SQLite ignores ``SELECT … FOR UPDATE``; an UPDATE
+    takes its database-wide write lock instead, which serializes refreshes just as well there.
+    """
+    queryset = Token.objects.select_related("connection__provider", "owner")
+    if db_connection.features.has_select_for_update:
+        return queryset.select_for_update(of=("self",)).get(pk=pk)
+    Token.objects.filter(pk=pk).update(updated_at=timezone.now())
+    return queryset.get(pk=pk)
+
+
+def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool) -> None:
+    """Copy a validated token response onto the row (the caller saves, in its transaction).
+
+    A refresh response without a refresh token keeps the old one (RFC 6749 §6).
+    """
+    token.access_token = tokens.access_token
+    if tokens.refresh_token or not keep_refresh_token:
+        token.refresh_token = tokens.refresh_token
+        token.refresh_expires_at = tokens.refresh_expires_at
+    if tokens.id_token:
+        token.id_token = tokens.id_token
+    token.token_type = tokens.token_type
+    token.expires_at = tokens.expires_at
+    if tokens.scope is not None:
+        token.scope = tokens.scope
+    token.status = TokenStatus.ACTIVE
+    token.last_error = ""
+    token.last_error_code = ""
+    token.failure_count = 0
+    token.next_attempt_at = None

@@ -1,0 +1,269 @@
+"""Valid access tokens on demand: single-flight refresh and client credentials (RFC 6749 §6, §4.4).
+
+One refresh per token at a time, across threads (a process-local lock, so waiting threads
+hold no database transaction) and across processes and hosts (a row lock, re-read after
+locking: whoever waited finds the new token and sends nothing).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from oauthconn import http
+from oauthconn.conf import oauthconn_settings
+from oauthconn.exceptions import (
+    InvalidClient,
+    InvalidGrant,
+    NotConnected,
+    OAuthConnError,
+    ProviderError,
+    ReauthorizationRequired,
+    TemporarilyUnavailable,
+    TransportError,
+    UnauthorizedClient,
+)
+from oauthconn.flows.common import apply_token_set, credentials_for, lock_token, record_event
+from oauthconn.flows.common import token_limits
+from oauthconn.models import Connection, EventKind, GrantType, Token, TokenStatus
+from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
+
+#: errors after which only a new authorization helps (RFC 6749 §5.2)
+TERMINAL_ERRORS = (InvalidGrant, InvalidClient, UnauthorizedClient)
+BACKOFF_BASE = 10.0
+BACKOFF_CAP = 15 * 60.0
+
+_locks_guard = threading.Lock()
+_locks: dict[tuple[int, int | None], threading.Lock] = {}
+
+
+def _local_lock(connection: Connection, owner) -> threading.Lock:
+    key = (connection.pk, getattr(owner, "pk", None))
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def load_token(connection: Connection, owner=None) -> Token | None:
+    return Token.objects.filter(connection=connection).for_owner(owner).first()
+
+
+def get_valid_token(
+    connection: Connection, owner=None, *, force: bool = False, stale: Token | None = None
+) -> Token:
+    """Return a token whose access token is valid for at least ``REFRESH_LEEWAY`` seconds.
+
+    ``force`` renews even an unexpired token (after a 401), unless another worker already
+    replaced ``stale``. Raises ``NotConnected``, ``ReauthorizationRequired`` or
+    ``TemporarilyUnavailable``.
+    """
+    token = load_token(connection, owner)
+    if connection.grant_type == GrantType.CLIENT_CREDENTIALS and _never_fetched(token):
+        return renew(connection, owner, stale=token)
+    if token is None:
+        raise NotConnected()
+    raise_if_unusable(token)
+    if force:
+        return renew(connection, owner, stale=stale or token, force=True)
+    if not token.expires_within(oauthconn_settings.REFRESH_LEEWAY):
+        return token
+    return renew(connection, owner, stale=token)
+
+
+def _never_fetched(token: Token | None) -> bool:
+    return token is None or (
+        token.access_token is None and token.status != TokenStatus.NEEDS_REAUTH
+    )
+
+
+def raise_if_unusable(token: Token) -> None:
+    if token.status == TokenStatus.NEEDS_REAUTH:
+        raise ReauthorizationRequired(token.last_error or None)
+    if token.status == TokenStatus.REVOKED or token.access_token is None:
+        raise NotConnected()
+
+
+def renew(connection: Connection, owner=None, *, stale: Token | None = None, force=False) -> Token:
+    """Refresh (or fetch a client credentials token) once, whoever else asks at the same time."""
+    lock = _local_lock(connection, owner)
+    if not lock.acquire(timeout=oauthconn_settings.LOCK_TIMEOUT):
+        raise TemporarilyUnavailable("Timed out waiting for another refresh of this connection.")
+    try:
+        current = load_token(connection, owner)
+        if current is None:
+            current, _ = Token.objects.get_or_create(connection=connection, owner=owner)
+        elif _still_fresh(current, stale, force):
+            return current
+        outcome = _renew_locked(current.pk, stale, force)
+    finally:
+        lock.release()
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.token
+
+
+def _still_fresh(token: Token, stale: Token | None, force: bool) -> bool:
+    """True when someone else renewed since ``stale`` was read, or nothing needs doing."""
+    if token.access_token is None or token.status in (
+        TokenStatus.NEEDS_REAUTH,
+        TokenStatus.REVOKED,
+    ):
+        return False
+    if stale is not None and _ciphertext(stale) != _ciphertext(token):
+        return True
+    return not force and not token.expires_within(oauthconn_settings.REFRESH_LEEWAY)
+
+
+def _ciphertext(token: Token) -> str | None:
+    return token.access_token.ciphertext if token.access_token is not None else None
+
+
+@dataclass
+class _Outcome:
+    token: Token
+    error: OAuthConnError | None = None
+
+
+def _renew_locked(pk: int, stale: Token | None, force: bool) -> _Outcome:
+    # Status changes must commit even when the caller gets an exception, so the error is
+    # returned out of the transaction and raised after it.
+    with transaction.atomic():
+        token = lock_token(pk)
+        if _still_fresh(token, stale, force):
+            return _Outcome(token)
+        connection = token.connection
+        if token.status == TokenStatus.NEEDS_REAUTH:
+            return _Outcome(token, ReauthorizationRequired(token.last_error or None))
+        waiting = _backoff_remaining(token)
+        if waiting and not force:
+            return _serve_while_failing(token, TemporarilyUnavailable(retry_after=waiting))
+        if connection.grant_type == GrantType.CLIENT_CREDENTIALS:
+            return _request(token, lambda client: _client_credentials(client, connection))
+        if token.refresh_token is None:
+            error = ReauthorizationRequired(
+                "The access token expired and there is no refresh token."
+            )
+            return _mark_needs_reauth(token, error)
+        return _request(token, lambda client: _refresh(client, token))
+
+
+def _backoff_remaining(token: Token) -> float:
+    if token.next_attempt_at is None:
+        return 0.0
+    return max((token.next_attempt_at - timezone.now()).total_seconds(), 0.0)
+
+
+def _refresh(client, token: Token) -> TokenSet:
+    connection = token.connection
+    return refresh_token_grant(
+        client,
+        connection.provider.token_endpoint,
+        refresh_token=token.refresh_token.reveal(),
+        credentials=credentials_for(connection),
+        extra_params=connection.extra_token_params,
+        **token_limits(connection),
+    )
+
+
+def _client_credentials(client, connection: Connection) -> TokenSet:
+    return client_credentials_grant(
+        client,
+        connection.provider.token_endpoint,
+        credentials=credentials_for(connection),
+        scope=connection.scope_string,
+        extra_params=connection.extra_token_params,
+        **token_limits(connection),
+    )
+
+
+def _request(token: Token, send) -> _Outcome:
+    try:
+        with http.build_client() as client:
+            tokens = send(client)
+    except TERMINAL_ERRORS as err:
+        return _mark_needs_reauth(token, ReauthorizationRequired(str(err)), cause=err)
+    except (ProviderError, TransportError) as err:
+        return _mark_failing(token, err)
+    _store_renewal(token, tokens)
+    return _Outcome(token)
+
+
+def _store_renewal(token: Token, tokens: TokenSet) -> None:
+    recovering = token.status == TokenStatus.FAILING
+    first = token.access_token is None
+    apply_token_set(token, tokens, keep_refresh_token=True)
+    token.refreshed_at = timezone.now()
+    if first:
+        token.authorized_at = token.refreshed_at
+        token.scope = tokens.scope or token.connection.scopes
+    token.save()
+    kind = EventKind.AUTHORIZED if first else EventKind.REFRESHED
+    record_event(kind, token.connection, token=token, message="New access token obtained.")
+    if recovering:
+        record_event(
+            EventKind.RECOVERED,
+            token.connection,
+            token=token,
+            message="The provider answered again.",
+        )
+
+
+def _mark_needs_reauth(token: Token, error: OAuthConnError, cause=None) -> _Outcome:
+    token.status = TokenStatus.NEEDS_REAUTH
+    token.last_error = str(error)
+    token.last_error_code = getattr(cause, "code", error.code)
+    token.next_attempt_at = None
+    token.save()
+    record_event(
+        EventKind.NEEDS_REAUTH,
+        token.connection,
+        token=token,
+        message=str(error),
+        error=error,
+        code=token.last_error_code,
+    )
+    if cause is not None:
+        error.__cause__ = cause
+    return _Outcome(token, error)
+
+
+def _mark_failing(token: Token, err: OAuthConnError) -> _Outcome:
+    token.failure_count += 1
+    delay = backoff_delay(token.failure_count, getattr(err, "retry_after", None))
+    token.status = TokenStatus.FAILING
+    token.last_error = str(err)
+    token.last_error_code = err.code
+    token.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    token.save()
+    record_event(
+        EventKind.REFRESH_FAILED,
+        token.connection,
+        token=token,
+        message=str(err),
+        error=err,
+        code=err.code,
+        retry_in=round(delay),
+    )
+    error = TemporarilyUnavailable(str(err), retry_after=delay)
+    error.__cause__ = err
+    return _serve_while_failing(token, error)
+
+
+def _serve_while_failing(token: Token, error: TemporarilyUnavailable) -> _Outcome:
+    """A transient failure never costs a valid token: serve it until it really expires."""
+    if token.access_token is not None and not token.expires_within(0):
+        return _Outcome(token)
+    return _Outcome(token, error)
+
+
+def backoff_delay(failures: int, retry_after: float | None = None) -> float:
+    """Capped exponential backoff with jitter; a provider's Retry-After wins up to the cap."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
+    delay *= random.uniform(0.8, 1.2)
+    if retry_after:
+        delay = max(delay, min(float(retry_after), BACKOFF_CAP))
+    return delay

@@ -1,0 +1,69 @@
+"""Re-encrypt every stored secret with the newest key in OAUTHCONN['ENCRYPTION_KEYS']."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from oauthconn.exceptions import DecryptionFailed
+from oauthconn.fields import EncryptedTextField
+from oauthconn.models import Connection, PendingAuthorization, Token
+
+BATCH = 500
+
+
+def encrypted_fields(model) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt client secrets, private keys and tokens with the first key of "
+        "OAUTHCONN['ENCRYPTION_KEYS']. Run after adding a new key in front; then the old "
+        "keys can be removed."
+    )
+
+    def handle(self, *args, **options) -> None:
+        rotated, failed = 0, 0
+        for model in (Connection, Token, PendingAuthorization):
+            done, broken = self.rotate_model(model)
+            rotated += done
+            failed += broken
+        self.stdout.write(f"Re-encrypted {rotated} value(s); {failed} could not be decrypted.")
+        if failed:
+            raise CommandError(
+                f"{failed} value(s) cannot be decrypted with any configured key; keep the old "
+                "key(s) until those are re-entered or reauthorized."
+            )
+
+    def rotate_model(self, model) -> tuple[int, int]:
+        names = encrypted_fields(model)
+        rotated = failed = 0
+        pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(pks), BATCH):
+            with transaction.atomic():
+                rows = model.objects.select_for_update().filter(pk__in=pks[start : start + BATCH])
+                for row in rows:
+                    done, broken = self.rotate_row(row, names)
+                    rotated += done
+                    failed += broken
+        return rotated, failed
+
+    def rotate_row(self, row, names) -> tuple[int, int]:
+        rotated = failed = 0
+        changed = []
+        for name in names:
+            value = getattr(row, name)
+            if value is None:
+                continue
+            try:
+                setattr(row, name, value.rotated())
+            except DecryptionFailed:
+                self.stderr.write(f"Cannot decrypt {row._meta.label} #{row.pk} {name}.")
+                failed += 1
+                continue
+            changed.append(name)
+            rotated += 1
+        if changed:
+            row.save(update_fields=changed)
+        return rotated, failed

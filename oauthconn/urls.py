@@ -1,0 +1,14 @@
+"""Include with ``path("oauthconn/", include("oauthconn.urls"))``."""
+
+from django.urls import path
+
+from oauthconn import views
+
+app_name = "oauthconn"
+
+urlpatterns = [
+    path("", views.my_connections, name="my_connections"),
+    path("connect/<slug:slug>/", views.start, name="start"),
+    path("callback/<slug:slug>/", views.callback, name="callback"),
+    path("disconnect/<slug:slug>/", views.disconnect, name="disconnect"),
+]
