@@ -1,0 +1,26 @@
+"""A development encryption key for the demo, so the site starts with zero configuration."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+
+def development_encryption_key(folder: Path) -> str:
+    """Return the key in ``folder/encryption.key``, creating it on first use.
+
+    Only for the demo: production sets OAUTHCONN_ENCRYPTION_KEYS from a secret store.
+    """
+    path = folder / "encryption.key"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+        print(
+            f"oauthconn demo: created a development encryption key in {path}; "
+            "set OAUTHCONN_ENCRYPTION_KEYS in production.",
+            file=sys.stderr,
+        )
+    return path.read_text().strip()

@@ -1,0 +1,105 @@
+"""Seed the demo: an admin, a provider user, a local authorization server and three connections."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from oauth2_provider.models import Application
+
+from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
+
+
+class Command(BaseCommand):
+    help = "Create or reset the demo data and print the logins."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--site-url", default="http://127.0.0.1:8000")
+        # The provider lives in the same process under another host name, so its login
+        # session and the admin's are separate cookies, as with a real provider.
+        parser.add_argument("--provider-url", default="http://localhost:8000")
+
+    def handle(self, *args, site_url: str, provider_url: str, **options) -> None:
+        admin_password = reset_user("admin", superuser=True)
+        alice_password = reset_user("alice")
+        provider = upsert_provider(provider_url.rstrip("/"))
+        shared = upsert_connection("demo", "Demo API (shared)", provider, per_user=False)
+        personal = upsert_connection("demo-personal", "Demo API (per user)", provider, per_user=True)
+        service = upsert_connection(
+            "demo-service", "Demo API (client credentials)", provider, per_user=False,
+            grant_type=GrantType.CLIENT_CREDENTIALS,
+        )
+        upsert_application("oauthconn-demo", [shared, personal],
+                           Application.GRANT_AUTHORIZATION_CODE)
+        upsert_application("oauthconn-demo-service", [service],
+                           Application.GRANT_CLIENT_CREDENTIALS)
+        self.stdout.write(self.style.SUCCESS(
+            "\n  oauthconn demo is ready\n"
+            f"  Site:               {site_url}/\n"
+            f"  Admin:              {site_url}/admin/   user admin / {admin_password}\n"
+            f"  Provider login:     user alice / {alice_password}  (at {provider_url})\n"
+            f"  Your connections:   {site_url}/oauthconn/\n"
+        ))
+
+
+def reset_user(username: str, *, superuser: bool = False) -> str:
+    password = secrets.token_urlsafe(9)
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    user.is_staff = user.is_superuser = superuser
+    user.set_password(password)
+    user.save()
+    return password
+
+
+def upsert_provider(base: str) -> Provider:
+    provider, _ = Provider.objects.update_or_create(
+        slug="demo",
+        defaults={
+            "name": "Demo authorization server",
+            "preset": "demo",
+            "issuer": "",
+            "authorization_endpoint": f"{base}/demo-oauth/authorize/",
+            "token_endpoint": f"{base}/demo-oauth/token/",
+            "revocation_endpoint": f"{base}/demo-oauth/revoke_token/",
+            "metadata": {"api_base_url": f"{base}/demo-api/"},
+        },
+    )
+    return provider
+
+
+def upsert_connection(slug, name, provider, *, per_user, grant_type=GrantType.AUTHORIZATION_CODE_PKCE):
+    connection, _ = Connection.objects.update_or_create(
+        slug=slug,
+        defaults={
+            "name": name,
+            "provider": provider,
+            "grant_type": grant_type,
+            "client_id": f"oauthconn-{slug}",
+            "client_auth_method": ClientAuthMethod.CLIENT_SECRET_BASIC,
+            "scopes": "read write",
+            "api_base_url": provider.metadata["api_base_url"],
+            "per_user": per_user,
+            "test_path": "me/",
+        },
+    )
+    return connection
+
+
+def upsert_application(client_id: str, connections, grant_type) -> None:
+    """One registered client at the demo server, shared by the given connections."""
+    secret = secrets.token_urlsafe(32)
+    Application.objects.filter(client_id=client_id).delete()
+    Application.objects.create(
+        name=client_id,
+        client_id=client_id,
+        client_secret=secret,  # hashed by django-oauth-toolkit on save
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=grant_type,
+        redirect_uris=" ".join(c.redirect_uri for c in connections),
+        algorithm="",
+    )
+    for connection in connections:
+        connection.client_id = client_id
+        connection.client_secret = secret
+        connection.save()

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from project import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("admin/", admin.site.urls),
+    path("oauthconn/", include("oauthconn.urls")),
+    # The demo authorization server and a resource it protects (django-oauth-toolkit).
+    path("demo-oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+    path("demo-api/me/", views.DemoMe.as_view(), name="demo-api-me"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="admin/login.html",
+                                     extra_context={"site_header": "Demo authorization server"}),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+]
