@@ -1,0 +1,20 @@
+"""Test settings: the demo project's settings, a fixed key, fast hashing."""
+
+from project.settings import *  # noqa: F403
+from project.settings import OAUTHCONN, env
+
+# DATABASE_URL selects the engine (PostgreSQL tier); SQLite in memory otherwise.
+DATABASES = {"default": env.db("DATABASE_URL", default="sqlite://:memory:")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+
+OAUTHCONN = {
+    **OAUTHCONN,
+    # A fixed test key: generated once for this suite, it guards nothing real.
+    "ENCRYPTION_KEYS": ["lWZ0PwLAt7hgZK5wbLp2y0Xc3L2Fxt1vg1l8Ya7oFb0="],
+    "REDIRECT_BASE_URL": "http://testserver",
+    "ALLOW_INSECURE_LOOPBACK": True,
+}
+
+MIDDLEWARE = ["tests.recorder.RecordingMiddleware", *MIDDLEWARE]  # noqa: F405

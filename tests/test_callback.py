@@ -1,0 +1,197 @@
+"""Forged, replayed, expired and failed callbacks: a clear error, no token request, nothing changed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from oauthconn.models import Event, PendingAuthorization, Provider, Token
+from tests.conftest import authorize, consent, deliver, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def snapshot(connection):
+    return [
+        (t.pk, t.access_token.reveal() if t.access_token else None, t.status, t.expires_at)
+        for t in Token.objects.filter(connection=connection)
+    ]
+
+
+@pytest.fixture
+def connected(staff_client, make_connection, as_log):
+    """An already authorized connection, so "nothing changed" has something to keep."""
+    connection = make_connection()
+    authorize(staff_client, connection)
+    as_log.clear()
+    return connection
+
+
+def test_replayed_callback_is_refused(staff_client, connected, as_log):
+    query = consent(staff_client, start(staff_client, connected))
+    assert deliver(staff_client, connected, query).status_code == 303
+    before = snapshot(connected)
+
+    replay = deliver(staff_client, connected, query)
+
+    assert replay.status_code == 400
+    assert b"Unknown or expired authorization attempt" in replay.content
+    assert len(as_log.to("/demo-oauth/token/")) == 1
+    assert snapshot(connected) == before
+
+
+def test_state_from_another_session_is_refused(staff_client, staff, connected, as_log):
+    query = consent(staff_client, start(staff_client, connected))
+    before = snapshot(connected)
+    other_browser = Client()
+    other_browser.force_login(staff)  # even the same user, in another browser
+
+    response = deliver(other_browser, connected, query)
+
+    assert response.status_code == 400
+    assert as_log.to("/demo-oauth/token/") == []
+    assert snapshot(connected) == before
+
+
+def test_expired_state_is_refused(staff_client, connected, as_log):
+    query = consent(staff_client, start(staff_client, connected))
+    PendingAuthorization.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    before = snapshot(connected)
+
+    response = deliver(staff_client, connected, query)
+
+    assert response.status_code == 400
+    assert b"expired" in response.content
+    assert as_log.to("/demo-oauth/token/") == []
+    assert snapshot(connected) == before
+
+
+def test_state_lifetime_is_a_setting(staff_client, connected, settings):
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "STATE_LIFETIME": 30}
+    start(staff_client, connected)
+    attempt = PendingAuthorization.objects.get()
+    assert attempt.expires_at - attempt.created_at == timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"code": "abc"},  # no state
+        {"state": "forged", "code": "abc"},
+        {"state": ""},
+        {"state": ["a", "b"], "code": "abc"},
+    ],
+)
+def test_missing_or_forged_state_is_refused(staff_client, connected, as_log, query):
+    start(staff_client, connected)
+    before = snapshot(connected)
+    response = deliver(staff_client, connected, query)
+    assert response.status_code == 400
+    assert as_log.to("/demo-oauth/token/") == []
+    assert snapshot(connected) == before
+
+
+def test_wrong_issuer_is_refused_before_the_token_request(staff_client, connected, as_log):
+    Provider.objects.update(issuer="https://as.example")
+    query = consent(staff_client, start(staff_client, connected))
+    query["iss"] = ["https://evil.example"]
+    before = snapshot(connected)
+
+    response = deliver(staff_client, connected, query)
+
+    assert response.status_code == 400
+    assert b"unexpected authorization server" in response.content
+    assert as_log.to("/demo-oauth/token/") == []
+    assert snapshot(connected) == before
+    # the attempt is consumed: the honest iss cannot be tried afterwards
+    query["iss"] = ["https://as.example"]
+    assert deliver(staff_client, connected, query).status_code == 400
+
+
+def test_missing_issuer_is_refused_when_the_provider_sends_it(staff_client, connected, as_log):
+    Provider.objects.update(issuer="https://as.example", sends_issuer=True)
+    query = consent(staff_client, start(staff_client, connected))
+    assert deliver(staff_client, connected, query).status_code == 400
+    assert as_log.to("/demo-oauth/token/") == []
+
+
+def test_callback_for_another_connection_is_refused(staff_client, make_connection, connected, as_log):
+    other = make_connection("other")
+    query = consent(staff_client, start(staff_client, connected))
+    assert deliver(staff_client, other, query).status_code == 400
+    assert as_log.to("/demo-oauth/token/") == []
+
+
+def test_access_denied_shows_a_readable_page_and_changes_nothing(staff_client, connected, as_log):
+    before = snapshot(connected)
+    # the provider's denial carries the state of our attempt
+    authorize_url = start(staff_client, connected)
+    state = parse_qs(urlsplit(authorize_url).query)["state"][0]
+    response = deliver(
+        staff_client,
+        connected,
+        {"error": "access_denied", "error_description": "<script>alert(1)</script>", "state": state},
+    )
+
+    assert response.status_code == 400
+    assert b"Access was denied at the provider" in response.content
+    assert b"<script>" not in response.content
+    assert as_log.to("/demo-oauth/token/") == []
+    assert snapshot(connected) == before
+    assert Event.objects.filter(kind="authorization_failed").exists()
+    # consumed: the same state cannot be used again
+    assert deliver(staff_client, connected, {"code": "x", "state": state}).status_code == 400
+
+
+def test_code_rejected_by_the_provider_changes_nothing(staff_client, connected, as_log):
+    query = consent(staff_client, start(staff_client, connected))
+    query["code"] = ["tampered-code"]
+    before = snapshot(connected)
+
+    response = deliver(staff_client, connected, query)
+
+    assert response.status_code == 502
+    assert b"invalid_grant" in response.content
+    assert len(as_log.to("/demo-oauth/token/")) == 1  # never retried
+    assert snapshot(connected) == before
+
+
+def test_token_endpoint_down_changes_nothing(staff_client, connected, unused_port):
+    Provider.objects.update(token_endpoint=f"http://127.0.0.1:{unused_port}/token")
+    query = consent(staff_client, start(staff_client, connected))
+    before = snapshot(connected)
+
+    response = deliver(staff_client, connected, query)
+
+    assert response.status_code == 502
+    assert b"could not be reached" in response.content or b"reach" in response.content
+    assert snapshot(connected) == before
+
+
+def test_token_endpoint_timing_out_changes_nothing(staff_client, connected, scripted_server, settings):
+    from tests.scripted_server import Reply
+
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "READ_TIMEOUT": 0.3, "REQUEST_DEADLINE": 1}
+    scripted_server.add("/token", Reply(status=200, body={"access_token": "x"}, delay=2))
+    Provider.objects.update(token_endpoint=scripted_server.url("/token"))
+    query = consent(staff_client, start(staff_client, connected))
+    before = snapshot(connected)
+
+    response = deliver(staff_client, connected, query)
+
+    assert response.status_code == 502
+    assert b"did not answer in time" in response.content
+    assert len(scripted_server.requests) == 1
+    assert snapshot(connected) == before
+
+
+def test_signed_out_browser_gets_no_tokens(staff_client, connected, as_log):
+    query = consent(staff_client, start(staff_client, connected))
+    staff_client.logout()
+    response = deliver(staff_client, connected, query)
+    assert response.status_code == 400
+    assert as_log.to("/demo-oauth/token/") == []
