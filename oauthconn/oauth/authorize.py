@@ -1,0 +1,125 @@
+"""The authorization request (RFC 6749 §4.1.1, §3.1; RFC 7636 §4.3; SECURITY R10, R13).
+
+The URL is built only from the stored connection and server-generated values. Admin-defined
+extra parameters (``access_type=offline``, ``audience``, ``resource``...) may add to it, but
+never set a protocol parameter nor repeat one: RFC 6749 §3.1 forbids sending a parameter
+twice, and letting configuration override ``redirect_uri`` or ``state`` would undo R12/R9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from oauthconn.exceptions import ConfigurationError
+
+#: Parameters oauthconn sets itself, in authorization and token requests alike. Extra
+#: parameters may not use these names (compared case-insensitively, because some servers
+#: match names loosely even though RFC 6749 §3.1 makes them case-sensitive).
+PROTOCOL_PARAMETERS: frozenset[str] = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "nonce",
+        "request",
+        "request_uri",
+        "response_mode",
+        "grant_type",
+        "code",
+        "code_verifier",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "refresh_token",
+    }
+)
+
+
+def check_extra_parameters(params: Mapping[str, str], *, endpoint: str | None = None) -> None:
+    """Raise :class:`ConfigurationError` naming the first unusable extra parameter.
+
+    Refused: a protocol parameter (:data:`PROTOCOL_PARAMETERS`), an empty name, a non-string
+    name or value, and, when ``endpoint`` is given, a name its query component already has.
+    Forms call this to validate admin input; :func:`build_authorization_url` calls it too.
+    """
+    existing = _query_names(endpoint) if endpoint else set()
+    for name, value in params.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("Extra parameter names must be non-empty strings.")
+        if not isinstance(value, str):
+            raise ConfigurationError(f"The extra parameter {name!r} must have a string value.")
+        if name.lower() in PROTOCOL_PARAMETERS:
+            raise ConfigurationError(
+                f"The extra parameter {name!r} is a protocol parameter that oauthconn sets "
+                "itself; remove it."
+            )
+        if name in existing:
+            raise ConfigurationError(
+                f"The extra parameter {name!r} is already in the endpoint's query; "
+                "a parameter must not be sent twice."
+            )
+
+
+def _query_names(url: str) -> set[str]:
+    return {name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+
+
+def build_authorization_url(
+    endpoint: str,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    code_challenge: str | None = None,
+    nonce: str | None = None,
+    extra_params: Mapping[str, str] | None = None,
+) -> str:
+    """Return the URL that starts an authorization code flow (RFC 6749 §4.1.1).
+
+    The endpoint's own query component is kept as it is (§3.1) and ours is appended.
+    ``scope`` is left out when empty. With a ``code_challenge``, ``code_challenge_method``
+    is always ``S256`` (RFC 7636 §4.3; never ``plain``, R10).
+    """
+    parts = urlsplit(endpoint)
+    if parts.fragment or "#" in endpoint:
+        raise ConfigurationError("The authorization endpoint must not contain a fragment.")
+    clash = PROTOCOL_PARAMETERS.intersection(n.lower() for n in _query_names(endpoint))
+    if clash:
+        raise ConfigurationError(
+            f"The authorization endpoint's query already sets {sorted(clash)[0]!r}; "
+            "remove it from the endpoint URL."
+        )
+    extra = dict(extra_params or {})
+    check_extra_parameters(extra, endpoint=endpoint)
+    params = _protocol_parameters(client_id, redirect_uri, scope, state, code_challenge, nonce)
+    # %20 rather than "+" for spaces: both are valid form encoding, but %20 also survives
+    # servers that percent-decode the query without treating "+" as a space.
+    query = urlencode({**params, **extra}, quote_via=quote)
+    joined = f"{parts.query}&{query}" if parts.query else query
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, ""))
+
+
+def _protocol_parameters(
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    code_challenge: str | None,
+    nonce: str | None,
+) -> dict[str, str]:
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri}
+    if scope:
+        params["scope"] = scope
+    params["state"] = state
+    if code_challenge:
+        params["code_challenge"] = code_challenge
+        params["code_challenge_method"] = "S256"
+    if nonce:
+        params["nonce"] = nonce
+    return params
