@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from oauth2_provider.models import Application
 
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
+from oauthconn.presets import get_preset
 
 
 class Command(BaseCommand):
@@ -53,18 +54,8 @@ def reset_user(username: str, *, superuser: bool = False) -> str:
 
 
 def upsert_provider(base: str) -> Provider:
-    provider, _ = Provider.objects.update_or_create(
-        slug="demo",
-        defaults={
-            "name": "Demo authorization server",
-            "preset": "demo",
-            "issuer": "",
-            "authorization_endpoint": f"{base}/demo-oauth/authorize/",
-            "token_endpoint": f"{base}/demo-oauth/token/",
-            "revocation_endpoint": f"{base}/demo-oauth/revoke_token/",
-            "metadata": {"api_base_url": f"{base}/demo-api/"},
-        },
-    )
+    fields = get_preset("demo").resolve(base=base).provider_fields()
+    provider, _ = Provider.objects.update_or_create(slug=fields.pop("slug"), defaults=fields)
     return provider
 
 
