@@ -1,0 +1,205 @@
+"""Authorization server metadata discovery (RFC 8414, OpenID Connect Discovery 1.0; SECURITY R3).
+
+:func:`discover` fetches an issuer's metadata document and validates it before anything uses
+it: the document's ``issuer`` must equal the given issuer byte for byte (RFC 8414 §3.3, OIDC
+Discovery §4.3; a trailing slash counts), every endpoint must pass
+:func:`oauthconn.http.check_url` (https, or http on loopback in development, R1), and the
+endpoints the code flow needs must be there (M5). Any problem raises
+:class:`~oauthconn.exceptions.DiscoveryFailed` whose message names it.
+
+Where the document is looked for, in order (the first that is not a 404 wins):
+
+1. ``{issuer}/.well-known/openid-configuration`` (OIDC Discovery §4.1: appended, also after
+   a path);
+2. ``{origin}/.well-known/oauth-authorization-server{path}`` (RFC 8414 §3.1: the well-known
+   part is *inserted* between the host and the issuer's path).
+
+Redirects are not followed (catalogue M3 allows "none"): a metadata URL that redirects is
+reported, and the admin enters the issuer it redirects to.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from oauthconn.exceptions import DiscoveryFailed, InsecureURL, OAuthConnError
+from oauthconn.http import check_url, send
+
+OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
+RFC8414_WELL_KNOWN = "/.well-known/oauth-authorization-server"
+
+#: Endpoint members validated as URLs; the first two are checked for presence separately.
+_ENDPOINTS = (
+    "authorization_endpoint",
+    "token_endpoint",
+    "revocation_endpoint",
+    "userinfo_endpoint",
+    "jwks_uri",
+    "introspection_endpoint",
+)
+
+#: RFC 8414 §2 defaults for members a server may leave out.
+_DEFAULT_GRANT_TYPES = ("authorization_code", "implicit")
+_DEFAULT_AUTH_METHODS = ("client_secret_basic",)
+
+#: Grant types that go through the authorization endpoint.
+_BROWSER_GRANTS = {"authorization_code", "implicit"}
+
+
+@dataclass(frozen=True)
+class ServerMetadata:
+    """A validated metadata document. Names follow ``Provider``'s fields; ``raw`` is the document.
+
+    Endpoints absent from the document are ``""``; list members absent from it are their
+    RFC 8414 §2 defaults (grant types, auth methods) or empty ("not advertised").
+    """
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str = ""
+    userinfo_endpoint: str = ""
+    jwks_uri: str = ""
+    introspection_endpoint: str = ""
+    scopes_supported: tuple[str, ...] = ()
+    supported_grant_types: tuple[str, ...] = _DEFAULT_GRANT_TYPES
+    code_challenge_methods: tuple[str, ...] = ()
+    token_endpoint_auth_methods: tuple[str, ...] = _DEFAULT_AUTH_METHODS
+    id_token_signing_algs: tuple[str, ...] = ()
+    sends_issuer: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def jwks_on_other_host(self) -> bool:
+        """True when ``jwks_uri`` is on another host than the issuer (M6: show it to the admin)."""
+        return bool(self.jwks_uri) and httpx.URL(self.jwks_uri).host != httpx.URL(self.issuer).host
+
+
+def metadata_urls(issuer: str) -> list[str]:
+    """The URLs to try for ``issuer``, OIDC first, then RFC 8414 path insertion (§3.1)."""
+    url = httpx.URL(issuer)
+    origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+    path = url.path.rstrip("/")
+    oidc = issuer.rstrip("/") + OIDC_WELL_KNOWN
+    rfc8414 = origin + RFC8414_WELL_KNOWN + path
+    return [oidc] if oidc == rfc8414 else [oidc, rfc8414]
+
+
+def discover(http: httpx.Client, issuer: str) -> ServerMetadata:
+    """Fetch and validate ``issuer``'s metadata (RFC 8414 §3, OIDC Discovery §4).
+
+    Raises :class:`DiscoveryFailed` when the issuer is not an acceptable URL, no document is
+    found, the server cannot be reached, the answer is not a JSON object, its ``issuer``
+    differs, or an endpoint is missing or not allowed.
+    """
+    check_issuer_url(issuer)
+    tried: list[str] = []
+    for url in metadata_urls(issuer):
+        document = _fetch(http, url)
+        if document is not None:
+            return parse_metadata(document, issuer)
+        tried.append(url)
+    raise DiscoveryFailed(
+        f"No metadata document was found for {issuer} (HTTP 404 at {' and '.join(tried)})."
+    )
+
+
+def check_issuer_url(issuer: str) -> None:
+    """An issuer is an https URL without query or fragment (RFC 8414 §2, SECURITY R1)."""
+    try:
+        check_url(issuer, field="The issuer")
+    except InsecureURL as err:
+        raise DiscoveryFailed(str(err)) from err
+    if httpx.URL(issuer).query or "?" in issuer:
+        raise DiscoveryFailed("The issuer must not contain a query (?...).")
+
+
+def _fetch(http: httpx.Client, url: str) -> dict[str, Any] | None:
+    """GET one metadata URL: the JSON object, or None on 404; anything else fails."""
+    host = httpx.URL(url).host
+    try:
+        response = send(http, "GET", url, headers={"Accept": "application/json"})
+    except OAuthConnError as err:
+        raise DiscoveryFailed(f"Cannot fetch the metadata from {host}: {err}") from err
+    if response.status_code == 404:
+        return None
+    if 300 <= response.status_code < 400:
+        raise DiscoveryFailed(
+            f"The metadata URL {url} redirects (HTTP {response.status_code}); redirects are "
+            "not followed: enter the issuer it redirects to."
+        )
+    if response.status_code != 200:
+        raise DiscoveryFailed(f"The metadata URL {url} answered HTTP {response.status_code}.")
+    try:
+        document = json.loads(response.content)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DiscoveryFailed(f"The metadata at {url} is not JSON.") from err
+    if not isinstance(document, dict):
+        raise DiscoveryFailed(f"The metadata at {url} is JSON but not an object.")
+    return document
+
+
+def parse_metadata(document: dict[str, Any], issuer: str) -> ServerMetadata:
+    """Validate a metadata document for ``issuer`` (RFC 8414 §3.3) and return it typed."""
+    found = document.get("issuer")
+    if found != issuer:
+        hint = (
+            " (they differ only by a trailing slash)"
+            if isinstance(found, str) and found.rstrip("/") == issuer.rstrip("/")
+            else ""
+        )
+        raise DiscoveryFailed(
+            f"The metadata's issuer {_show(found)} is not the expected {issuer!r}{hint}; "
+            "RFC 8414 §3.3 forbids using it."
+        )
+    endpoints = {name: _url(document, name) for name in _ENDPOINTS}
+    grant_types = _strings(document, "grant_types_supported") or _DEFAULT_GRANT_TYPES
+    if not endpoints["token_endpoint"]:
+        raise DiscoveryFailed("The metadata has no token_endpoint.")
+    if not endpoints["authorization_endpoint"] and _BROWSER_GRANTS & set(grant_types):
+        raise DiscoveryFailed("The metadata has no authorization_endpoint.")
+    return ServerMetadata(
+        issuer=issuer,
+        **endpoints,
+        scopes_supported=_strings(document, "scopes_supported"),
+        supported_grant_types=grant_types,
+        code_challenge_methods=_strings(document, "code_challenge_methods_supported"),
+        token_endpoint_auth_methods=(
+            _strings(document, "token_endpoint_auth_methods_supported") or _DEFAULT_AUTH_METHODS
+        ),
+        id_token_signing_algs=_strings(document, "id_token_signing_alg_values_supported"),
+        sends_issuer=document.get("authorization_response_iss_parameter_supported") is True,
+        raw=document,
+    )
+
+
+def _url(document: dict[str, Any], name: str) -> str:
+    value = document.get(name)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise DiscoveryFailed(f"The metadata's {name} is not a string.")
+    try:
+        check_url(value, field=f"The metadata's {name}")
+    except InsecureURL as err:
+        raise DiscoveryFailed(f"{err} ({_show(value)})") from err
+    return value
+
+
+def _strings(document: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = document.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DiscoveryFailed(f"The metadata's {name} is not a list of strings.")
+    return tuple(value)
+
+
+def _show(value: object) -> str:
+    """A provider value for a message: repr'd and capped, so a hostile one stays one line."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:119] + "…"
