@@ -11,6 +11,7 @@ import gzip
 import itertools
 import socket
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from ipaddress import ip_address
@@ -383,6 +384,20 @@ def test_gzip_is_decoded_and_capped_on_decoded_size(configure, scripted_server):
     assert scripted_server.requests[0].headers["accept-encoding"] == "gzip, deflate"
 
 
+def test_decompression_memory_stays_near_the_cap():
+    """A 20 MB gzip bomb in one network chunk never inflates past the cap in memory."""
+    bomb = gzip.compress(b"\0" * 20_000_000)
+    decoder = oauth_http._BoundedDecoder("gzip", 100_000, "as.example")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResponseTooLarge):
+            decoder.feed(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+
+
 def test_unknown_content_encoding_is_an_error(scripted_server):
     scripted_server.default("/t", Reply(headers={"Content-Encoding": "br"}, body=b"\x0b\x00"))
     with build_client() as client, pytest.raises(TransportError, match="Content-Encoding"):
@@ -400,7 +415,7 @@ def test_silent_server_hits_the_read_timeout(configure, scripted_server):
 
 def test_dripping_server_hits_the_overall_deadline(configure, scripted_server):
     configure(READ_TIMEOUT=1.0, REQUEST_DEADLINE=0.5)
-    scripted_server.default("/t", Reply(chunks=itertools.repeat(b"x"), chunk_delay=0.05))
+    scripted_server.default("/t", Reply(chunks=itertools.repeat(b"x", 60), chunk_delay=0.05))
     started = time.monotonic()
     with build_client() as client, pytest.raises(ProviderTimeout):
         send(client, "GET", scripted_server.url("/t"))
