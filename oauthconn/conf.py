@@ -44,6 +44,15 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_PRIVATE_NETWORKS": [],
     # Seconds a caller waits for another worker's refresh before giving up.
     "LOCK_TIMEOUT": 30.0,
+    # Proactive refresh (the oauthconn_refresh command and the Celery task, see
+    # docs/lifecycle.md): renew access tokens that expire within this many seconds,
+    "PROACTIVE_WINDOW": 900,
+    # refresh tokens unused for this many days (providers expire idle ones; 0 turns it off),
+    "IDLE_REFRESH_DAYS": 30,
+    # and refresh tokens whose announced expiry (refresh_expires_in) is this many seconds away,
+    "REFRESH_TOKEN_WINDOW": 24 * 3600,
+    # with at most this many token requests in flight per process.
+    "PROACTIVE_CONCURRENCY": 4,
 }
 
 

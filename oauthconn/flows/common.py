@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection as db_connection
@@ -87,17 +89,51 @@ def record_event(
     return event
 
 
-def lock_token(pk: int) -> Token:
+def lock_token(pk: int, *, timeout: float | None = None) -> Token:
     """Re-read a token row under a lock that holds until the transaction ends.
 
     PostgreSQL and MySQL take a row lock. SQLite ignores ``SELECT … FOR UPDATE``; an UPDATE
     takes its database-wide write lock instead, which serializes refreshes just as well there.
+    ``timeout`` (seconds) bounds the wait on PostgreSQL: past it the database raises
+    ``OperationalError`` (SQLite's own busy timeout applies there).
     """
     queryset = Token.objects.select_related("connection__provider", "owner")
-    if db_connection.features.has_select_for_update:
+    if not db_connection.features.has_select_for_update:
+        Token.objects.filter(pk=pk).update(updated_at=timezone.now())
+        return queryset.get(pk=pk)
+    with _lock_timeout(timeout):
         return queryset.select_for_update(of=("self",)).get(pk=pk)
-    Token.objects.filter(pk=pk).update(updated_at=timezone.now())
-    return queryset.get(pk=pk)
+
+
+def try_lock_token(pk: int) -> Token | None:
+    """Like :func:`lock_token`, but ``None`` at once when another transaction holds the row.
+
+    Several copies of the proactive refresh skip each other's rows instead of queueing. SQLite
+    cannot skip a locked row; its writes are serialized, so this waits there.
+    """
+    if not db_connection.features.has_select_for_update_skip_locked:
+        return lock_token(pk)
+    queryset = Token.objects.select_related("connection__provider", "owner")
+    return queryset.select_for_update(of=("self",), skip_locked=True).filter(pk=pk).first()
+
+
+@contextmanager
+def _lock_timeout(seconds: float | None) -> Iterator[None]:
+    # A transaction-local setting, restored afterwards so a caller's outer transaction keeps
+    # its own lock_timeout for whatever it does next. After a failed wait the (sub)transaction
+    # is rolled back, which undoes the setting, and the aborted transaction takes no query.
+    if seconds is None or db_connection.vendor != "postgresql":
+        yield
+        return
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+            [f"{max(int(seconds * 1000), 1)}ms"],
+        )
+        previous = cursor.fetchone()[0]
+    yield
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
 
 def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool) -> None:
@@ -108,6 +144,9 @@ def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool)
     token.access_token = tokens.access_token
     if tokens.refresh_token or not keep_refresh_token:
         token.refresh_token = tokens.refresh_token
+        token.refresh_expires_at = tokens.refresh_expires_at
+    elif tokens.refresh_expires_at is not None:
+        # Sliding expiry (Keycloak's refresh_expires_in): the kept refresh token lives longer.
         token.refresh_expires_at = tokens.refresh_expires_at
     if tokens.id_token:
         token.id_token = tokens.id_token

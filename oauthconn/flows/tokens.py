@@ -2,17 +2,23 @@
 
 One refresh per token at a time, across threads (a process-local lock, so waiting threads
 hold no database transaction) and across processes and hosts (a row lock, re-read after
-locking: whoever waited finds the new token and sends nothing).
+locking: whoever waited finds the new token and sends nothing). See docs/lifecycle.md.
+
+Health (``Token.status``): ``active``; ``failing`` after a transient failure (network,
+timeout, 5xx, 429, a malformed answer), retried with capped backoff that honours
+Retry-After while a still-valid access token keeps being served; ``needs_reauth`` after
+``invalid_grant``/``invalid_client``/``unauthorized_client`` (never retried); ``revoked``.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from oauthconn import http
@@ -28,8 +34,14 @@ from oauthconn.exceptions import (
     TransportError,
     UnauthorizedClient,
 )
-from oauthconn.flows.common import apply_token_set, credentials_for, lock_token, record_event
-from oauthconn.flows.common import token_limits
+from oauthconn.flows.common import (
+    apply_token_set,
+    credentials_for,
+    lock_token,
+    record_event,
+    token_limits,
+    try_lock_token,
+)
 from oauthconn.models import Connection, EventKind, GrantType, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
 
@@ -37,6 +49,7 @@ from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_to
 TERMINAL_ERRORS = (InvalidGrant, InvalidClient, UnauthorizedClient)
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 15 * 60.0
+BUSY = "Timed out waiting for another worker's refresh of this connection."
 
 _locks_guard = threading.Lock()
 _locks: dict[tuple[int, int | None], threading.Lock] = {}
@@ -76,7 +89,8 @@ def get_valid_token(
 
 def _never_fetched(token: Token | None) -> bool:
     return token is None or (
-        token.access_token is None and token.status != TokenStatus.NEEDS_REAUTH
+        token.access_token is None
+        and token.status not in (TokenStatus.NEEDS_REAUTH, TokenStatus.REVOKED)
     )
 
 
@@ -91,16 +105,23 @@ def renew(connection: Connection, owner=None, *, stale: Token | None = None, for
     """Refresh (or fetch a client credentials token) once, whoever else asks at the same time."""
     lock = _local_lock(connection, owner)
     if not lock.acquire(timeout=oauthconn_settings.LOCK_TIMEOUT):
-        raise TemporarilyUnavailable("Timed out waiting for another refresh of this connection.")
+        raise TemporarilyUnavailable(BUSY)
     try:
         current = load_token(connection, owner)
         if current is None:
             current, _ = Token.objects.get_or_create(connection=connection, owner=owner)
         elif _still_fresh(current, stale, force):
             return current
+        elif _backoff_remaining(current):
+            # Backing off (Retry-After, capped exponential): no lock, no request.
+            return _finish(_serve_while_failing(current, _unavailable(current)))
         outcome = _renew_locked(current.pk, stale, force)
     finally:
         lock.release()
+    return _finish(outcome)
+
+
+def _finish(outcome: _Outcome) -> Token:
     if outcome.error is not None:
         raise outcome.error
     return outcome.token
@@ -131,30 +152,58 @@ class _Outcome:
 def _renew_locked(pk: int, stale: Token | None, force: bool) -> _Outcome:
     # Status changes must commit even when the caller gets an exception, so the error is
     # returned out of the transaction and raised after it.
-    with transaction.atomic():
-        token = lock_token(pk)
-        if _still_fresh(token, stale, force):
-            return _Outcome(token)
-        connection = token.connection
-        if token.status == TokenStatus.NEEDS_REAUTH:
-            return _Outcome(token, ReauthorizationRequired(token.last_error or None))
-        waiting = _backoff_remaining(token)
-        if waiting and not force:
-            return _serve_while_failing(token, TemporarilyUnavailable(retry_after=waiting))
-        if connection.grant_type == GrantType.CLIENT_CREDENTIALS:
-            return _request(token, lambda client: _client_credentials(client, connection))
-        if token.refresh_token is None:
-            error = ReauthorizationRequired(
-                "The access token expired and there is no refresh token."
-            )
-            return _mark_needs_reauth(token, error)
-        return _request(token, lambda client: _refresh(client, token))
+    try:
+        with transaction.atomic():
+            token = lock_token(pk, timeout=oauthconn_settings.LOCK_TIMEOUT)
+            return renew_locked_token(token, stale=stale, force=force)
+    except OperationalError as err:
+        # PostgreSQL's lock_timeout or SQLite's busy timeout: someone holds the row too long.
+        error = TemporarilyUnavailable(BUSY)
+        error.__cause__ = err
+        return _Outcome(load_token_by_pk(pk), error)
+
+
+def load_token_by_pk(pk: int) -> Token:
+    return Token.objects.select_related("connection__provider", "owner").get(pk=pk)
+
+
+def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool = False):
+    """Renew ``token``, which the caller has just locked and re-read in its transaction."""
+    if _still_fresh(token, stale, force):
+        return _Outcome(token)
+    connection = token.connection
+    if token.status == TokenStatus.NEEDS_REAUTH:
+        return _Outcome(token, ReauthorizationRequired(token.last_error or None))
+    is_client_credentials = connection.grant_type == GrantType.CLIENT_CREDENTIALS
+    if token.status == TokenStatus.REVOKED or (
+        token.access_token is None and not is_client_credentials
+    ):
+        return _Outcome(token, NotConnected())  # disconnected while we waited for the lock
+    if _backoff_remaining(token):
+        return _serve_while_failing(token, _unavailable(token))
+    if is_client_credentials:
+        return _request(token, lambda client: _client_credentials(client, connection))
+    if token.refresh_token is None:
+        error = ReauthorizationRequired(
+            "Reauthorize the connection: the access token expired and the provider gave no "
+            "refresh token."
+        )
+        return _mark_needs_reauth(token, error)
+    return _request(token, lambda client: _refresh(client, token))
 
 
 def _backoff_remaining(token: Token) -> float:
     if token.next_attempt_at is None:
         return 0.0
     return max((token.next_attempt_at - timezone.now()).total_seconds(), 0.0)
+
+
+def _unavailable(token: Token) -> TemporarilyUnavailable:
+    waiting = _backoff_remaining(token)
+    message = (
+        f"{token.last_error or TemporarilyUnavailable.message} Next attempt in {waiting:.0f} s."
+    )
+    return TemporarilyUnavailable(message, retry_after=waiting)
 
 
 def _refresh(client, token: Token) -> TokenSet:
@@ -180,16 +229,37 @@ def _client_credentials(client, connection: Connection) -> TokenSet:
     )
 
 
-def _request(token: Token, send) -> _Outcome:
+def _request(token: Token, send: Callable[[object], TokenSet]) -> _Outcome:
+    sent_refresh_token = token.refresh_token
     try:
         with http.build_client() as client:
             tokens = send(client)
     except TERMINAL_ERRORS as err:
-        return _mark_needs_reauth(token, ReauthorizationRequired(str(err)), cause=err)
+        winner = _rotated_by_someone_else(token, sent_refresh_token)
+        if winner is not None:
+            return _Outcome(winner)
+        message = f"Reauthorize the connection: {err}"
+        return _mark_needs_reauth(token, ReauthorizationRequired(message), cause=err)
     except (ProviderError, TransportError) as err:
         return _mark_failing(token, err)
     _store_renewal(token, tokens)
     return _Outcome(token)
+
+
+def _rotated_by_someone_else(token: Token, sent) -> Token | None:
+    """After ``invalid_grant``: did another worker rotate the refresh token meanwhile?
+
+    Under our row lock nobody should have, but a worker that does not take the lock (an
+    older deployment, a script) may have won the race; then its token is the answer and the
+    grant is not broken (SECURITY R37: re-read the DB before giving up).
+    """
+    current = Token.objects.filter(pk=token.pk).first()
+    if current is None or current.refresh_token is None or sent is None:
+        return None
+    if current.refresh_token.reveal() == sent.reveal():
+        return None
+    usable = current.status == TokenStatus.ACTIVE and current.access_token is not None
+    return current if usable and not current.expires_within(0) else None
 
 
 def _store_renewal(token: Token, tokens: TokenSet) -> None:
@@ -246,6 +316,7 @@ def _mark_failing(token: Token, err: OAuthConnError) -> _Outcome:
         message=str(err),
         error=err,
         code=err.code,
+        failures=token.failure_count,
         retry_in=round(delay),
     )
     error = TemporarilyUnavailable(str(err), retry_after=delay)
@@ -267,3 +338,27 @@ def backoff_delay(failures: int, retry_after: float | None = None) -> float:
     if retry_after:
         delay = max(delay, min(float(retry_after), BACKOFF_CAP))
     return delay
+
+
+# --- proactive refresh (flows/proactive.py) ----------------------------------------------------
+
+REFRESHED, FAILED, NEEDS_REAUTH, SKIPPED = "refreshed", "failed", "needs_reauth", "skipped"
+
+
+def refresh_if_due(pk: int, is_due: Callable[[Token], bool]) -> str:
+    """Renew one token row ahead of time unless another worker holds it or it is not due.
+
+    Returns ``"refreshed"``, ``"failed"``, ``"needs_reauth"`` or ``"skipped"``. Rows locked
+    by another copy of the job are skipped, not waited on (PostgreSQL's SKIP LOCKED).
+    """
+    try:
+        with transaction.atomic():
+            token = try_lock_token(pk)
+            if token is None or not is_due(token):
+                return SKIPPED
+            outcome = renew_locked_token(token, force=True)
+    except OperationalError:
+        return SKIPPED  # SQLite busy: another writer had it for longer than its timeout
+    if outcome.error is None and outcome.token.status == TokenStatus.ACTIVE:
+        return REFRESHED
+    return NEEDS_REAUTH if outcome.token.status == TokenStatus.NEEDS_REAUTH else FAILED
