@@ -278,7 +278,10 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-def _install_backend(transport: httpx.BaseTransport | httpx.AsyncBaseTransport, backend) -> None:
+def _install_backend(
+    transport: httpx.BaseTransport | httpx.AsyncBaseTransport,
+    backend: httpcore.NetworkBackend | httpcore.AsyncNetworkBackend,
+) -> None:
     # httpx 0.28 / httpcore 1.0 layout, pinned on purpose (see the module docstring).
     pool = getattr(transport, "_pool", None)
     if not isinstance(pool, httpcore.ConnectionPool | httpcore.AsyncConnectionPool) or not hasattr(
@@ -386,9 +389,11 @@ class BoundedResponse:
 def send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> BoundedResponse:
     """Send one request and read at most ``MAX_RESPONSE_BYTES`` of decoded body (R46).
 
-    ``REQUEST_DEADLINE`` bounds the whole exchange: it is checked after every chunk, so a
-    server dripping bytes cannot hold a worker; a completely silent server is cut by the read
-    timeout. Errors become oauthconn exceptions whose messages name the host only.
+    ``REQUEST_DEADLINE`` bounds the whole exchange: no connect or read timeout may exceed
+    the time left when the request starts, and the deadline is checked after every chunk,
+    so a server dripping bytes cannot hold a worker (worst case: the deadline plus one read
+    timeout). Errors become oauthconn exceptions whose messages name the host, never the
+    URL's query or the body.
     """
     check_url(url)
     host = httpx.URL(url).host
@@ -420,7 +425,7 @@ def send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> BoundedRes
 
 
 def _within_deadline(timeout: httpx.Timeout, deadline: float) -> httpx.Timeout:
-    """Shrink each phase's timeout so that none can outlast the overall deadline."""
+    """Shrink each phase's timeout so that no single phase outlasts the overall deadline."""
     budget = max(deadline - time.monotonic(), 0.001)
 
     def cut(value: float | None) -> float:

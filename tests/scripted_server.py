@@ -230,56 +230,61 @@ def make_test_ca(directory: Path) -> tuple[Path, Path, Path]:
 
     Returns ``(ca_cert, server_cert, server_key)`` paths. EC keys keep this fast.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    now = dt.datetime.now(dt.UTC)
-    ca_key, leaf_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oauthconn test CA")])
-    ca_cert = (
-        _cert_builder(ca_name, ca_name, ca_key.public_key(), now)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    san = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    leaf_cert = (
-        _cert_builder(leaf_name, ca_name, leaf_key.public_key(), now)
-        .add_extension(san, critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _ca_certificate(ca_key)
+    leaf_cert = _leaf_certificate(leaf_key.public_key(), ca_cert, ca_key)
     pem = serialization.Encoding.PEM
     paths = (directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     paths[0].write_bytes(ca_cert.public_bytes(pem))
     paths[1].write_bytes(leaf_cert.public_bytes(pem))
-    paths[2].write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    key_format = serialization.PrivateFormat.PKCS8
+    paths[2].write_bytes(leaf_key.private_bytes(pem, key_format, serialization.NoEncryption()))
     return paths
 
 
-def _cert_builder(subject: Any, issuer: Any, public_key: Any, now: dt.datetime) -> Any:
+def _ca_certificate(ca_key: Any) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oauthconn test CA")])
+    usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    return (
+        _cert_builder(name, name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _leaf_certificate(public_key: Any, ca_cert: Any, ca_key: Any) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    return (
+        _cert_builder(name, ca_cert.subject, public_key)
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(authority, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _cert_builder(subject: Any, issuer: Any, public_key: Any) -> Any:
     from cryptography import x509
 
+    now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
