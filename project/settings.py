@@ -10,7 +10,7 @@ from pathlib import Path
 
 import environ
 
-from project.devkeys import development_encryption_key
+from project.devkeys import development_encryption_key, development_oidc_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -90,11 +90,15 @@ OAUTHCONN = {
 # The demo authorization server (django-oauth-toolkit). Refresh tokens rotate, as at most
 # real providers; PKCE is enforced per request when the client sends a challenge.
 OAUTH2_PROVIDER = {
-    "SCOPES": {"read": "Read your data", "write": "Change your data"},
+    "SCOPES": {"openid": "Know who you are", "read": "Read your data", "write": "Change your data"},
     "DEFAULT_SCOPES": ["read"],
     "PKCE_REQUIRED": False,
     "ROTATE_REFRESH_TOKEN": True,
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
+    # OpenID Connect: discovery, RS256 ID tokens and userinfo, signed with a development key.
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": env("DEMO_OIDC_RSA_PRIVATE_KEY", default="")
+    or development_oidc_key(BASE_DIR / ".local"),
 }
 
 LOGGING = {

@@ -23,6 +23,7 @@ from oauthconn.exceptions import (
     SessionMissing,
 )
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
+from oauthconn.flows.identity import Identity, verify_identity
 from oauthconn.models import (
     Connection,
     EventKind,
@@ -113,6 +114,7 @@ def complete_authorization(slug: str, query, *, user, session) -> Token:
         if params.error:
             raise AuthorizationDenied(params.error, params.error_description)
         tokens = redeem_code(connection, attempt, params.code)
+        identity = verify_identity(connection, tokens, reveal(attempt.nonce))
     except Exception as err:
         record_event(
             EventKind.AUTHORIZATION_FAILED,
@@ -122,7 +124,7 @@ def complete_authorization(slug: str, query, *, user, session) -> Token:
             code=getattr(err, "code", "error"),
         )
         raise
-    return store_grant(connection, tokens, owner=attempt.owner, actor=user)
+    return store_grant(connection, tokens, owner=attempt.owner, actor=user, identity=identity)
 
 
 def consume_attempt(slug: str, params: CallbackParams, *, user, session) -> PendingAuthorization:
@@ -165,7 +167,14 @@ def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str
     return tokens
 
 
-def store_grant(connection: Connection, tokens: TokenSet, *, owner=None, actor=None) -> Token:
+def store_grant(
+    connection: Connection,
+    tokens: TokenSet,
+    *,
+    owner=None,
+    actor=None,
+    identity: Identity | None = None,
+) -> Token:
     """Save a new grant for an owner, all or nothing, and record the events."""
     with transaction.atomic():
         token, created = Token.objects.select_for_update().get_or_create(
@@ -180,6 +189,8 @@ def store_grant(connection: Connection, tokens: TokenSet, *, owner=None, actor=N
         token.authorized_at = now
         token.refreshed_at = None
         token.revocation_pending = False
+        if identity is not None:
+            token.subject, token.claims = identity.subject, identity.claims
         token.save()
         missing = sorted(set(connection.scope_list) - set(token.granted_scopes))
         record_event(

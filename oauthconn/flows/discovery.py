@@ -15,6 +15,7 @@ from oauthconn import http
 from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.models import Provider
 from oauthconn.oauth.discovery import ServerMetadata, discover
+from oauthconn.oauth.idtoken import ASYMMETRIC_ALGORITHMS
 
 #: Provider fields copied from metadata as they are.
 _COPIED = (
@@ -40,6 +41,11 @@ def provider_fields_from_metadata(meta: ServerMetadata) -> dict[str, Any]:
     """The ``Provider`` keyword arguments a metadata document fills (not saved)."""
     fields: dict[str, Any] = {name: getattr(meta, name) for name in _COPIED}
     fields.update({name: list(getattr(meta, name)) for name in _LISTS})
+    # R32: metadata may widen the allow-list only with asymmetric algorithms; HS256 (keyed
+    # with the client secret) must be added by an admin, and "none" never.
+    fields["id_token_signing_algs"] = [
+        alg for alg in meta.id_token_signing_algs if alg in ASYMMETRIC_ALGORITHMS
+    ]
     fields["metadata"] = meta.raw
     return fields
 
