@@ -35,6 +35,9 @@ _KEY_TYPE = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 class _Entry:
     keys: tuple[dict[str, Any], ...]
     fetched_at: float
+    #: when an unknown kid last caused a fetch: the rate limit applies to those only, so a
+    #: rotation right after the cache was filled is still picked up
+    refetched_at: float | None = None
 
 
 _cache: dict[str, _Entry] = {}
@@ -58,8 +61,8 @@ def signing_key(http: httpx.Client, jwks_uri: str, kid: str | None, alg: str) ->
     if entry is None or now - entry.fetched_at > JWKS_TTL:
         entry = _refresh(http, jwks_uri, entry, now)
     found = _matching(entry.keys, kid, alg)
-    if not found and kid is not None and now - entry.fetched_at >= REFETCH_INTERVAL:
-        entry = _refresh(http, jwks_uri, entry, now)
+    if not found and kid is not None and _may_refetch(entry, now):
+        entry = _refresh(http, jwks_uri, entry, now, unknown_kid=True)
         found = _matching(entry.keys, kid, alg)
     if len(found) != 1:
         why = "several keys match" if found else "no key matches"
@@ -70,17 +73,24 @@ def signing_key(http: httpx.Client, jwks_uri: str, kid: str | None, alg: str) ->
         raise IDTokenKeyNotFound(f"The JWKS key {_show(kid)} cannot be used for {alg}.") from err
 
 
-def _refresh(http: httpx.Client, jwks_uri: str, stale: _Entry | None, now: float) -> _Entry:
+def _may_refetch(entry: _Entry, now: float) -> bool:
+    return entry.refetched_at is None or now - entry.refetched_at >= REFETCH_INTERVAL
+
+
+def _refresh(
+    http: httpx.Client, jwks_uri: str, stale: _Entry | None, now: float, unknown_kid: bool = False
+) -> _Entry:
     """Fetch and cache; on failure keep serving stale keys if there are any."""
+    refetched_at = now if unknown_kid else (stale.refetched_at if stale else None)
     try:
         keys = fetch_jwks(http, jwks_uri)
     except JWKSUnavailable:
         if stale is None:
             raise
-        # Count the failure as a fetch, so the rate limit also holds while the provider is down.
-        entry = _Entry(stale.keys, now)
+        # The failure counts as a fetch, so the limits also hold while the provider is down.
+        entry = _Entry(stale.keys, now, refetched_at)
     else:
-        entry = _Entry(keys, now)
+        entry = _Entry(keys, now, refetched_at)
     with _lock:
         _cache[jwks_uri] = entry
     return entry
