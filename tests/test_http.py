@@ -294,7 +294,7 @@ def test_installing_into_an_unknown_transport_layout_fails_loudly():
         pass
 
     with pytest.raises(RuntimeError, match="SSRF guard"):
-        oauth_http._install_backend(Moved(), GuardedBackend())
+        oauth_http.guard._install_backend(Moved(), GuardedBackend())
 
 
 def test_environment_proxies_are_ignored(monkeypatch, scripted_server):
@@ -387,7 +387,7 @@ def test_gzip_is_decoded_and_capped_on_decoded_size(configure, scripted_server):
 def test_decompression_memory_stays_near_the_cap():
     """A 20 MB gzip bomb in one network chunk never inflates past the cap in memory."""
     bomb = gzip.compress(b"\0" * 20_000_000)
-    decoder = oauth_http._BoundedDecoder("gzip", 100_000, "as.example")
+    decoder = oauth_http.bounded._BoundedDecoder("gzip", 100_000, "as.example")
     tracemalloc.start()
     try:
         with pytest.raises(ResponseTooLarge):

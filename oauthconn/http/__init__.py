@@ -1,0 +1,126 @@
+"""The one factory for outbound HTTP clients, and the SSRF guard under it (SECURITY R46, R47).
+
+Nothing else in oauthconn constructs an ``httpx.Client``: token, revocation, discovery, JWKS
+and resource calls all go through :func:`build_client` / :func:`build_async_client`, so every
+one of them gets the same timeouts, User-Agent, TLS verification, no redirects, and the SSRF
+guard. :func:`send` adds what httpx cannot express as client options: an overall deadline
+and a cap on the decoded size of the response body.
+
+How the SSRF guard works: httpcore opens TCP connections through a *network backend*. Ours
+(:class:`GuardedBackend`, :class:`AsyncGuardedBackend`) resolves the host once, refuses the
+connection if any resolved address is private, loopback, link-local, reserved or multicast,
+and connects to the validated IP itself, so a DNS answer that changes between "check" and
+"connect" (rebinding) cannot slip through. httpcore starts TLS afterwards with the URL's host
+name, so SNI, certificate checks and the ``Host`` header stay those of the original name.
+
+Pinned internals: httpx 0.28 keeps the httpcore pool in ``HTTPTransport._pool`` and the pool
+keeps its backend in ``_network_backend``. :class:`GuardedTransport` refuses to start if
+that layout changes (an httpx upgrade then fails loudly instead of silently dropping the
+guard), and ``tests/test_http.py`` covers it.
+
+Proxies from the environment (``HTTPS_PROXY``...) are ignored (``trust_env=False``): the guard
+checks the address we connect to, which behind a proxy would be the proxy's, not the
+destination's. Deployments that must use an egress proxy should enforce the policy there.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from typing import Any
+
+import certifi
+import httpx
+
+from oauthconn.conf import oauthconn_settings
+from oauthconn.http.bounded import MAX_RETRY_AFTER, BoundedResponse, parse_retry_after, send
+from oauthconn.http.guard import (
+    AsyncGuardedBackend,
+    AsyncGuardedTransport,
+    GuardedBackend,
+    GuardedTransport,
+)
+from oauthconn.http.policy import check_url, destination_allowed, is_public_address
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "AsyncGuardedBackend",
+    "AsyncGuardedTransport",
+    "BoundedResponse",
+    "GuardedBackend",
+    "GuardedTransport",
+    "build_async_client",
+    "build_client",
+    "check_url",
+    "destination_allowed",
+    "is_public_address",
+    "parse_retry_after",
+    "send",
+]
+
+_FORBIDDEN_KWARGS = frozenset({"verify", "transport", "mounts", "proxy", "trust_env", "app"})
+
+# --- client factory --------------------------------------------------------------------------
+
+
+def _client_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options shared by the sync and async clients, read from settings now."""
+    forbidden = _FORBIDDEN_KWARGS.intersection(kwargs)
+    if forbidden:
+        raise TypeError(
+            f"build_client() does not accept {sorted(forbidden)}: TLS verification, the SSRF "
+            "guard and proxy settings are fixed (configure OAUTHCONN['CA_BUNDLE'] instead)."
+        )
+    s = oauthconn_settings
+    headers = httpx.Headers({"User-Agent": s.USER_AGENT})
+    headers.update(kwargs.pop("headers", None) or {})
+    options: dict[str, Any] = {
+        "timeout": httpx.Timeout(
+            connect=s.CONNECT_TIMEOUT,
+            read=s.READ_TIMEOUT,
+            write=s.READ_TIMEOUT,
+            pool=s.CONNECT_TIMEOUT,
+        ),
+        "follow_redirects": False,
+        "trust_env": False,
+        "headers": headers,
+    }
+    options.update(kwargs)
+    return options
+
+
+def _ssl_context() -> ssl.SSLContext:
+    bundle = oauthconn_settings.CA_BUNDLE
+    return _ssl_context_for(str(bundle) if bundle else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context_for(bundle: str | None) -> ssl.SSLContext:
+    # Loading a CA store costs milliseconds; one context per bundle serves every client
+    # (contexts are safe to share). A context, not verify=<path>: httpx 0.28 deprecates paths.
+    return ssl.create_default_context(cafile=bundle or certifi.where())
+
+
+def build_client(
+    *, base_url: str = "", auth: httpx.Auth | None = None, **kwargs: Any
+) -> httpx.Client:
+    """Return an ``httpx.Client`` with oauthconn's hardening (R46, R47, R2).
+
+    Timeouts from ``CONNECT_TIMEOUT`` / ``READ_TIMEOUT``, no redirects (callers may opt in
+    with ``follow_redirects=True``; every hop still goes through the SSRF guard),
+    ``USER_AGENT``, certificates verified against ``CA_BUNDLE`` or the default store. Other
+    keyword arguments go to ``httpx.Client``; those that would weaken TLS, the guard or the
+    proxy policy raise ``TypeError``.
+    """
+    options = _client_options(kwargs)
+    transport = GuardedTransport(verify=_ssl_context())
+    return httpx.Client(base_url=base_url, auth=auth, transport=transport, **options)
+
+
+def build_async_client(
+    *, base_url: str = "", auth: httpx.Auth | None = None, **kwargs: Any
+) -> httpx.AsyncClient:
+    """The async twin of :func:`build_client`, with the async SSRF guard."""
+    options = _client_options(kwargs)
+    transport = AsyncGuardedTransport(verify=_ssl_context())
+    return httpx.AsyncClient(base_url=base_url, auth=auth, transport=transport, **options)
