@@ -15,7 +15,7 @@ import httpx
 
 from oauthconn.http import send
 from oauthconn.oauth.client_auth import ClientCredentials, apply_client_auth
-from oauthconn.oauth.token import raise_for_failure, read_payload
+from oauthconn.oauth.responses import raise_for_failure, read_payload
 
 _REVOCATION_ENDPOINT = "revocation endpoint"
 
