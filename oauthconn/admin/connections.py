@@ -1,11 +1,28 @@
+"""ConnectionAdmin (the wizard for "Add", the status page for "Change") and ProviderAdmin."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from functools import update_wrapper
+
+from django.contrib import admin, messages
+from django.urls import path
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.debug import sensitive_post_parameters
 
+from oauthconn.admin import pages
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
-from oauthconn.models import Connection, Provider, Token
+from oauthconn.admin.status import (
+    STATUS_CHOICES,
+    STATUS_LABELS,
+    filter_connections,
+    token_status,
+)
+from oauthconn.admin.wizard import ConnectionWizard
+from oauthconn.conf import oauthconn_settings
+from oauthconn.flows.configuration import invalidate_grants
+from oauthconn.models import Connection, Event, Provider, Token
 
 
 @admin.register(Provider)
@@ -16,23 +33,146 @@ class ProviderAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
 
 
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return STATUS_CHOICES
+
+    def queryset(self, request, queryset):
+        return filter_connections(queryset, self.value()) if self.value() else queryset
+
+
+def shared_token(connection: Connection) -> Token | None:
+    # Uses the prefetched rows: one query for the whole change list.
+    return next((t for t in connection.tokens.all() if t.owner_id is None), None)
+
+
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionForm
-    list_display = ["name", "slug", "provider", "grant_type", "per_user"]
-    list_filter = ["grant_type", "per_user", "provider"]
-    search_fields = ["name", "slug"]
-    prepopulated_fields = {"slug": ["name"]}
+    list_display = [
+        "name",
+        "provider",
+        "grant_type",
+        "sharing",
+        "status_badge",
+        "token_expiry",
+        "last_refresh",
+    ]
+    list_filter = [StatusFilter, "provider"]
+    search_fields = ["name"]
+    list_select_related = ["provider"]
     change_form_template = "admin/oauthconn/connection/change_form.html"
 
+    class Media:
+        css = {"all": ["oauthconn/admin.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tokens")
+
+    # --- change list columns --------------------------------------------------------------
+
+    @admin.display(description="shared or per-user")
+    def sharing(self, obj: Connection) -> str:
+        return "Per user" if obj.per_user else "Shared"
+
+    @admin.display(description="status")
+    def status_badge(self, obj: Connection):
+        if obj.per_user:
+            statuses = [token_status(t) for t in obj.tokens.all()]
+            count = statuses.count("connected") + statuses.count("expiring")
+            return format_html('<span class="oauthconn-badge">{} connected</span>', count)
+        status = token_status(shared_token(obj))
+        return badge(status)
+
+    @admin.display(description="token expiry")
+    def token_expiry(self, obj: Connection):
+        token = None if obj.per_user else shared_token(obj)
+        return token.expires_at if token and token.access_token is not None else "—"
+
+    @admin.display(description="last refresh")
+    def last_refresh(self, obj: Connection):
+        token = None if obj.per_user else shared_token(obj)
+        return (token.refreshed_at if token else None) or "—"
+
+    # --- the wizard and the buttons ---------------------------------------------------------
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return ConnectionWizard.as_view(model_admin=self)(request)
+
+    def get_urls(self):
+        def wrap(view):
+            def wrapper(request, object_id):
+                return view(self, request, object_id)
+
+            return update_wrapper(self.admin_site.admin_view(xframe_options_deny(wrapper)), view)
+
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        custom = [
+            path(f"<path:object_id>/{name}/", wrap(view), name=f"{prefix}_{name}")
+            for name, view in (
+                ("refresh", pages.refresh_view),
+                ("test", pages.test_view),
+                ("disconnect", pages.disconnect_view),
+            )
+        ]
+        return custom + super().get_urls()
+
+    # --- the connection page ------------------------------------------------------------------
+
     @method_decorator(sensitive_post_parameters("new_client_secret"))
+    @method_decorator(xframe_options_deny)
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = extra_context or {}
-        if object_id:
-            connection = self.get_object(request, object_id)
-            if connection is not None and not connection.per_user:
-                extra_context["shared_token"] = Token.objects.filter(
-                    connection=connection, owner__isnull=True
-                ).first()
-                extra_context["redirect_uri"] = connection.redirect_uri
+        connection = self.get_object(request, object_id) if object_id else None
+        if connection is not None:
+            extra_context.update(status_context(request, connection))
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        fields = getattr(form, "r5_fields", [])
+        if change and fields and invalidate_grants(obj, fields, actor=request.user):
+            messages.warning(
+                request,
+                f"{obj.name}: you changed {', '.join(fields)}, so the stored tokens were "
+                "dropped (not revoked). Authorize the connection again.",
+            )
+
+
+def badge(status: str):
+    return format_html(
+        '<span class="oauthconn-badge oauthconn-{}">{}</span>', status, STATUS_LABELS[status]
+    )
+
+
+def status_context(request, connection: Connection) -> dict:
+    """What the connection page shows above the form: status, grant metadata, events."""
+    user = request.user
+    token = Token.objects.filter(connection=connection, owner__isnull=True).first()
+    context = {
+        "redirect_uri": connection.redirect_uri,
+        "events": Event.objects.filter(connection=connection).select_related("actor")[:10],
+        "can_authorize": user.has_perm("oauthconn.authorize_connection"),
+        "can_refresh": user.has_perm("oauthconn.refresh_connection"),
+        "can_disconnect": user.has_perm("oauthconn.disconnect_connection"),
+        "insecure_dev": oauthconn_settings.ALLOW_INSECURE_LOOPBACK,
+    }
+    if connection.per_user:
+        tokens = Token.objects.filter(connection=connection).select_related("owner")
+        context["user_tokens"] = [(t, badge(token_status(t))) for t in tokens]
+        return context
+    requested = connection.scope_list
+    granted = token.granted_scopes if token and token.access_token is not None else []
+    context.update(
+        token=token,
+        status=token_status(token),
+        status_badge=badge(token_status(token)),
+        connected=token is not None and token.is_connected,
+        requested_scopes=requested,
+        granted_scopes=granted,
+        missing_scopes=[s for s in requested if granted and s not in granted],
+    )
+    return context

@@ -1,12 +1,25 @@
-"""Admin forms. Secrets are write-only: an empty field keeps the stored value."""
+"""Admin forms for providers and connections, and the field checks the wizard shares.
+
+Secrets are write-only: an empty field keeps the stored value. Every URL goes through
+:func:`oauthconn.http.check_url` (https, loopback http only behind the development switch,
+no user info, no fragment: SECURITY R1), and security-relevant edits follow R5.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from django import forms
 
 from oauthconn.exceptions import ConfigurationError
+from oauthconn.flows.configuration import (
+    SECURITY_RELEVANT_PROVIDER_FIELDS,
+    has_stored_grant,
+    security_relevant,
+)
 from oauthconn.http import check_url
-from oauthconn.models import Connection, Provider
+from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.oauth.authorize import check_extra_parameters
 
 PROVIDER_URL_FIELDS = (
@@ -17,30 +30,115 @@ PROVIDER_URL_FIELDS = (
     "userinfo_endpoint",
     "jwks_uri",
 )
+#: The endpoints that, with the issuer, identify one authorization server (R4).
+AS_ENDPOINTS = ("authorization_endpoint", "token_endpoint")
+SECRET_METHODS = (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST)
 
 
-def clean_urls(form: forms.ModelForm, names) -> None:
+def url_error(value: str, label: str) -> str | None:
+    """The readable reason ``value`` may not be used as an endpoint, or None."""
+    try:
+        check_url(value, field=label)
+    except ConfigurationError as err:
+        return str(err)
+    return None
+
+
+def clean_urls(form: forms.Form, names) -> None:
     for name in names:
         value = form.cleaned_data.get(name)
         if value:
-            try:
-                check_url(value, field=form.fields[name].label or name)
-            except ConfigurationError as err:
-                form.add_error(name, str(err))
+            error = url_error(value, str(form.fields[name].label or name))
+            if error:
+                form.add_error(name, error)
+
+
+def params_error(params: Any, *, endpoint: str | None = None) -> str | None:
+    """Why ``params`` cannot be extra parameters (R13), or None."""
+    if not isinstance(params, dict):
+        return 'Enter a JSON object of string values, e.g. {"audience": "api"}.'
+    try:
+        check_extra_parameters(params, endpoint=endpoint or None)
+    except ConfigurationError as err:
+        return str(err)
+    return None
+
+
+def issuer_conflict(fields: Mapping[str, Any], *, exclude_pk: int | None = None) -> str | None:
+    """R4: one issuer identifies one authorization server.
+
+    Another provider with the same issuer must have the same endpoints; otherwise a response
+    from one server could be taken for the other's.
+    """
+    issuer = fields.get("issuer")
+    if not issuer:
+        return None
+    for other in Provider.objects.filter(issuer=issuer).exclude(pk=exclude_pk):
+        if any(getattr(other, name) != fields.get(name, "") for name in AS_ENDPOINTS):
+            return (
+                f"The provider {other.name!r} already uses the issuer {issuer} with other "
+                "endpoints: one issuer must mean one authorization server."
+            )
+    return None
+
+
+def grant_auth_error(grant_type: str, auth_method: str) -> str | None:
+    """Combinations of grant and client authentication that cannot work (RFC 6749 §2.1)."""
+    if auth_method == ClientAuthMethod.NONE and grant_type != GrantType.AUTHORIZATION_CODE_PKCE:
+        return "A public client (no client authentication) must use the code grant with PKCE."
+    return None
 
 
 class ProviderForm(forms.ModelForm):
+    """Providers are shared by connections: moving the endpoints of one in use is refused."""
+
     class Meta:
         model = Provider
-        fields = "__all__"
+        fields = [
+            "name",
+            "slug",
+            "preset",
+            *PROVIDER_URL_FIELDS,
+            "scope_separator",
+            "sends_issuer",
+            "supported_grant_types",
+            "code_challenge_methods",
+            "token_endpoint_auth_methods",
+            "scopes_supported",
+            "id_token_signing_algs",
+            "metadata",
+        ]
 
     def clean(self):
         cleaned = super().clean()
         clean_urls(self, PROVIDER_URL_FIELDS)
+        conflict = issuer_conflict(cleaned, exclude_pk=self.instance.pk)
+        if conflict:
+            self.add_error("issuer", conflict)
+        self._refuse_moving_secrets()
         return cleaned
+
+    def _refuse_moving_secrets(self) -> None:
+        moved = sorted(SECURITY_RELEVANT_PROVIDER_FIELDS & set(self.changed_data))
+        if not self.instance.pk or not moved:
+            return
+        holders = [
+            c.name
+            for c in self.instance.connections.all()
+            if c.client_secret is not None or has_stored_grant(c)
+        ]
+        if holders:
+            raise forms.ValidationError(
+                "These connections hold a client secret or tokens for this provider: %(names)s. "
+                "Changing %(fields)s would send them to another server. Create a new provider "
+                "and choose it on each connection instead (you will re-enter the secret there).",
+                params={"names": ", ".join(holders), "fields": ", ".join(moved)},
+            )
 
 
 class ConnectionForm(forms.ModelForm):
+    """The change form. A security-relevant change asks for the client secret again (R5)."""
+
     new_client_secret = forms.CharField(
         label="Client secret",
         required=False,
@@ -51,23 +149,64 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        exclude = ["published_jwks", "private_key_id", "metadata", "created_by"]
+        fields = [
+            "name",
+            "slug",
+            "per_user",
+            "provider",
+            "grant_type",
+            "client_id",
+            "new_client_secret",
+            "client_auth_method",
+            "scopes",
+            "extra_authorize_params",
+            "extra_token_params",
+            "api_base_url",
+            "test_path",
+            "token_lifetime",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.r5_fields: list[str] = []
+        if self.instance.pk and self.instance.client_secret is not None:
+            self.fields["new_client_secret"].help_text = (
+                "Set. Write-only: leave empty to keep it. Changing the provider, client id, "
+                "client authentication or API base URL requires entering it again."
+            )
 
     def clean(self):
         cleaned = super().clean()
         clean_urls(self, ["api_base_url"])
         for name in ("extra_authorize_params", "extra_token_params"):
-            params = cleaned.get(name) or {}
-            if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
-                self.add_error(name, "Enter a JSON object of string values.")
-                continue
-            try:
-                check_extra_parameters(params)
-            except ConfigurationError as err:
-                self.add_error(name, str(err))
+            error = params_error(cleaned.get(name))
+            if error:
+                self.add_error(name, error)
+        error = grant_auth_error(cleaned.get("grant_type", ""), cleaned.get("client_auth_method"))
+        if error:
+            self.add_error("client_auth_method", error)
+        self._require_secret()
         return cleaned
 
+    def _require_secret(self) -> None:
+        method = self.cleaned_data.get("client_auth_method")
+        typed = self.cleaned_data.get("new_client_secret")
+        if method not in SECRET_METHODS or typed:
+            return
+        if self.instance.pk:
+            self.r5_fields = security_relevant(self.changed_data)
+        if self.instance.client_secret is None:
+            self.add_error("new_client_secret", "This client authentication needs a secret.")
+        elif self.r5_fields:
+            self.add_error(
+                "new_client_secret",
+                "You changed {}: re-enter the client secret, so that it is never sent to a "
+                "server it was not typed for.".format(", ".join(self.r5_fields)),
+            )
+
     def save(self, commit=True):
+        if self.instance.pk:
+            self.r5_fields = security_relevant(self.changed_data)
         secret = self.cleaned_data.get("new_client_secret")
         if secret:
             self.instance.client_secret = secret

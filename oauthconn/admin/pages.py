@@ -1,0 +1,91 @@
+"""The connection page's buttons: Refresh now, Test and Disconnect (Authorize reuses the
+``oauthconn:start`` view). Each is a POST with CSRF protection and its own permission
+(SECURITY §3.3, §3.4); none of them renders a token or a secret.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from oauthconn import flows
+from oauthconn.exceptions import OAuthConnError
+from oauthconn.flows.probe import test_connection
+from oauthconn.models import Connection, Token
+
+
+class HttpResponseSeeOther(HttpResponseRedirect):
+    status_code = 303
+
+
+def connection_for(model_admin, request: HttpRequest, object_id: str, perm: str) -> Connection:
+    """The shared connection ``object_id``, if the user holds ``oauthconn.<perm>``."""
+    if request.method != "POST":
+        raise PermissionDenied("Use the buttons on the connection page (POST only).")
+    connection = model_admin.get_object(request, object_id)
+    if connection is None:
+        raise Http404("No such connection.")
+    if not request.user.has_perm(f"oauthconn.{perm}"):
+        raise PermissionDenied
+    if connection.per_user:
+        raise PermissionDenied("Per-user connections are managed by their users.")
+    return connection
+
+
+def back(connection: Connection) -> HttpResponse:
+    return HttpResponseSeeOther(reverse("admin:oauthconn_connection_change", args=[connection.pk]))
+
+
+def refresh_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """Renew the shared token now (a refresh, or a new client credentials token)."""
+    connection = connection_for(model_admin, request, object_id, "refresh_connection")
+    try:
+        token = flows.renew(connection, None, force=True)
+    except OAuthConnError as err:
+        messages.error(request, f"{connection.name}: the refresh failed: {err}")
+    else:
+        until = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "?"
+        messages.success(request, f"{connection.name}: a new access token, valid until {until}.")
+    return back(connection)
+
+
+def test_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """Call the userinfo endpoint or the test path and show status and a short body."""
+    connection = connection_for(model_admin, request, object_id, "refresh_connection")
+    context = {**page_context(model_admin, request, connection, "Test")}
+    try:
+        context["result"] = test_connection(connection)
+    except OAuthConnError as err:
+        context["error"] = str(err)
+    return TemplateResponse(request, "admin/oauthconn/connection/test_result.html", context)
+
+
+def disconnect_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """First POST: the confirmation page. Confirmed POST: revoke at the provider, then wipe."""
+    connection = connection_for(model_admin, request, object_id, "disconnect_connection")
+    token = Token.objects.filter(connection=connection, owner__isnull=True).first()
+    if token is None or not token.is_connected:
+        messages.info(request, f"{connection.name} was not connected.")
+        return back(connection)
+    if request.POST.get("confirm") != "yes":
+        context = page_context(model_admin, request, connection, "Disconnect")
+        context["revocation_endpoint"] = connection.provider.revocation_endpoint
+        return TemplateResponse(
+            request, "admin/oauthconn/connection/disconnect_confirm.html", context
+        )
+    result = flows.disconnect(token, actor=request.user)
+    level = messages.WARNING if result.revoked_at_provider is False else messages.SUCCESS
+    messages.add_message(request, level, f"{connection.name}: {result.message}")
+    return back(connection)
+
+
+def page_context(model_admin, request: HttpRequest, connection: Connection, title: str) -> dict:
+    return {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": connection,
+        "title": f"{title}: {connection.name}",
+    }

@@ -1,0 +1,281 @@
+"""The "Add connection" wizard (django-formtools), mounted in the admin by ConnectionAdmin.
+
+Steps: basics → grant type → client and endpoints → review. Back and forward keep what was
+typed; the client secret is sealed (encrypted with the oauthconn keyring) before the wizard
+stores a step in the session, and unsealed only in memory (SECURITY §3.2, STYLE example 7).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.decorators import method_decorator
+from django.views.decorators.clickjacking import xframe_options_deny
+from django.views.decorators.debug import sensitive_post_parameters
+from formtools.wizard.storage.session import SessionStorage
+from formtools.wizard.views import SessionWizardView
+
+from oauthconn import flows
+from oauthconn.admin.wizard_forms import (
+    BasicsForm,
+    ClientForm,
+    GrantForm,
+    ReviewForm,
+    offered_grants,
+)
+from oauthconn.conf import oauthconn_settings
+from oauthconn.crypto import decrypt, encrypt
+from oauthconn.exceptions import OAuthConnError
+from oauthconn.models import Connection, GrantType, Provider
+
+SECRET_KEY_IN_STEP = "client-client_secret"
+SEALED_PREFIX = "sealed:"
+
+
+class SealedSessionStorage(SessionStorage):
+    """Session storage that keeps the client step's secret only as ciphertext.
+
+    An empty secret field keeps a secret typed earlier, so stepping back and forward does not
+    lose it (the password widget never renders it back).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._previous: dict[str, list[str]] = {}
+
+    def set_step_data(self, step: str, cleaned_data: Any) -> None:
+        super().set_step_data(step, cleaned_data)
+        stored = self.data[self.step_data_key][step]
+        typed = [value for value in stored.get(SECRET_KEY_IN_STEP, []) if value]
+        if typed:
+            stored[SECRET_KEY_IN_STEP] = [SEALED_PREFIX + encrypt(typed[0])]
+        elif any(self._previous.get(step, [])):
+            stored[SECRET_KEY_IN_STEP] = self._previous[step]
+        else:
+            stored.pop(SECRET_KEY_IN_STEP, None)
+        self._previous = {}
+
+    def get_step_data(self, step: str):
+        values = super().get_step_data(step)
+        if values is None or not values.get(SECRET_KEY_IN_STEP):
+            return values
+        values = values.copy()
+        values[SECRET_KEY_IN_STEP] = unseal(values[SECRET_KEY_IN_STEP])
+        return values
+
+    def remember_secret(self, step: str) -> None:
+        """Called before a step is stored again: keep its sealed secret if none is typed."""
+        raw = self.data[self.step_data_key].get(step) or {}
+        self._previous = {step: raw.get(SECRET_KEY_IN_STEP, [""])}
+
+    def has_secret(self, step: str) -> bool:
+        raw = self.data[self.step_data_key].get(step) or {}
+        return any(raw.get(SECRET_KEY_IN_STEP, []))
+
+
+def unseal(value: str) -> str:
+    if value.startswith(SEALED_PREFIX):
+        return decrypt(value[len(SEALED_PREFIX) :])
+    return ""
+
+
+@method_decorator(sensitive_post_parameters(SECRET_KEY_IN_STEP), name="dispatch")
+@method_decorator(xframe_options_deny, name="dispatch")
+class ConnectionWizard(SessionWizardView):
+    """Create a connection in four steps, then authorize it (or fetch a token) at once."""
+
+    form_list = [
+        ("basics", BasicsForm),
+        ("grant", GrantForm),
+        ("client", ClientForm),
+        ("review", ReviewForm),
+    ]
+    storage_name = "oauthconn.admin.wizard.SealedSessionStorage"
+    template_name = "admin/oauthconn/connection/wizard.html"
+    model_admin: Any = None
+
+    def dispatch(self, request, *args, **kwargs):
+        if not self.model_admin.has_add_permission(request):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    # --- what each step knows about the earlier ones ---------------------------------------
+
+    @property
+    def provider_fields(self) -> dict[str, Any]:
+        return self.storage.extra_data.get("provider_fields", {})
+
+    def get_form_kwargs(self, step: str | None = None) -> dict[str, Any]:
+        if step == "basics":
+            return {"discovered": self.storage.extra_data.get("discovered")}
+        if step == "grant":
+            return {"offered": offered_grants(self.provider_fields)}
+        if step == "client":
+            grant = (self.storage.get_step_data("grant") or {}).get("grant-grant_type")
+            return {
+                "grant_type": grant or GrantType.AUTHORIZATION_CODE_PKCE,
+                "provider_fields": self.provider_fields,
+                "separator": self.provider_fields.get("scope_separator", " "),
+                "secret_set": self.storage.has_secret("client"),
+            }
+        return {}
+
+    def get_form_initial(self, step: str) -> dict[str, Any]:
+        if step != "client":
+            return {}
+        fields = self.provider_fields
+        initial = {name: fields.get(name, "") for name in ClientForm.ENDPOINTS}
+        defaults = self.storage.extra_data.get("defaults", {})
+        initial.update({k: v for k, v in defaults.items() if k in ClientForm.base_fields})
+        grant = (self.storage.get_step_data("grant") or {}).get("grant-grant_type")
+        if grant == GrantType.AUTHORIZATION_CODE_PKCE and "client_auth_method" not in initial:
+            initial["client_auth_method"] = "client_secret_basic"
+        return initial
+
+    def process_step(self, form) -> Any:
+        if self.steps.current == "basics":
+            extra = self.storage.extra_data
+            extra["provider_fields"] = form.provider_fields
+            extra["defaults"] = form.defaults
+            extra["slug"] = form.cleaned_data["slug"]
+            if form.cleaned_data.get("source") == "issuer":
+                extra["discovered"] = {
+                    "issuer": form.cleaned_data["issuer"],
+                    "fields": form.provider_fields,
+                }
+            self.storage.extra_data = extra
+        self.storage.remember_secret(self.steps.current)
+        return super().process_step(form)
+
+    def render_goto_step(self, goto_step, **kwargs):
+        # Going back keeps what was typed on this step, valid or not; "done" revalidates all.
+        current = self.steps.current
+        if any(key.startswith(f"{current}-") for key in self.request.POST):
+            form = self.get_form(data=self.request.POST, files=self.request.FILES)
+            self.storage.remember_secret(current)
+            self.storage.set_step_data(current, self.get_form_step_data(form))
+        return super().render_goto_step(goto_step, **kwargs)
+
+    # --- pages -----------------------------------------------------------------------------
+
+    def get_context_data(self, form, **kwargs) -> dict[str, Any]:
+        context = super().get_context_data(form=form, **kwargs)
+        admin = self.model_admin
+        context.update(
+            admin.admin_site.each_context(self.request),
+            opts=admin.model._meta,
+            title=f"Add connection · step {self.steps.step1} of {self.steps.count}",
+            step_titles=["Basics", "Grant type", "Client and endpoints", "Review"],
+            provider_fields=self.provider_fields,
+            insecure_dev=oauthconn_settings.ALLOW_INSECURE_LOOPBACK,
+        )
+        if self.steps.current in ("client", "review"):
+            context["redirect_uri"] = self._redirect_uri()
+        if self.steps.current == "review":
+            context["review"] = self._review()
+        return context
+
+    def _redirect_uri(self) -> str:
+        slug = self.storage.extra_data.get("slug")
+        return Connection(slug=slug).redirect_uri if slug else ""
+
+    def _review(self) -> dict[str, Any]:
+        def step(name: str) -> dict[str, Any]:
+            data = self.get_cleaned_data_for_step(name)
+            return dict(data) if data else {}
+
+        client = step("client")
+        client["client_secret"] = "set" if self.storage.has_secret("client") else "not set"
+        return {"basics": step("basics"), "grant": step("grant"), "client": client}
+
+    # --- the end -------------------------------------------------------------------------
+
+    def done(self, form_list, form_dict=None, **kwargs) -> HttpResponse:
+        connection = self._save(form_dict)
+        return self._after_save(connection)
+
+    def _save(self, forms) -> Connection:
+        basics = forms["basics"].cleaned_data
+        client = forms["client"].cleaned_data
+        with transaction.atomic():
+            provider = self._provider(forms["basics"], client, basics)
+            connection = Connection.objects.create(
+                slug=basics["slug"],
+                name=basics["name"],
+                per_user=basics["sharing"] == "per_user",
+                provider=provider,
+                grant_type=forms["grant"].cleaned_data["grant_type"],
+                client_id=client["client_id"],
+                client_secret=client["client_secret"] or "",
+                client_auth_method=client["client_auth_method"],
+                scopes=client["scopes"],
+                extra_authorize_params=client.get("extra_authorize_params") or {},
+                extra_token_params=client.get("extra_token_params") or {},
+                api_base_url=client["api_base_url"],
+                test_path=client["test_path"],
+                created_by=self.request.user,
+            )
+            self.model_admin.log_addition(self.request, connection, [{"added": {}}])
+        return connection
+
+    def _provider(self, basics_form, client: dict, basics: dict) -> Provider:
+        fields = dict(basics_form.provider_fields)
+        if "pk" in fields:
+            return Provider.objects.get(pk=fields["pk"])
+        fields.update({name: client.get(name, "") for name in ClientForm.ENDPOINTS})
+        if isinstance(fields.get("discovered_at"), str):
+            fields["discovered_at"] = parse_datetime(fields["discovered_at"])
+        same = Provider.objects.filter(
+            **{name: fields.get(name, "") for name in ("issuer", *ClientForm.ENDPOINTS)}
+        ).first()
+        if same is not None:
+            return same
+        fields["slug"] = unique_provider_slug(fields.get("slug") or basics["slug"])
+        fields.setdefault("name", basics["name"])
+        return Provider.objects.create(**fields)
+
+    def _after_save(self, connection: Connection) -> HttpResponse:
+        request = self.request
+        page = reverse("admin:oauthconn_connection_change", args=[connection.pk])
+        if connection.per_user:
+            messages.success(
+                request,
+                f"{connection.name} was saved. Users connect it from "
+                "their “Your connections” page.",
+            )
+            return HttpResponseRedirect(page)
+        if not request.user.has_perm("oauthconn.authorize_connection"):
+            messages.warning(
+                request,
+                f"{connection.name} was saved. Someone allowed to "
+                "authorize connections must authorize it.",
+            )
+            return HttpResponseRedirect(page)
+        try:
+            if connection.grant_type == GrantType.CLIENT_CREDENTIALS:
+                flows.renew(connection, None, force=True)
+                messages.success(request, f"{connection.name} was saved and a token obtained.")
+                return HttpResponseRedirect(page)
+            url = flows.start_authorization(
+                connection, user=request.user, session=request.session, owner=None
+            )
+        except OAuthConnError as err:
+            messages.error(request, f"{connection.name} was saved, but: {err}")
+            return HttpResponseRedirect(page)
+        response = HttpResponseRedirect(url)
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+
+def unique_provider_slug(base: str) -> str:
+    slug, n = base[:45], 2
+    while Provider.objects.filter(slug=slug).exists():
+        slug, n = f"{base[:45]}-{n}", n + 1
+    return slug

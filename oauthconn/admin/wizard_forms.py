@@ -1,0 +1,280 @@
+"""The four steps of the "Add connection" wizard: basics, grant type, client, review."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.text import slugify
+
+from oauthconn.admin.forms import (
+    PROVIDER_URL_FIELDS,
+    SECRET_METHODS,
+    clean_urls,
+    grant_auth_error,
+    issuer_conflict,
+    params_error,
+)
+from oauthconn.exceptions import DiscoveryFailed
+from oauthconn.flows.discovery import discover_provider
+from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
+from oauthconn.presets import get_preset, preset_choices
+
+SOURCE_CHOICES = [
+    ("preset", "A well-known provider (preset)"),
+    ("issuer", "Discover from an issuer URL (OpenID Connect or RFC 8414 metadata)"),
+    ("existing", "A provider already set up here"),
+    ("custom", "Custom endpoints"),
+]
+GRANT_HELP = {
+    GrantType.AUTHORIZATION_CODE_PKCE: "Recommended for all clients, and the only safe choice "
+    "for clients that cannot keep a secret (PKCE, RFC 7636).",
+    GrantType.AUTHORIZATION_CODE: "For a confidential client when the provider does not "
+    "support PKCE.",
+    GrantType.CLIENT_CREDENTIALS: "For server-to-server access as the client itself, "
+    "without a user (RFC 6749 §4.4).",
+}
+GRANT_ORDER = (
+    GrantType.AUTHORIZATION_CODE_PKCE,
+    GrantType.AUTHORIZATION_CODE,
+    GrantType.CLIENT_CREDENTIALS,
+)
+
+
+class BasicsForm(forms.Form):
+    """Step 1: name, slug, shared or per-user, and where the provider comes from."""
+
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(
+        max_length=50,
+        required=False,
+        help_text="Site code calls get_connection(slug). Derived from the name when empty.",
+    )
+    sharing = forms.ChoiceField(
+        label="Who connects",
+        choices=[
+            ("shared", "Shared: one account, authorized once by an admin, for the whole site"),
+            ("per_user", "Per user: each signed-in user connects their own account"),
+        ],
+        initial="shared",
+        widget=forms.RadioSelect,
+    )
+    source = forms.ChoiceField(
+        label="Provider", choices=SOURCE_CHOICES, initial="preset", widget=forms.RadioSelect
+    )
+    preset = forms.ChoiceField(required=False)
+    preset_parameter = forms.CharField(
+        required=False,
+        max_length=253,
+        help_text="Only for presets that need one: the tenant, domain, subdomain or base URL.",
+    )
+    issuer = forms.CharField(label="Issuer URL", required=False, max_length=2000)
+    existing_provider = forms.ModelChoiceField(Provider.objects.all(), required=False)
+
+    def __init__(self, *args: Any, discovered: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["preset"].choices = [("", "---------"), *preset_choices()]
+        self.discovered = discovered or {}
+        #: Provider keyword arguments (not saved) and connection defaults, set by clean().
+        self.provider_fields: dict[str, Any] = {}
+        self.defaults: dict[str, Any] = {}
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data.get("slug") or slugify(self.data.get(self.add_prefix("name"), ""))
+        if not slug:
+            raise forms.ValidationError("Enter a slug (letters, digits, - and _).")
+        if Connection.objects.filter(slug=slug).exists():
+            raise forms.ValidationError(f"A connection with the slug {slug!r} already exists.")
+        return slug
+
+    def clean(self):
+        cleaned = super().clean()
+        source = cleaned.get("source")
+        handler = getattr(self, f"_from_{source}", None)
+        if handler is not None:
+            handler(cleaned)
+        return cleaned
+
+    def _from_preset(self, cleaned: dict) -> None:
+        if not cleaned.get("preset"):
+            self.add_error("preset", "Choose a preset.")
+            return
+        preset = get_preset(cleaned["preset"])
+        value = cleaned.get("preset_parameter", "")
+        try:
+            pending = preset.pending_parameters
+            resolved = preset.resolve(**({pending[0]: value} if pending and value else {}))
+            self.provider_fields = resolved.provider_fields()
+        except ValueError as err:
+            self.add_error("preset_parameter", str(err))
+            return
+        self.defaults = resolved.connection_defaults()
+
+    def _from_issuer(self, cleaned: dict) -> None:
+        issuer = cleaned.get("issuer", "")
+        if not issuer:
+            self.add_error("issuer", "Enter the issuer URL, e.g. https://accounts.example.com.")
+            return
+        if self.discovered.get("issuer") == issuer:
+            self.provider_fields = dict(self.discovered["fields"])
+        else:
+            try:
+                fields = discover_provider(issuer)
+            except DiscoveryFailed as err:
+                self.add_error("issuer", f"Discovery failed: {err}")
+                return
+            fields["discovered_at"] = fields["discovered_at"].isoformat()
+            self.provider_fields = fields
+        self.defaults = {"scopes": "openid" if self._oidc() else ""}
+
+    def _oidc(self) -> bool:
+        return "openid" in self.provider_fields.get("scopes_supported", [])
+
+    def _from_existing(self, cleaned: dict) -> None:
+        provider = cleaned.get("existing_provider")
+        if provider is None:
+            self.add_error("existing_provider", "Choose a provider.")
+            return
+        names = (*PROVIDER_URL_FIELDS, "supported_grant_types", "code_challenge_methods")
+        self.provider_fields = {name: getattr(provider, name) for name in names}
+        self.provider_fields["pk"] = provider.pk
+        meta = provider.metadata or {}
+        self.defaults = {
+            "scopes": " ".join(meta.get("default_scopes", [])),
+            "api_base_url": meta.get("api_base_url", ""),
+            "test_path": meta.get("test_path", ""),
+        }
+
+    def _from_custom(self, cleaned: dict) -> None:
+        self.provider_fields = {}
+
+
+def offered_grants(provider_fields: dict[str, Any]) -> list[str]:
+    """The grant types the provider supports, when known (R6: PKCE only with S256)."""
+    grants = set(provider_fields.get("supported_grant_types") or [])
+    methods = provider_fields.get("code_challenge_methods") or []
+    if not grants and not methods:
+        return list(GRANT_ORDER)
+    code = "authorization_code" in grants
+    offered = {
+        GrantType.AUTHORIZATION_CODE: code,
+        GrantType.AUTHORIZATION_CODE_PKCE: code
+        and "S256" in methods
+        or "authorization_code_pkce" in grants,
+        GrantType.CLIENT_CREDENTIALS: "client_credentials" in grants,
+    }
+    return [grant for grant in GRANT_ORDER if offered[grant]]
+
+
+class GrantForm(forms.Form):
+    """Step 2: the grant type, limited to what the provider supports."""
+
+    grant_type = forms.ChoiceField(
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "The provider does not support this grant type."},
+    )
+
+    def __init__(self, *args: Any, offered: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        offered = offered or list(GRANT_ORDER)
+        labels = dict(GrantType.choices)
+        self.fields["grant_type"].choices = [
+            (grant, f"{labels[grant]}: {GRANT_HELP[grant]}") for grant in offered
+        ]
+        self.fields["grant_type"].initial = offered[0]
+
+
+class ClientForm(forms.Form):
+    """Step 3: the client registration, the endpoints and what to ask for."""
+
+    client_id = forms.CharField(label="Client ID", max_length=500)
+    client_secret = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Write-only; not needed for a public PKCE client.",
+    )
+    client_auth_method = forms.ChoiceField(
+        label="Client authentication",
+        choices=[c for c in ClientAuthMethod.choices if c[0] != ClientAuthMethod.PRIVATE_KEY_JWT],
+    )
+    authorization_endpoint = forms.CharField(required=False, max_length=2000)
+    token_endpoint = forms.CharField(max_length=2000)
+    revocation_endpoint = forms.CharField(required=False, max_length=2000)
+    userinfo_endpoint = forms.CharField(required=False, max_length=2000)
+    scopes = forms.CharField(required=False)
+    extra_authorize_params = forms.JSONField(
+        label="Extra authorization parameters", required=False, initial=dict
+    )
+    extra_token_params = forms.JSONField(
+        label="Extra token parameters", required=False, initial=dict
+    )
+    api_base_url = forms.CharField(label="API base URL", required=False, max_length=2000)
+    test_path = forms.CharField(required=False, max_length=2000)
+
+    ENDPOINTS = (
+        "authorization_endpoint",
+        "token_endpoint",
+        "revocation_endpoint",
+        "userinfo_endpoint",
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        grant_type: str = GrantType.AUTHORIZATION_CODE_PKCE,
+        provider_fields: dict[str, Any] | None = None,
+        separator: str = " ",
+        secret_set: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.grant_type = grant_type
+        self.provider_fields = provider_fields or {}
+        self.secret_set = secret_set
+        if secret_set:
+            self.fields["client_secret"].help_text = "Set. Leave empty to keep it."
+        sep = "a comma" if separator == "," else "a space"
+        self.fields[
+            "scopes"
+        ].help_text = f"Separated by spaces; sent joined with {sep}, as this provider expects."
+        if "pk" in self.provider_fields:
+            # An existing provider is shared by other connections: edit it on its own page.
+            for name in self.ENDPOINTS:
+                self.fields[name].disabled = True
+
+    def clean_scopes(self) -> str:
+        return " ".join(self.cleaned_data["scopes"].replace(",", " ").split())
+
+    def clean(self):
+        cleaned = super().clean()
+        clean_urls(self, (*self.ENDPOINTS, "api_base_url"))
+        self._check_grant(cleaned)
+        endpoint = cleaned.get("authorization_endpoint")
+        for name in ("extra_authorize_params", "extra_token_params"):
+            value = cleaned.get(name)
+            error = params_error({} if value is None else value, endpoint=endpoint)
+            if error:
+                self.add_error(name, error)
+        if "pk" not in self.provider_fields:
+            fields = {**self.provider_fields, **{n: cleaned.get(n, "") for n in self.ENDPOINTS}}
+            conflict = issuer_conflict(fields)
+            if conflict:
+                raise forms.ValidationError(conflict)
+        return cleaned
+
+    def _check_grant(self, cleaned: dict) -> None:
+        method = cleaned.get("client_auth_method")
+        error = grant_auth_error(self.grant_type, method)
+        if error:
+            self.add_error("client_auth_method", error)
+        if method in SECRET_METHODS and not (cleaned.get("client_secret") or self.secret_set):
+            self.add_error("client_secret", "Enter the client secret for this authentication.")
+        if self.grant_type != GrantType.CLIENT_CREDENTIALS and not cleaned.get(
+            "authorization_endpoint"
+        ):
+            self.add_error("authorization_endpoint", "The code grant needs this endpoint.")
+
+
+class ReviewForm(forms.Form):
+    """Step 4: nothing to type; the page shows everything for a last look."""

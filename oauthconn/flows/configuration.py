@@ -1,0 +1,89 @@
+"""Security-relevant configuration edits invalidate the grant (SECURITY R5).
+
+Pointing a connection at another host (a new token endpoint, issuer, client id...) must not
+let that host receive the tokens obtained from the old one, nor the client secret. The admin
+form asks for the secret again; this module drops the stored tokens without calling any
+revocation endpoint (the new one might be the attacker's) and marks the grants as needing
+reauthorization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from oauthconn.flows.common import lock_token, record_event
+from oauthconn.models import Connection, EventKind, Token, TokenStatus
+
+#: Connection fields whose change moves secrets or tokens to another place (R5).
+SECURITY_RELEVANT_FIELDS: frozenset[str] = frozenset(
+    {"provider", "client_id", "client_auth_method", "api_base_url"}
+)
+#: Provider fields with the same effect for every connection of the provider.
+SECURITY_RELEVANT_PROVIDER_FIELDS: frozenset[str] = frozenset(
+    {
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "revocation_endpoint",
+        "userinfo_endpoint",
+        "jwks_uri",
+    }
+)
+
+
+def security_relevant(changed_fields: Iterable[str]) -> list[str]:
+    """The names in ``changed_fields`` that R5 covers, sorted."""
+    relevant = SECURITY_RELEVANT_FIELDS | SECURITY_RELEVANT_PROVIDER_FIELDS
+    return sorted(set(changed_fields) & relevant)
+
+
+def has_stored_grant(connection: Connection) -> bool:
+    """True when any owner of the connection holds an access or refresh token."""
+    return (
+        Token.objects.filter(connection=connection)
+        .exclude(access_token__isnull=True, refresh_token__isnull=True)
+        .exists()
+    )
+
+
+def invalidate_grants(connection: Connection, changed_fields: Iterable[str], actor=None) -> int:
+    """Wipe every token of ``connection`` locally and require reauthorization.
+
+    No revocation request is sent: the configured revocation endpoint may be the new, untrusted
+    host. Returns the number of grants dropped; each gets a ``needs_reauth`` event naming the
+    changed fields (names only, never values).
+    """
+    fields = sorted(set(changed_fields))
+    message = "Configuration changed ({}): authorize again.".format(", ".join(fields))
+    dropped = 0
+    with transaction.atomic():
+        for pk in Token.objects.filter(connection=connection).values_list("pk", flat=True):
+            token = lock_token(pk)
+            if token.access_token is None and token.refresh_token is None:
+                continue
+            _wipe(token, message)
+            record_event(
+                EventKind.NEEDS_REAUTH,
+                connection,
+                token=token,
+                actor=actor,
+                message=message,
+                fields=fields,
+            )
+            dropped += 1
+    return dropped
+
+
+def _wipe(token: Token, message: str) -> None:
+    token.access_token = None
+    token.refresh_token = None
+    token.id_token = None
+    token.expires_at = None
+    token.refresh_expires_at = None
+    token.status = TokenStatus.NEEDS_REAUTH
+    token.last_error = message
+    token.last_error_code = "configuration_changed"
+    token.next_attempt_at = None
+    token.save()

@@ -1,0 +1,77 @@
+"""The admin's "Test" button: one authenticated GET, reported as status and a short excerpt.
+
+The request goes to the connection's ``test_path`` under its API base URL when one is set
+(through :class:`oauthconn.client.ConnectionClient`, so the token stays on that origin and a
+401 gets one refresh and retry), else to the provider's userinfo endpoint (OpenID Connect
+Core §5.3), which the provider that issued the token serves itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from oauthconn import http
+from oauthconn.client import ConnectionClient
+from oauthconn.exceptions import ConfigurationError
+from oauthconn.models import Connection
+
+#: Characters of the response body shown to the admin; the rest is cut.
+EXCERPT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the test call returned. ``body_excerpt`` is text: templates escape it."""
+
+    status_code: int
+    body_excerpt: str
+    url: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+def probe_url(connection: Connection) -> str:
+    """The URL "Test" calls, or ConfigurationError when the connection has neither target."""
+    if connection.test_path and connection.api_base_url:
+        base = connection.api_base_url.rstrip("/") + "/"
+        return urljoin(base, connection.test_path.lstrip("/"))
+    if connection.provider.userinfo_endpoint:
+        return connection.provider.userinfo_endpoint
+    raise ConfigurationError(
+        f"{connection.name} has no test path (with an API base URL) and its provider no "
+        "userinfo endpoint: set a test path on the connection."
+    )
+
+
+def test_connection(connection: Connection, owner=None) -> ProbeResult:
+    """Call the test URL with the connection's current token (refreshed first if due).
+
+    Raises the token errors of ``get_valid_token`` (``NotConnected``,
+    ``ReauthorizationRequired``...), transport errors, and ``DisallowedResourceURL`` for a
+    test path that leaves the API base URL's origin.
+    """
+    url = probe_url(connection)
+    api = ConnectionClient(connection, owner)
+    if connection.test_path and connection.api_base_url:
+        with api.client() as client:
+            response = http.send(client, "GET", url)
+    else:
+        token = api.token()
+        headers = {"Authorization": f"Bearer {token.access_token.reveal()}"}
+        with http.build_client() as client:
+            response = http.send(client, "GET", url, headers=headers)
+    return ProbeResult(response.status_code, _excerpt(response.content), url)
+
+
+# pytest would collect a module-level function named test_*; this one is not a test.
+test_connection.__test__ = False  # type: ignore[attr-defined]
+
+
+def _excerpt(content: bytes) -> str:
+    text = content[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    if len(text) > EXCERPT_CHARS:
+        return text[:EXCERPT_CHARS] + " …"
+    return text
