@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     # Private destinations that the SSRF guard lets through (exact host names, CIDRs).
     "ALLOWED_PRIVATE_HOSTS": [],
     "ALLOWED_PRIVATE_NETWORKS": [],
+    # Ports public hosts may be reached on (SECURITY §3.5); allowed private hosts: any port.
+    "ALLOWED_PORTS": [443],
     # Seconds a caller waits for another worker's refresh before giving up.
     "LOCK_TIMEOUT": 30.0,
     # Proactive refresh (the oauthconn_refresh command and the Celery task, see
@@ -53,6 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_TOKEN_WINDOW": 24 * 3600,
     # with at most this many token requests in flight per process.
     "PROACTIVE_CONCURRENCY": 4,
+    # REST API (oauthconn.api, needs the "api" extra): permission classes as import strings,
+    # resolved per request. The first list guards providers and connections (staff), the
+    # second the /me/ endpoints where users manage their own per-user tokens.
+    "API_PERMISSION_CLASSES": ["oauthconn.api.permissions.StaffModelPermissions"],
+    "API_USER_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Items per page of the API's list endpoints.
+    "API_PAGE_SIZE": 50,
 }
 
 

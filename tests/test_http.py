@@ -227,6 +227,18 @@ def test_guard_checks_resolved_addresses_of_names(configure, monkeypatch, no_con
                 send(client, "GET", f"https://{host}/token")
 
 
+def test_guard_allows_public_hosts_only_on_allowed_ports(configure, monkeypatch, no_connect):
+    configure(ALLOW_INSECURE_LOOPBACK=False)
+    fake_dns(monkeypatch, {"as.example": ["8.8.8.8"]})
+    with build_client() as client:
+        with pytest.raises(BlockedDestination, match="port 8443"):
+            send(client, "GET", "https://as.example:8443/token")
+        configure(ALLOW_INSECURE_LOOPBACK=False, ALLOWED_PORTS=[443, 8443])
+        # allowed now: the guard lets it through to the connect (which no_connect stops)
+        with pytest.raises(AssertionError, match="a connection was attempted"):
+            send(client, "GET", "https://as.example:8443/token")
+
+
 def test_guard_connects_to_the_address_it_validated(configure, monkeypatch, scripted_server):
     """Resolve once: a rebinding resolver answering differently the second time is not asked."""
     scripted_server.default("/", Reply(body=b"ok"))

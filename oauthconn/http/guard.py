@@ -46,7 +46,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         except (OSError, UnicodeError) as err:
             raise httpcore.ConnectError(f"cannot resolve {host}") from err
         last_error: Exception | None = None
-        for ip in validated_addresses(host, infos):
+        for ip in validated_addresses(host, port, infos):
             try:
                 return self.inner.connect_tcp(ip, port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as err:
@@ -83,7 +83,7 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         except (OSError, UnicodeError) as err:
             raise httpcore.ConnectError(f"cannot resolve {host}") from err
         last_error: Exception | None = None
-        for ip in validated_addresses(host, infos):
+        for ip in validated_addresses(host, port, infos):
             try:
                 return await self.inner.connect_tcp(
                     ip, port, timeout, local_address, socket_options

@@ -135,8 +135,8 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         ) from err
 
 
-def validated_addresses(host: str, infos: Iterable[tuple[Any, ...]]) -> list[str]:
-    """Check every resolved address; return them as connectable IP strings, in order."""
+def validated_addresses(host: str, port: int, infos: Iterable[tuple[Any, ...]]) -> list[str]:
+    """Check every resolved address and the port; return connectable IP strings, in order."""
     addresses: list[str] = []
     for info in infos:
         ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
@@ -146,6 +146,14 @@ def validated_addresses(host: str, infos: Iterable[tuple[Any, ...]]) -> list[str
             raise BlockedDestination(
                 f"Refused to connect to {host}: it resolves to a private, loopback or "
                 "reserved address (see OAUTHCONN['ALLOWED_PRIVATE_HOSTS']).",
+                host=host,
+            )
+        if is_public_address(ip) and port not in oauthconn_settings.ALLOWED_PORTS:
+            # Explicitly allowed private destinations may use any port; public ones only
+            # the listed ones, so an admin-entered URL cannot probe arbitrary services.
+            raise BlockedDestination(
+                f"Refused to connect to {host} on port {port} "
+                "(see OAUTHCONN['ALLOWED_PORTS']).",
                 host=host,
             )
         if str(ip) not in addresses:
