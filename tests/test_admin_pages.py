@@ -1,0 +1,247 @@
+"""The connection pages: change list badges and filters, the status panel, the Refresh, Test
+and Disconnect buttons (POST, CSRF, permissions), and R5 on the change form."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from oauthconn.admin.status import filter_connections
+from oauthconn.flows.probe import test_connection as probe
+from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
+from tests.conftest import authorize
+from tests.scripted_server import Reply
+
+
+def url(name: str, connection: Connection) -> str:
+    return reverse(f"admin:oauthconn_connection_{name}", args=[connection.pk])
+
+
+@pytest.fixture
+def connected(make_connection, staff_client):
+    connection = make_connection("crm", test_path="me/")
+    assert authorize(staff_client, connection).status_code == 303
+    return connection
+
+
+def change_data(connection: Connection, **overrides) -> dict:
+    data = {
+        "name": connection.name,
+        "slug": connection.slug,
+        "provider": connection.provider_id,
+        "grant_type": connection.grant_type,
+        "client_id": connection.client_id,
+        "new_client_secret": "",
+        "client_auth_method": connection.client_auth_method,
+        "scopes": connection.scopes,
+        "extra_authorize_params": "{}",
+        "extra_token_params": "{}",
+        "api_base_url": connection.api_base_url,
+        "test_path": connection.test_path,
+        "token_lifetime": "",
+    }
+    data.update(overrides)
+    return data
+
+
+# --- change list ------------------------------------------------------------------------------
+
+
+def test_change_list_shows_badges_and_never_a_secret(connected, staff_client):
+    token = connected.tokens.get()
+    html = staff_client.get(reverse("admin:oauthconn_connection_changelist")).content.decode()
+    assert 'class="oauthconn-badge oauthconn-connected">Connected' in html
+    assert "Shared" in html
+    for secret in (connected.client_secret.reveal(), token.access_token.reveal()):
+        assert secret not in html
+
+
+def test_status_filter(connected, make_connection, provider):
+    idle = make_connection("idle")
+    failing = make_connection("failing")
+    Token.objects.create(connection=failing, status=TokenStatus.FAILING, access_token="x")
+    expiring = make_connection("expiring")
+    Token.objects.create(
+        connection=expiring, access_token="x", expires_at=timezone.now() + timedelta(hours=1)
+    )
+    everything = Connection.objects.all()
+
+    def slugs(status):
+        return sorted(filter_connections(everything, status).values_list("slug", flat=True))
+
+    assert slugs("connected") == ["crm"]
+    assert slugs("not_connected") == ["idle"]
+    assert slugs("failing") == ["failing"]
+    assert slugs("expiring") == ["expiring"]
+    assert idle.pk  # silence: created for the not_connected case
+
+
+def test_change_list_filter_and_search(connected, make_connection, staff_client):
+    make_connection("other")
+    changelist = reverse("admin:oauthconn_connection_changelist")
+    html = staff_client.get(changelist, {"status": "not_connected"}).content.decode()
+    assert ">Other<" in html and ">Crm<" not in html
+    html = staff_client.get(changelist, {"q": "crm"}).content.decode()
+    assert ">Crm<" in html and ">Other<" not in html
+
+
+# --- the connection page ----------------------------------------------------------------------
+
+
+def test_connection_page_shows_the_grant(connected, staff_client):
+    response = staff_client.get(url("change", connected))
+    html = response.content.decode()
+    assert response["X-Frame-Options"] == "DENY"
+    assert "Connected" in html and "by staff" in html
+    assert "Requested scopes" in html and "Granted scopes" in html
+    assert "Authorized" in html  # the recent events
+    for name in ("_authorize", "_refresh", "_test", "_disconnect"):
+        assert f'name="{name}"' in html
+    assert connected.tokens.get().access_token.reveal() not in html
+
+
+def test_refresh_now(connected, staff_client, as_log):
+    before = connected.tokens.get().access_token.reveal()
+    response = staff_client.post(url("refresh", connected))
+    assert response.status_code == 303
+    assert connected.tokens.get().access_token.reveal() != before
+    assert as_log.to("/demo-oauth/token/")[-1].form["grant_type"] == ["refresh_token"]
+
+
+def test_test_button_shows_status_and_escaped_body(connected, staff_client):
+    response = staff_client.post(url("test", connected))
+    html = response.content.decode()
+    assert "HTTP 200" in html and "&quot;username&quot;: &quot;staff&quot;" in html
+
+
+def test_probe_cuts_the_body_and_reports_errors(make_connection, staff_client, scripted_server):
+    connection = make_connection("crm")
+    authorize(staff_client, connection)
+    connection.api_base_url = scripted_server.url("/api/")
+    connection.test_path = "me"
+    connection.save()
+    scripted_server.default("/api/me", Reply(status=500, body="<b>" + "x" * 5000))
+    result = probe(connection)
+    assert result.status_code == 500 and not result.ok
+    assert len(result.body_excerpt) < 600 and result.body_excerpt.startswith("<b>x")
+    response = staff_client.post(url("test", connection))
+    assert "&lt;b&gt;x" in response.content.decode()
+
+
+def test_disconnect_asks_then_revokes_and_wipes(connected, staff_client, as_log):
+    first = staff_client.post(url("disconnect", connected))
+    assert first.status_code == 200 and b"Yes, disconnect" in first.content
+    assert connected.tokens.get().access_token is not None
+    response = staff_client.post(url("disconnect", connected), {"confirm": "yes"})
+    assert response.status_code == 303
+    token = connected.tokens.get()
+    assert token.access_token is None and token.status == TokenStatus.REVOKED
+    assert as_log.to("/demo-oauth/revoke_token/")
+
+
+@pytest.mark.parametrize("name", ["refresh", "test", "disconnect"])
+def test_buttons_are_post_only(connected, staff_client, name):
+    assert staff_client.get(url(name, connected)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "name, perm",
+    [
+        ("refresh", "refresh_connection"),
+        ("test", "refresh_connection"),
+        ("disconnect", "disconnect_connection"),
+    ],
+)
+def test_buttons_need_their_permission(connected, django_user_model, name, perm):
+    user = django_user_model.objects.create_user("clerk", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_connection"))
+    browser = Client()
+    browser.force_login(user)
+    assert browser.post(url(name, connected), {"confirm": "yes"}).status_code == 403
+    assert connected.tokens.get().access_token is not None
+    user.user_permissions.add(Permission.objects.get(codename=perm))
+    user = django_user_model.objects.get(pk=user.pk)
+    browser.force_login(user)
+    assert browser.post(url(name, connected), {"confirm": "yes"}).status_code in (200, 303)
+
+
+def test_buttons_need_the_csrf_token(connected, staff):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(staff)
+    response = browser.post(url("disconnect", connected), {"confirm": "yes"})
+    assert response.status_code == 403
+    assert connected.tokens.get().access_token is not None
+
+
+# --- R5: security-relevant edits ----------------------------------------------------------------
+
+
+def test_moving_the_api_requires_the_secret_again(connected, staff_client):
+    data = change_data(connected, api_base_url="https://new.example/api/")
+    response = staff_client.post(url("change", connected), data)
+    assert response.status_code == 200
+    assert "re-enter the client secret" in response.content.decode()
+    connected.refresh_from_db()
+    assert connected.api_base_url != "https://new.example/api/"
+    assert connected.tokens.get().access_token is not None
+
+
+def test_security_edit_with_secret_drops_tokens_without_revoking(connected, staff_client, as_log):
+    other = Provider.objects.create(
+        slug="new",
+        name="New",
+        token_endpoint="https://new.example/token",
+        authorization_endpoint="https://new.example/authorize",
+    )
+    as_log.clear()
+    data = change_data(connected, provider=other.pk, new_client_secret="typed-again")
+    response = staff_client.post(url("change", connected), data)
+    assert response.status_code == 302
+    token = connected.tokens.get()
+    assert token.access_token is None and token.refresh_token is None
+    assert token.status == TokenStatus.NEEDS_REAUTH
+    assert as_log.requests == []  # nothing sent to either host
+    event = Event.objects.filter(connection=connected, kind=EventKind.NEEDS_REAUTH).get()
+    assert event.data["fields"] == ["provider"]
+    connected.refresh_from_db()
+    assert connected.client_secret.reveal() == "typed-again"
+
+
+def test_harmless_edit_keeps_the_grant(connected, staff_client):
+    data = change_data(connected, name="Renamed")
+    assert staff_client.post(url("change", connected), data).status_code == 302
+    assert connected.tokens.get().access_token is not None
+
+
+def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
+    provider = connected.provider
+    data = {
+        "name": provider.name,
+        "slug": provider.slug,
+        "preset": "",
+        "issuer": "",
+        "authorization_endpoint": provider.authorization_endpoint,
+        "token_endpoint": "https://evil.example/token",
+        "revocation_endpoint": provider.revocation_endpoint,
+        "userinfo_endpoint": "",
+        "jwks_uri": "",
+        "scope_separator": " ",
+        "supported_grant_types": "[]",
+        "code_challenge_methods": "[]",
+        "token_endpoint_auth_methods": "[]",
+        "scopes_supported": "[]",
+        "id_token_signing_algs": "[]",
+        "metadata": "{}",
+    }
+    response = staff_client.post(
+        reverse("admin:oauthconn_provider_change", args=[provider.pk]), data
+    )
+    assert response.status_code == 200
+    assert "would send them to another server" in response.content.decode()
+    provider.refresh_from_db()
+    assert provider.token_endpoint != "https://evil.example/token"
