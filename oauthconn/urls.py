@@ -11,4 +11,5 @@ urlpatterns = [
     path("connect/<slug:slug>/", views.start, name="start"),
     path("callback/<slug:slug>/", views.callback, name="callback"),
     path("disconnect/<slug:slug>/", views.disconnect, name="disconnect"),
+    path("jwks/<slug:slug>/", views.jwks, name="jwks"),
 ]

@@ -7,7 +7,7 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from oauthconn import flows
 from oauthconn.exceptions import AuthorizationFailed, OAuthConnError
+from oauthconn.flows.keys import public_jwks
 from oauthconn.models import Connection, Token
 
 logger = logging.getLogger("oauthconn")
@@ -148,3 +149,18 @@ def my_connections(request: HttpRequest) -> HttpResponse:
     }
     rows = [(c, tokens.get(c.pk)) for c in connections]
     return private(render(request, "oauthconn/my_connections.html", {"rows": rows}))
+
+
+@require_GET
+def jwks(request: HttpRequest, slug: str) -> HttpResponse:
+    """The public keys of a private_key_jwt connection (RFC 7517 §5), for the provider to fetch.
+
+    Public by design: it holds public keys only. 404 when the connection has none.
+    """
+    connection = get_object_or_404(Connection, slug=slug)
+    key_set = public_jwks(connection)
+    if not key_set["keys"]:
+        raise Http404("This connection publishes no keys.")
+    response = JsonResponse(key_set, content_type="application/jwk-set+json")
+    response["Cache-Control"] = "public, max-age=300"
+    return response

@@ -78,4 +78,9 @@ def test_repr_never_shows_the_secret():
 
 
 def test_methods_are_a_registry():
-    assert set(AUTH_METHODS) == {"client_secret_basic", "client_secret_post", "none"}
+    assert set(AUTH_METHODS) == {
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+        "private_key_jwt",
+    }

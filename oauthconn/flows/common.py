@@ -31,10 +31,15 @@ SIGNAL_FOR_EVENT = {
 
 
 def credentials_for(connection: Connection) -> ClientCredentials:
+    """How ``connection`` authenticates; for private_key_jwt the assertion's audience is the
+    issuer when known (R49, see oauthconn.oauth.assertion), else the endpoint called."""
     return ClientCredentials(
         client_id=connection.client_id,
         client_secret=reveal(connection.client_secret),
         method=connection.client_auth_method,
+        private_key=reveal(connection.private_key),
+        private_key_id=connection.private_key_id,
+        assertion_audience=connection.provider.issuer,
     )
 
 

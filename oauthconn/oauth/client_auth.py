@@ -1,9 +1,9 @@
 """Client authentication at the token and revocation endpoints (RFC 6749 §2.3; SECURITY R23).
 
 Exactly one method per request (RFC 6749 §2.3, §5.2 ``invalid_request``). Methods live in
-:data:`AUTH_METHODS`, a plain registry: ``private_key_jwt`` (RFC 7523 §2.2) can be added
-later as one more function, which is why each function also receives the endpoint URL (the
-assertion's audience).
+:data:`AUTH_METHODS`, a plain registry: ``private_key_jwt`` (RFC 7523 §2.2, signing in
+:mod:`oauthconn.oauth.assertion`) is one more function, which is why each function also
+receives the endpoint URL (the assertion's audience when no issuer is known).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import quote_plus
 
 from oauthconn.exceptions import ConfigurationError
+from oauthconn.oauth.assertion import add_client_assertion
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,17 @@ class ClientCredentials:
     """Who the client is and how it proves it.
 
     ``method`` is a key of :data:`AUTH_METHODS`: ``client_secret_basic``,
-    ``client_secret_post`` or ``none`` (a public client, RFC 6749 §2.1).
+    ``client_secret_post``, ``none`` (a public client, RFC 6749 §2.1) or ``private_key_jwt``.
     """
 
     client_id: str
     client_secret: str | None
     method: str
+    #: private_key_jwt (RFC 7523): the PEM private key, its kid, and the assertion's audience
+    #: (the issuer when known, else the token endpoint; see oauthconn.oauth.assertion)
+    private_key: str | None = None
+    private_key_id: str = ""
+    assertion_audience: str = ""
 
     def __repr__(self) -> str:
         secret = "<set>" if self.client_secret else "<unset>"
@@ -77,11 +83,25 @@ def _none(
     data["client_id"] = creds.client_id
 
 
+def _private_key_jwt(
+    creds: ClientCredentials, data: dict[str, str], headers: dict[str, str], endpoint: str
+) -> None:
+    """A signed JWT assertion (RFC 7523 §2.2, OIDC Core §9)."""
+    add_client_assertion(
+        data,
+        client_id=creds.client_id,
+        audience=creds.assertion_audience or endpoint,
+        private_key_pem=creds.private_key,
+        key_id=creds.private_key_id,
+    )
+
+
 #: The supported methods, by their RFC 8414 / OIDC Registration names.
 AUTH_METHODS: dict[str, AuthMethod] = {
     "client_secret_basic": _client_secret_basic,
     "client_secret_post": _client_secret_post,
     "none": _none,
+    "private_key_jwt": _private_key_jwt,
 }
 
 # Body and header names an authentication method owns; a request that already carries one

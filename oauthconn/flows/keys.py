@@ -1,0 +1,103 @@
+"""The key pair of a ``private_key_jwt`` connection: generation, rollover and the public JWKS.
+
+The private key is stored encrypted (``Connection.private_key``) and never leaves the app;
+the public keys are served as a JWK Set (RFC 7517 §5) by the ``oauthconn:jwks`` view, whose
+URL the admin registers at the provider. Rotating keeps the previous public key published for
+:data:`ROLLOVER_DAYS` days, so assertions signed just before the rotation and servers that
+cached our JWKS keep working while they pick up the new key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from django.db import transaction
+from django.utils import timezone
+
+from oauthconn.models import Connection
+
+#: How long a replaced public key stays in the JWKS.
+ROLLOVER_DAYS = 7
+#: Our bookkeeping inside a stored JWK; removed before the key is served.
+RETIRED_AT = "oauthconn_retired_at"
+KEY_TYPES = ("RSA", "EC")
+
+
+def generate_key_pair(kind: str = "RSA") -> tuple[str, dict[str, Any]]:
+    """A new private key (PKCS#8 PEM) and its public JWK with ``kid``, ``alg``, ``use``.
+
+    RSA 2048 signs RS256, EC P-256 signs ES256. The ``kid`` is the RFC 7638 thumbprint, so it
+    names the key and nothing else.
+    """
+    if kind == "RSA":
+        private: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        algorithm = jwt.algorithms.RSAAlgorithm
+        alg = "RS256"
+    elif kind == "EC":
+        private = ec.generate_private_key(ec.SECP256R1())
+        algorithm = jwt.algorithms.ECAlgorithm
+        alg = "ES256"
+    else:
+        raise ValueError(f"kind must be one of {KEY_TYPES}")
+    public_jwk = json.loads(algorithm.to_jwk(private.public_key()))
+    public_jwk.update({"kid": _thumbprint(public_jwk), "alg": alg, "use": "sig"})
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem.decode("ascii"), public_jwk
+
+
+def _thumbprint(public_jwk: dict[str, Any]) -> str:
+    """RFC 7638 §3: SHA-256 over the required members, sorted, without whitespace."""
+    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}[public_jwk["kty"]]
+    canonical = json.dumps({k: public_jwk[k] for k in required}, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def rotate_key(connection: Connection, kind: str = "RSA", *, now: datetime | None = None) -> str:
+    """Give ``connection`` a new key pair; keep the old public key published for a while.
+
+    Returns the new ``kid``. The first call simply creates the pair. Retired keys older than
+    :data:`ROLLOVER_DAYS` are dropped from the JWKS.
+    """
+    now = now or timezone.now()
+    pem, public_jwk = generate_key_pair(kind)
+    with transaction.atomic():
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        kept = [_retired(key, now) for key in locked.published_jwks if _still_published(key, now)]
+        locked.private_key = pem
+        locked.private_key_id = public_jwk["kid"]
+        locked.published_jwks = [public_jwk, *kept]
+        locked.save(update_fields=["private_key", "private_key_id", "published_jwks", "updated_at"])
+    connection.refresh_from_db()
+    return public_jwk["kid"]
+
+
+def _retired(key: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return key if RETIRED_AT in key else {**key, RETIRED_AT: now.isoformat()}
+
+
+def _still_published(key: dict[str, Any], now: datetime) -> bool:
+    retired_at = key.get(RETIRED_AT)
+    if retired_at is None:
+        return True
+    return datetime.fromisoformat(retired_at) > now - timedelta(days=ROLLOVER_DAYS)
+
+
+def public_jwks(connection: Connection, *, now: datetime | None = None) -> dict[str, Any]:
+    """The JWK Set to serve: the current key first, then retired keys still in rollover."""
+    now = now or timezone.now()
+    keys = [
+        {name: value for name, value in key.items() if name != RETIRED_AT}
+        for key in connection.published_jwks
+        if isinstance(key, dict) and _still_published(key, now)
+    ]
+    return {"keys": keys}
