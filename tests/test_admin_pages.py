@@ -245,3 +245,25 @@ def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
     assert "would send them to another server" in response.content.decode()
     provider.refresh_from_db()
     assert provider.token_endpoint != "https://evil.example/token"
+
+
+# --- the per-user page ------------------------------------------------------------------------
+
+
+def test_per_user_page_connect_and_disconnect(make_connection, client, django_user_model):
+    from oauthconn.models import GrantType
+
+    make_connection("crm")  # shared: not listed for users
+    personal = make_connection("drive", per_user=True, grant_type=GrantType.AUTHORIZATION_CODE_PKCE)
+    alice = django_user_model.objects.create_user("alice", password="pw")
+    client.force_login(alice)
+    page = reverse("oauthconn:my_connections")
+    html = client.get(page).content.decode()
+    assert 'id="connection-drive"' in html and 'id="connection-crm"' not in html
+    assert "Not connected" in html and "Connect your Test authorization server account" in html
+    assert authorize(client, personal).status_code == 303
+    html = client.get(page).content.decode()
+    assert "Connected" in html and 'name="disconnect"' in html
+    assert personal.tokens.get(owner=alice).access_token.reveal() not in html
+    client.post(reverse("oauthconn:disconnect", args=["drive"]))
+    assert "Not connected" in client.get(page).content.decode()

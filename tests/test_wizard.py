@@ -7,6 +7,7 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from oauth2_provider.models import Application
 
@@ -400,3 +401,56 @@ def test_client_credentials_save_fetches_a_token_at_once(wizard, live_server):
     assert connection.tokens.get().access_token is not None
     page = wizard.get(response["Location"]).content.decode()
     assert "a token obtained" in page and "Connected" in page
+
+
+# --- saving -----------------------------------------------------------------------------------
+
+
+def test_per_user_connection_is_saved_without_authorizing(wizard):
+    basics(wizard, sharing="per_user")
+    step(wizard, "grant", grant_type=GrantType.AUTHORIZATION_CODE_PKCE)
+    response = client_step(wizard)
+    assert 'value="Save"' in response.content.decode()
+    response = step(wizard, "review")
+    connection = Connection.objects.get(slug="crm")
+    assert connection.per_user
+    assert response["Location"] == reverse(
+        "admin:oauthconn_connection_change", args=[connection.pk]
+    )
+
+
+def test_a_public_client_keeps_no_secret(wizard):
+    basics(wizard)
+    step(wizard, "grant", grant_type=GrantType.AUTHORIZATION_CODE_PKCE)
+    client_step(wizard, client_auth_method="none")  # a secret was typed, then "none" chosen
+    step(wizard, "review")
+    connection = Connection.objects.get(slug="crm")
+    assert connection.client_secret is None and connection.client_auth_method == "none"
+
+
+def test_without_authorize_permission_the_connection_is_only_saved(client, django_user_model):
+    user = django_user_model.objects.create_user("maker", password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["add_connection", "view_connection"])
+    )
+    client.force_login(user)
+    client.get(ADD)
+    basics(client)
+    step(client, "grant", grant_type=GrantType.AUTHORIZATION_CODE_PKCE)
+    client_step(client)
+    response = step(client, "review")
+    connection = Connection.objects.get(slug="crm")
+    assert response["Location"] == reverse(
+        "admin:oauthconn_connection_change", args=[connection.pk]
+    )
+    assert not connection.tokens.exists()
+
+
+def test_revalidation_error_returns_to_the_step_that_has_it(at_client_step):
+    client_step(at_client_step)
+    provider = Provider.objects.create(slug="p", name="P", token_endpoint="https://as.example/t")
+    Connection.objects.create(slug="crm", name="taken meanwhile", provider=provider, client_id="c")
+    response = step(at_client_step, "review")
+    assert response.status_code == 200
+    assert "already exists" in errors(response, "basics")["slug"][0]
+    assert Connection.objects.count() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import update_wrapper
+from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
 from django.urls import path
@@ -159,6 +160,10 @@ def status_context(request, connection: Connection) -> dict:
         "can_refresh": user.has_perm("oauthconn.refresh_connection"),
         "can_disconnect": user.has_perm("oauthconn.disconnect_connection"),
         "insecure_dev": oauthconn_settings.ALLOW_INSECURE_LOOPBACK,
+        # R8: name the host the browser is about to be sent to.
+        "authorize_host": urlsplit(connection.provider.authorization_endpoint).netloc
+        if connection.uses_browser
+        else "",
     }
     if connection.per_user:
         tokens = Token.objects.filter(connection=connection).select_related("owner")

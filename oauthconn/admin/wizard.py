@@ -8,6 +8,7 @@ stores a step in the session, and unsealed only in memory (SECURITY §3.2, STYLE
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -22,6 +23,7 @@ from formtools.wizard.storage.session import SessionStorage
 from formtools.wizard.views import SessionWizardView
 
 from oauthconn import flows
+from oauthconn.admin.forms import SECRET_METHODS
 from oauthconn.admin.wizard_forms import (
     BasicsForm,
     ClientForm,
@@ -179,6 +181,8 @@ class ConnectionWizard(SessionWizardView):
             context["redirect_uri"] = self._redirect_uri()
         if self.steps.current == "review":
             context["review"] = self._review()
+            endpoint = context["review"]["client"].get("authorization_endpoint") or ""
+            context["authorize_host"] = urlsplit(endpoint).netloc
         return context
 
     def _redirect_uri(self) -> str:
@@ -212,7 +216,8 @@ class ConnectionWizard(SessionWizardView):
                 provider=provider,
                 grant_type=forms["grant"].cleaned_data["grant_type"],
                 client_id=client["client_id"],
-                client_secret=client["client_secret"] or "",
+                # A public client has no secret: one typed before switching to "none" is dropped.
+                client_secret=client["client_secret"] if uses_secret(client) else "",
                 client_auth_method=client["client_auth_method"],
                 scopes=client["scopes"],
                 extra_authorize_params=client.get("extra_authorize_params") or {},
@@ -259,8 +264,8 @@ class ConnectionWizard(SessionWizardView):
             return HttpResponseRedirect(page)
         try:
             if connection.grant_type == GrantType.CLIENT_CREDENTIALS:
-                flows.renew(connection, None, force=True)
-                messages.success(request, f"{connection.name} was saved and a token obtained.")
+                token = flows.renew(connection, None, force=True)
+                messages.success(request, token_obtained(connection, token))
                 return HttpResponseRedirect(page)
             url = flows.start_authorization(
                 connection, user=request.user, session=request.session, owner=None
@@ -272,6 +277,18 @@ class ConnectionWizard(SessionWizardView):
         response["Cache-Control"] = "no-store"
         response["Referrer-Policy"] = "no-referrer"
         return response
+
+
+def uses_secret(client: dict[str, Any]) -> bool:
+    return client.get("client_auth_method") in SECRET_METHODS
+
+
+def token_obtained(connection: Connection, token) -> str:
+    until = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "unknown"
+    scopes = token.scope or "not stated by the provider"
+    return (
+        f"{connection.name} was saved and a token obtained: valid until {until}, scopes: {scopes}."
+    )
 
 
 def unique_provider_slug(base: str) -> str:

@@ -4,15 +4,21 @@ Edges (views, admin, API, commands, the client) call these; these call the proto
 """
 
 from oauthconn.flows.authorization import complete_authorization, start_authorization
+from oauthconn.flows.configuration import SECURITY_RELEVANT_FIELDS, invalidate_grants
+from oauthconn.flows.probe import ProbeResult, test_connection
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import get_valid_token, load_token, renew
 
 __all__ = [
+    "SECURITY_RELEVANT_FIELDS",
     "DisconnectResult",
+    "ProbeResult",
     "complete_authorization",
     "disconnect",
     "get_valid_token",
+    "invalidate_grants",
     "load_token",
     "renew",
     "start_authorization",
+    "test_connection",
 ]
