@@ -1,0 +1,137 @@
+"""Item 1: calling an API through a stored connection whose token is valid.
+
+Every client calls the same local resource server, which checks the bearer token. The raw
+``httpx.Client`` with a fixed Authorization header is the limit: nothing can be faster than
+sending the header. Calls of the clients are interleaved in rounds so drift on a shared machine
+spreads over all of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import httpx
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
+
+from benchmarks.common import (
+    ResourceServer,
+    Section,
+    Table,
+    make_connections,
+    make_provider,
+    median_us,
+    p99_us,
+    sample,
+)
+from benchmarks.report import svg_bars
+from oauthconn import get_connection
+
+SLUG = "api-0"
+
+
+def build_clients(resource: ResourceServer, token: dict, token_endpoint: str) -> dict:
+    """name -> zero-argument callable doing one API call, each client built once and reused."""
+    from authlib.integrations.httpx_client import OAuth2Client
+    from requests_oauthlib import OAuth2Session
+
+    raw = httpx.Client(base_url=resource.url, headers={"Authorization": f"Bearer {resource.token}"})
+    conn = get_connection(SLUG)
+    bound = conn.client()
+    fresh = get_connection(SLUG)
+    authlib = OAuth2Client(
+        "bench", "secret", token=token, token_endpoint=token_endpoint, base_url=resource.url
+    )
+    session = OAuth2Session("bench", token=token)
+    data = f"{resource.url}/data"
+
+    def per_request():
+        with get_connection(SLUG) as c:
+            return c.get("data")
+
+    def raw_per_request():
+        with httpx.Client(base_url=resource.url, headers=raw.headers) as c:
+            return c.get("/data")
+
+    return {
+        "raw httpx.Client (the limit)": lambda: raw.get("/data"),
+        "raw httpx.Client, new client per request": raw_per_request,
+        "oauthconn conn.client()": lambda: bound.get("data"),
+        "oauthconn conn.get()": lambda: fresh.get("data"),
+        "oauthconn get_connection().get() per request": per_request,
+        "Authlib OAuth2Client (httpx)": lambda: authlib.get("/data"),
+        "requests-oauthlib OAuth2Session": lambda: session.get(data),
+    }
+
+
+def run(ctx) -> Section:
+    token_value = secrets.token_urlsafe(30)
+    resource = ResourceServer(token_value)
+    try:
+        provider = make_provider(ctx.auth)
+        make_connections(
+            provider,
+            "api",
+            client_id="bench",
+            secret="secret",
+            grants=[(token_value, secrets.token_urlsafe(30))],
+            api_base_url=resource.url,
+            expires_in=3600,
+        )
+        token = {
+            "access_token": token_value,
+            "token_type": "Bearer",
+            "refresh_token": "unused",
+            "expires_in": 3600,
+        }
+        clients = build_clients(resource, token, ctx.auth.token_endpoint)
+        return measure(ctx, clients)
+    finally:
+        resource.stop()
+
+
+def measure(ctx, clients: dict) -> Section:
+    rounds, per_round = (2, 10) if ctx.smoke else (6, 500)
+    samples: dict[str, list[int]] = {name: [] for name in clients}
+    statuses = {name: call().status_code for name, call in clients.items()}
+    for call in clients.values():
+        sample(call, 0, warmup=20 if ctx.smoke else 300)
+    for _ in range(rounds):
+        for name, call in clients.items():
+            samples[name] += sample(call, per_round)
+    queries = {
+        name: count_queries(call, 20 if ctx.smoke else 200)
+        for name, call in clients.items()
+        if name.startswith("oauthconn")
+    }
+    return report(samples, statuses, queries)
+
+
+def count_queries(call, n: int) -> float:
+    with CaptureQueriesContext(db) as captured:
+        for _ in range(n):
+            call()
+    return len(captured) / n
+
+
+def report(samples: dict, statuses: dict, queries: dict) -> Section:
+    limit = median_us(samples["raw httpx.Client (the limit)"])
+    table = Table(
+        "Per call, token valid (µs)",
+        ["client", "median µs", "p99 µs", "ratio to limit", "DB queries per call", "calls"],
+    )
+    for name, values in samples.items():
+        med = median_us(values)
+        q = queries.get(name, "")
+        table.rows.append([name, med, p99_us(values), round(med / limit, 3), q, len(values)])
+    medians = {name: median_us(values) for name, values in samples.items()}
+    section = Section("api_calls", "1. Calling an API through a stored connection, token valid")
+    section.tables.append(table)
+    section.notes.append(
+        "“per request” rows build a new client for every call, as a view that calls "
+        "get_connection() in each request does: most of that time is httpx creating a client "
+        "(its TLS context) and a new TCP connection, so compare them with the raw per-request row."
+    )
+    section.facts = {"statuses": statuses, "queries_per_call": queries, "median_us": medians}
+    section.plots["api_calls.svg"] = svg_bars("Median µs per API call", medians, "µs")
+    return section
