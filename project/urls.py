@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from project import views
 
@@ -8,6 +9,10 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
     path("oauthconn/", include("oauthconn.urls")),
+    # The REST API and its OpenAPI 3 schema (oauthconn.api, the "api" extra).
+    path("api/oauthconn/", include("oauthconn.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # The demo authorization server and a resource it protects (django-oauth-toolkit).
     path("demo-oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("demo-api/me/", views.DemoMe.as_view(), name="demo-api-me"),

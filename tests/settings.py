@@ -18,3 +18,13 @@ OAUTHCONN = {
 }
 
 MIDDLEWARE = ["tests.recorder.RecordingMiddleware", *MIDDLEWARE]  # noqa: F405
+
+# The REST API is tested with token authentication too (tests/test_api_live.py, schemathesis).
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken"]  # noqa: F405
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+}

@@ -1,0 +1,393 @@
+"""Serializers. Client secrets and private keys are write-only; token values are never read.
+
+A ``Token`` is shown only as metadata (health, expiry, granted scopes, subject, recent
+events): no serializer here has a field for ``access_token``, ``refresh_token`` or
+``id_token``.
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+# R4's rule lives with the admin's forms; the API applies the same function.
+from oauthconn.admin.forms import issuer_conflict
+from oauthconn.exceptions import ConfigurationError
+from oauthconn.http import check_url
+from oauthconn.models import (
+    ClientAuthMethod,
+    Connection,
+    Event,
+    GrantType,
+    Provider,
+    Token,
+    TokenStatus,
+)
+from oauthconn.oauth.authorize import check_extra_parameters
+
+PROVIDER_URL_FIELDS = (
+    "issuer",
+    "authorization_endpoint",
+    "token_endpoint",
+    "revocation_endpoint",
+    "userinfo_endpoint",
+    "jwks_uri",
+)
+#: Client authentication methods that need a client secret.
+SECRET_METHODS = (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST)
+RECENT_EVENTS = 5
+
+
+def checked_url(value: str, label: str) -> str:
+    """``check_url`` (https, or loopback http in development) as a field validation error."""
+    if value:
+        try:
+            check_url(value, field=label)
+        except ConfigurationError as err:
+            raise serializers.ValidationError(str(err)) from err
+    return value
+
+
+def string_list() -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+
+
+def string_dict() -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=2000),
+        required=False,
+    )
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.StringRelatedField()
+
+    class Meta:
+        model = Event
+        fields = ["kind", "message", "actor", "created_at"]
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    """The metadata of one grant: never the access, refresh or ID token itself."""
+
+    connected = serializers.BooleanField(source="is_connected")
+    granted_scopes = serializers.ListField(child=serializers.CharField())
+    recent_events = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Token
+        fields = [
+            "status",
+            "connected",
+            "token_type",
+            "expires_at",
+            "refresh_expires_at",
+            "granted_scopes",
+            "subject",
+            "authorized_at",
+            "refreshed_at",
+            "last_error",
+            "last_error_code",
+            "failure_count",
+            "next_attempt_at",
+            "revocation_pending",
+            "recent_events",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(EventSerializer(many=True))
+    def get_recent_events(self, token: Token) -> list[dict]:
+        events = token.events.select_related("actor")[:RECENT_EVENTS]
+        return EventSerializer(events, many=True).data
+
+
+class ProviderSerializer(serializers.ModelSerializer):
+    scope_separator = serializers.CharField(
+        max_length=5, min_length=1, trim_whitespace=False, required=False
+    )
+    supported_grant_types = string_list()
+    code_challenge_methods = string_list()
+    token_endpoint_auth_methods = string_list()
+    scopes_supported = string_list()
+    id_token_signing_algs = string_list()
+
+    class Meta:
+        model = Provider
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "preset",
+            *PROVIDER_URL_FIELDS,
+            "scope_separator",
+            "sends_issuer",
+            "supported_grant_types",
+            "code_challenge_methods",
+            "token_endpoint_auth_methods",
+            "scopes_supported",
+            "id_token_signing_algs",
+            "metadata",
+            "discovered_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["metadata", "discovered_at", "created_at", "updated_at"]
+
+    def validate(self, attrs: dict) -> dict:
+        errors = {}
+        for name in PROVIDER_URL_FIELDS:
+            try:
+                checked_url(attrs.get(name, ""), name.replace("_", " "))
+            except serializers.ValidationError as err:
+                errors[name] = err.detail
+        merged = {n: attrs.get(n, getattr(self.instance, n, "")) for n in PROVIDER_URL_FIELDS}
+        conflict = issuer_conflict(merged, exclude_pk=getattr(self.instance, "pk", None))
+        if conflict and "issuer" not in errors:
+            errors["issuer"] = [conflict]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class ProviderFromIssuerSerializer(serializers.Serializer):
+    """Input of ``providers/from-issuer/``: discovery fills in the rest."""
+
+    issuer = serializers.CharField(max_length=2000)
+    slug = serializers.SlugField(max_length=50)
+    name = serializers.CharField(max_length=200, required=False)
+
+    def validate_issuer(self, value: str) -> str:
+        return checked_url(value, "issuer")
+
+    def validate_slug(self, value: str) -> str:
+        if Provider.objects.filter(slug=value).exists():
+            raise serializers.ValidationError("A provider with this slug already exists.")
+        return value
+
+
+class ConnectionSerializer(serializers.ModelSerializer):
+    """A connection; ``token`` is the caller's view of its grant (shared, or the caller's own)."""
+
+    provider = serializers.SlugRelatedField(slug_field="slug", queryset=Provider.objects.all())
+    client_secret = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=2000,
+        style={"input_type": "password"},
+        help_text="Write-only. Omit (or send empty) to keep the current secret.",
+    )
+    private_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=20000,
+        style={"input_type": "password"},
+        help_text="Write-only PEM private key for private_key_jwt. Omit to keep the current one.",
+    )
+    has_client_secret = serializers.SerializerMethodField()
+    has_private_key = serializers.SerializerMethodField()
+    extra_authorize_params = string_dict()
+    extra_token_params = string_dict()
+    redirect_uri = serializers.CharField(read_only=True)
+    token = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Connection
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "provider",
+            "grant_type",
+            "client_id",
+            "client_secret",
+            "has_client_secret",
+            "client_auth_method",
+            "private_key",
+            "has_private_key",
+            "private_key_id",
+            "scopes",
+            "extra_authorize_params",
+            "extra_token_params",
+            "api_base_url",
+            "per_user",
+            "token_lifetime",
+            "test_path",
+            "redirect_uri",
+            "token",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def get_has_client_secret(self, connection: Connection) -> bool:
+        return connection.client_secret is not None
+
+    def get_has_private_key(self, connection: Connection) -> bool:
+        return connection.private_key is not None
+
+    @extend_schema_field(TokenSerializer(allow_null=True))
+    def get_token(self, connection: Connection) -> dict | None:
+        token = visible_token(connection, self.context["request"].user)
+        return TokenSerializer(token).data if token is not None else None
+
+    def validate_api_base_url(self, value: str) -> str:
+        return checked_url(value, "API base URL")
+
+    def validate_private_key(self, value: str) -> str:
+        if value:
+            try:
+                load_pem_private_key(value.encode(), password=None)
+            except (ValueError, TypeError) as err:
+                raise serializers.ValidationError(
+                    "Enter an unencrypted private key in PEM format."
+                ) from err
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        merged = {**self.current_values(), **attrs}
+        errors = {}
+        for name, endpoint in (
+            ("extra_authorize_params", merged["provider"].authorization_endpoint),
+            ("extra_token_params", None),
+        ):
+            try:
+                check_extra_parameters(merged.get(name) or {}, endpoint=endpoint)
+            except ConfigurationError as err:
+                errors[name] = [str(err)]
+        errors.update(self.credential_errors(merged, attrs))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    def current_values(self) -> dict:
+        instance = self.instance
+        if instance is None:
+            return {}
+        return {
+            "provider": instance.provider,
+            "grant_type": instance.grant_type,
+            "client_auth_method": instance.client_auth_method,
+            "extra_authorize_params": instance.extra_authorize_params,
+            "extra_token_params": instance.extra_token_params,
+        }
+
+    def credential_errors(self, merged: dict, attrs: dict) -> dict:
+        """A method that needs a secret or key has one; a public client uses PKCE (R7)."""
+        method = merged.get("client_auth_method", ClientAuthMethod.CLIENT_SECRET_BASIC)
+        grant = merged.get("grant_type", GrantType.AUTHORIZATION_CODE_PKCE)
+        instance = self.instance
+        if method == ClientAuthMethod.NONE and grant != GrantType.AUTHORIZATION_CODE_PKCE:
+            return {"client_auth_method": ["A public client must use the PKCE grant type."]}
+        if method in SECRET_METHODS and not attrs.get("client_secret"):
+            if instance is None or instance.client_secret is None:
+                return {"client_secret": ["This authentication method needs a client secret."]}
+        if method == ClientAuthMethod.PRIVATE_KEY_JWT and not attrs.get("private_key"):
+            if instance is None or instance.private_key is None:
+                return {"private_key": ["private_key_jwt needs a private key."]}
+        return {}
+
+    def create(self, validated_data: dict) -> Connection:
+        secrets = pop_secrets(validated_data)
+        connection = Connection(**validated_data)
+        apply_secrets(connection, secrets)
+        connection.save()
+        return connection
+
+    def update(self, instance: Connection, validated_data: dict) -> Connection:
+        apply_secrets(instance, pop_secrets(validated_data))
+        return super().update(instance, validated_data)
+
+
+def pop_secrets(validated_data: dict) -> dict[str, str]:
+    return {
+        name: validated_data.pop(name)
+        for name in ("client_secret", "private_key")
+        if validated_data.get(name) is not None
+    }
+
+
+def apply_secrets(connection: Connection, secrets: dict[str, str]) -> None:
+    """Set the secrets given (empty keeps the stored one); a public client keeps none."""
+    for name, value in secrets.items():
+        if value:
+            setattr(connection, name, value)
+    if connection.client_auth_method == ClientAuthMethod.NONE:
+        connection.client_secret = None
+
+
+def visible_token(connection: Connection, user) -> Token | None:
+    """The grant the caller may see: the shared one, or their own for a per-user connection."""
+    tokens = getattr(connection, "visible_tokens", None)
+    if tokens is None:
+        tokens = list(
+            Token.objects.filter(connection=connection).for_owner(owner_of(connection, user))
+        )
+    owner_id = user.pk if connection.per_user else None
+    return next((t for t in tokens if t.owner_id == owner_id), None)
+
+
+def owner_of(connection: Connection, user):
+    """The owner whose grant the caller acts on: nobody (shared) or the caller (per-user)."""
+    return user if connection.per_user else None
+
+
+class ConnectionFilterSerializer(serializers.Serializer):
+    """Query parameters of the connection list."""
+
+    provider = serializers.SlugField(required=False)
+    status = serializers.ChoiceField(choices=[*TokenStatus.values, "not_connected"], required=False)
+    per_user = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class AuthorizeSerializer(serializers.Serializer):
+    return_to = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="A path on this site to come back to after the callback.",
+    )
+
+
+class AuthorizeResultSerializer(serializers.Serializer):
+    authorization_url = serializers.CharField(
+        allow_null=True,
+        help_text="Send the user's browser here (with the same session); "
+        "null for client credentials, which get a token at once.",
+    )
+    token = TokenSerializer(allow_null=True)
+
+
+class DisconnectResultSerializer(serializers.Serializer):
+    revoked_at_provider = serializers.BooleanField(
+        allow_null=True, help_text="null: the provider has no revocation endpoint."
+    )
+    message = serializers.CharField()
+
+
+class ProbeResultSerializer(serializers.Serializer):
+    status_code = serializers.IntegerField()
+    body_excerpt = serializers.CharField(allow_blank=True)
+    url = serializers.CharField()
+
+
+class MyConnectionSerializer(serializers.ModelSerializer):
+    """A per-user connection as its end user sees it: no client configuration."""
+
+    provider = serializers.CharField(source="provider.name")
+    scopes = serializers.ListField(child=serializers.CharField(), source="scope_list")
+    token = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Connection
+        fields = ["slug", "name", "provider", "scopes", "token"]
+        read_only_fields = fields
+
+    @extend_schema_field(TokenSerializer(allow_null=True))
+    def get_token(self, connection: Connection) -> dict | None:
+        token = visible_token(connection, self.context["request"].user)
+        return TokenSerializer(token).data if token is not None else None

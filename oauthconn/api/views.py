@@ -1,0 +1,340 @@
+"""Viewsets: thin edges that parse input, call a flow and serialize the result.
+
+Staff manage providers and connections (``OAUTHCONN["API_PERMISSION_CLASSES"]``); every
+signed-in user manages their own per-user grants under ``me/``
+(``OAUTHCONN["API_USER_PERMISSION_CLASSES"]``). On a per-user connection, every action acts
+on the caller's own grant: nobody reaches another user's token, by id or by filter.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Case, OuterRef, Prefetch, Q, Subquery, When
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+
+from oauthconn import flows
+from oauthconn.admin.forms import issuer_conflict
+from oauthconn.api import serializers as s
+from oauthconn.api.errors import ErrorSerializer, exception_handler
+from oauthconn.api.permissions import resolve_permission_classes
+from oauthconn.conf import oauthconn_settings
+from oauthconn.exceptions import DiscoveryFailed, NotConnected
+from oauthconn.flows.configuration import (
+    SECURITY_RELEVANT_PROVIDER_FIELDS,
+    has_stored_grant,
+    invalidate_grants,
+    security_relevant,
+)
+from oauthconn.flows.discovery import discover_provider
+from oauthconn.flows.probe import test_connection
+from oauthconn.models import Connection, Provider, Token
+from oauthconn.views import safe_return_to
+
+#: Error statuses any operation may answer with, each with an ``ErrorSerializer`` body.
+ERROR_STATUSES = ("400", "401", "403", "404", "409", "502", "503", "504")
+
+
+class OAuthConnSchema(AutoSchema):
+    """Documents the error bodies (``ErrorSerializer``) next to each operation's success."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        for code in ERROR_STATUSES:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ErrorSerializer, code)
+        return responses
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    @property
+    def page_size(self) -> int:  # read at call time, like every oauthconn setting
+        return oauthconn_settings.API_PAGE_SIZE
+
+
+class APIMixin:
+    """Permission classes from settings (per request), our error bodies, our schema."""
+
+    permission_setting = "API_PERMISSION_CLASSES"
+    pagination_class = Pagination
+    schema = OAuthConnSchema()
+    # Any segment reaches the view, so a malformed id is a JSON 404 rather than the site's page.
+    lookup_value_regex = "[^/]+"
+
+    def get_permissions(self):
+        return [cls() for cls in resolve_permission_classes(self.permission_setting)]
+
+    def get_exception_handler(self):
+        return exception_handler
+
+
+@extend_schema_view(
+    from_issuer=extend_schema(
+        request=s.ProviderFromIssuerSerializer, responses={201: s.ProviderSerializer}
+    ),
+    refresh_discovery=extend_schema(request=None, responses=s.ProviderSerializer),
+)
+class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
+    """Authorization servers. ``from-issuer`` and ``refresh-discovery`` run discovery."""
+
+    queryset = Provider.objects.all()
+    serializer_class = s.ProviderSerializer
+    action_permissions = {
+        "from_issuer": ["oauthconn.add_provider"],
+        "refresh_discovery": ["oauthconn.change_provider"],
+    }
+
+    def perform_update(self, serializer) -> None:
+        provider = serializer.instance
+        changed = [n for n, v in serializer.validated_data.items() if getattr(provider, n) != v]
+        refuse_if_authorized(provider, changed)
+        serializer.save()
+
+    @action(detail=False, methods=["post"], url_path="from-issuer")
+    def from_issuer(self, request):
+        data = self.validated(s.ProviderFromIssuerSerializer, request.data)
+        fields = discover_provider(data["issuer"])
+        conflict = issuer_conflict(fields)
+        if conflict:
+            raise s.serializers.ValidationError({"issuer": [conflict]})
+        provider = Provider.objects.create(
+            slug=data["slug"], name=data.get("name") or fields["issuer"], **fields
+        )
+        return Response(self.get_serializer(provider).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"], url_path="refresh-discovery")
+    def refresh_discovery(self, request, pk=None):
+        provider = self.get_object()
+        if not provider.issuer:
+            raise DiscoveryFailed(f"{provider.name} has no issuer to discover from.")
+        fields = discover_provider(provider.issuer)
+        refuse_if_authorized(provider, [n for n, v in fields.items() if getattr(provider, n) != v])
+        with transaction.atomic():
+            provider = Provider.objects.select_for_update().get(pk=provider.pk)
+            for name, value in fields.items():
+                setattr(provider, name, value)
+            provider.save()
+        return Response(self.get_serializer(provider).data)
+
+    def validated(self, serializer_class, data) -> dict:
+        serializer = serializer_class(data=data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+def refuse_if_authorized(provider: Provider, changed: list[str]) -> None:
+    """R5 for providers: endpoints must not move under connections holding secrets or grants.
+
+    Their client secrets and tokens would then go to the new host. As in the admin, such
+    connections must move to a new provider one by one, re-entering their secrets.
+    """
+    fields = [
+        name for name in security_relevant(changed) if name in SECURITY_RELEVANT_PROVIDER_FIELDS
+    ]
+    if not fields:
+        return
+    holders = [
+        c.slug
+        for c in provider.connections.all()
+        if c.client_secret is not None or c.private_key is not None or has_stored_grant(c)
+    ]
+    if holders:
+        detail = (
+            f"These connections hold a secret or tokens for this provider: {', '.join(holders)}. "
+            "Create a new provider and move each connection to it (re-entering its secret)."
+        )
+        raise s.serializers.ValidationError({name: [detail] for name in fields})
+
+
+LIST_PARAMETERS = [
+    OpenApiParameter("provider", str, description="Provider slug."),
+    OpenApiParameter(
+        "status",
+        str,
+        enum=s.ConnectionFilterSerializer().fields["status"].choices,
+        description="Status of the caller's grant (shared, or their own for per-user).",
+    ),
+    OpenApiParameter("per_user", bool, description="Per-user (true) or shared (false)."),
+]
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=LIST_PARAMETERS),
+    authorize=extend_schema(request=s.AuthorizeSerializer, responses=s.AuthorizeResultSerializer),
+    refresh=extend_schema(request=None, responses=s.TokenSerializer),
+    test=extend_schema(request=None, responses=s.ProbeResultSerializer),
+    disconnect=extend_schema(request=None, responses=s.DisconnectResultSerializer),
+)
+class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
+    """Connections. Actions act on the shared grant, or on the caller's own (per-user)."""
+
+    serializer_class = s.ConnectionSerializer
+    queryset = Connection.objects.all()
+    action_permissions = {
+        "authorize": ["oauthconn.view_connection", "oauthconn.authorize_connection"],
+        "refresh": ["oauthconn.view_connection", "oauthconn.refresh_connection"],
+        "test": ["oauthconn.view_connection", "oauthconn.refresh_connection"],
+        "disconnect": ["oauthconn.view_connection", "oauthconn.disconnect_connection"],
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request user
+            return self.queryset
+        return filter_connections(with_visible_tokens(self.queryset, self.request.user), self)
+
+    def perform_create(self, serializer) -> None:
+        serializer.save(created_by=self.request.user)
+
+    def perform_update(self, serializer) -> None:
+        connection = serializer.instance
+        changed = [n for n, v in serializer.validated_data.items() if getattr(connection, n) != v]
+        fields = security_relevant(changed)
+        if fields and has_stored_grant(connection):
+            require_secret_again(connection, serializer.validated_data, fields)
+        with transaction.atomic():
+            connection = serializer.save()
+            if fields:
+                invalidate_grants(connection, fields, self.request.user)
+        connection.__dict__.pop("visible_tokens", None)  # the answer shows the grant as it is now
+
+    def perform_destroy(self, connection: Connection) -> None:
+        """Revoke every grant at the provider first (RFC 7009), then delete."""
+        for token in Token.objects.filter(connection=connection):
+            if token.is_connected:
+                flows.disconnect(token, actor=self.request.user)
+        connection.delete()
+
+    @action(detail=True, methods=["post"])
+    def authorize(self, request, pk=None):
+        return start(request, self.get_object(), self.get_serializer_context())
+
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        connection = self.get_object()
+        token = flows.renew(connection, s.owner_of(connection, request.user), force=True)
+        return Response(s.TokenSerializer(token).data)
+
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        connection = self.get_object()
+        owner = s.owner_of(connection, request.user)
+        result = test_connection(connection, owner=owner)
+        return Response(s.ProbeResultSerializer(result).data)
+
+    @action(detail=True, methods=["post"])
+    def disconnect(self, request, pk=None):
+        return disconnect(request, self.get_object())
+
+
+def require_secret_again(connection: Connection, data: dict, fields: list[str]) -> None:
+    """R5: moving an authorized connection needs its secret (or private key) typed again."""
+    method = data.get("client_auth_method", connection.client_auth_method)
+    name = {"private_key_jwt": "private_key"}.get(method, "client_secret")
+    if method == "none" or data.get(name):
+        return
+    raise s.serializers.ValidationError(
+        {
+            name: [
+                f"Changing {', '.join(fields)} of an authorized connection drops its tokens: "
+                f"enter the {name.replace('_', ' ')} again to confirm."
+            ]
+        }
+    )
+
+
+def with_visible_tokens(queryset, user):
+    """Prefetch only the grants the caller may see: shared ones and their own."""
+    visible = Token.objects.filter(Q(owner__isnull=True) | Q(owner=user.pk))
+    return queryset.select_related("provider").prefetch_related(
+        Prefetch("tokens", queryset=visible, to_attr="visible_tokens")
+    )
+
+
+def filter_connections(queryset, view):
+    params = s.ConnectionFilterSerializer(data=view.request.query_params)
+    params.is_valid(raise_exception=True)
+    wanted = params.validated_data
+    if wanted.get("provider"):
+        queryset = queryset.filter(provider__slug=wanted["provider"])
+    if wanted.get("per_user") is not None:
+        queryset = queryset.filter(per_user=wanted["per_user"])
+    if wanted.get("status"):
+        queryset = filter_status(queryset, wanted["status"], view.request.user)
+    return queryset
+
+
+def filter_status(queryset, wanted: str, user):
+    """Filter on the caller's grant only, so the filter reveals nothing about other users."""
+    tokens = Token.objects.filter(connection=OuterRef("pk"))
+    shared = Subquery(tokens.filter(owner__isnull=True).values("status")[:1])
+    own = Subquery(tokens.filter(owner=user.pk).values("status")[:1])
+    queryset = queryset.annotate(caller_status=Case(When(per_user=True, then=own), default=shared))
+    if wanted == "not_connected":
+        return queryset.filter(caller_status__isnull=True)
+    return queryset.filter(caller_status=wanted)
+
+
+def start(request, connection: Connection, context: dict) -> Response:
+    """Start authorization bound to the caller's session, or fetch a client credentials token."""
+    params = s.AuthorizeSerializer(data=request.data, context=context)
+    params.is_valid(raise_exception=True)
+    return_to = params.validated_data.get("return_to", "")
+    if return_to and not safe_return_to(request, return_to):
+        raise s.serializers.ValidationError({"return_to": ["Enter a path on this site."]})
+    owner = s.owner_of(connection, request.user)
+    if not connection.uses_browser:
+        token = flows.renew(connection, owner, force=True)
+        return Response({"authorization_url": None, "token": s.TokenSerializer(token).data})
+    url = flows.start_authorization(
+        connection, user=request.user, session=request.session, owner=owner, return_to=return_to
+    )
+    response = Response({"authorization_url": url, "token": None})
+    response["Cache-Control"] = "no-store"  # the URL holds a fresh state (R19)
+    return response
+
+
+def disconnect(request, connection: Connection) -> Response:
+    token = (
+        Token.objects.filter(connection=connection)
+        .for_owner(s.owner_of(connection, request.user))
+        .first()
+    )
+    if token is None or not token.is_connected:
+        raise NotConnected(f"{connection.name} is not connected.")
+    result = flows.disconnect(token, actor=request.user)
+    return Response(s.DisconnectResultSerializer(result).data)
+
+
+@extend_schema_view(
+    connect=extend_schema(request=s.AuthorizeSerializer, responses=s.AuthorizeResultSerializer),
+    disconnect=extend_schema(request=None, responses=s.DisconnectResultSerializer),
+)
+class MyConnectionViewSet(
+    APIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """The per-user connections the caller may connect, with their own grant only."""
+
+    permission_setting = "API_USER_PERMISSION_CLASSES"
+    serializer_class = s.MyConnectionSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self):
+        queryset = Connection.objects.filter(per_user=True)
+        if getattr(self, "swagger_fake_view", False):
+            return queryset
+        return with_visible_tokens(queryset, self.request.user)
+
+    @action(detail=True, methods=["post"])
+    def connect(self, request, slug=None):
+        return start(request, self.get_object(), self.get_serializer_context())
+
+    @action(detail=True, methods=["post"])
+    def disconnect(self, request, slug=None):
+        return disconnect(request, self.get_object())
