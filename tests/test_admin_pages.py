@@ -267,3 +267,52 @@ def test_per_user_page_connect_and_disconnect(make_connection, client, django_us
     assert personal.tokens.get(owner=alice).access_token.reveal() not in html
     client.post(reverse("oauthconn:disconnect", args=["drive"]))
     assert "Not connected" in client.get(page).content.decode()
+
+
+# --- flows used by the pages ------------------------------------------------------------------
+
+
+def test_probe_calls_userinfo_with_the_token_when_no_test_path(
+    make_connection, staff_client, scripted_server
+):
+    connection = make_connection("crm")
+    authorize(staff_client, connection)
+    connection.provider.userinfo_endpoint = scripted_server.url("/userinfo")
+    connection.provider.save()
+    scripted_server.default("/userinfo", Reply(body={"sub": "42"}))
+    result = probe(connection)
+    assert result.status_code == 200 and '"sub": "42"' in result.body_excerpt
+    sent = scripted_server.requests_to("/userinfo")[0].headers["Authorization"]
+    assert sent == f"Bearer {connection.tokens.get().access_token.reveal()}"
+
+
+def test_probe_never_sends_the_token_off_the_api_origin(connected, staff_client, scripted_server):
+    connected.test_path = scripted_server.url("/steal")
+    connected.save()
+    response = staff_client.post(url("test", connected))
+    assert "The test failed" in response.content.decode()
+    assert scripted_server.requests_to("/steal") == []
+
+
+def test_after_an_r5_edit_site_code_must_reauthorize(connected, as_log):
+    from oauthconn import get_connection
+    from oauthconn.exceptions import ReauthorizationRequired
+    from oauthconn.flows import invalidate_grants
+
+    assert invalidate_grants(connected, ["api_base_url"]) == 1
+    as_log.clear()
+    with pytest.raises(ReauthorizationRequired):
+        get_connection("crm").token()
+    assert as_log.requests == []
+
+
+def test_invalidate_grants_covers_every_user(make_connection, client, django_user_model):
+    from oauthconn.flows import invalidate_grants
+
+    connection = make_connection("drive", per_user=True)
+    for name in ("ann", "bob"):
+        client.force_login(django_user_model.objects.create_user(name, password="pw"))
+        authorize(client, connection)
+    assert invalidate_grants(connection, ["client_id"]) == 2
+    assert set(connection.tokens.values_list("status", flat=True)) == {TokenStatus.NEEDS_REAUTH}
+    assert Event.objects.filter(kind=EventKind.NEEDS_REAUTH).count() == 2

@@ -125,7 +125,7 @@ def test_only_grants_the_provider_supports_are_offered(wizard):
 def test_each_grant_has_a_line_saying_when_to_use_it(wizard):
     response = basics(wizard)
     html = response.content.decode()
-    assert "Recommended for all clients" in html and "cannot keep a secret" in html
+    assert "recommended for all clients" in html and "cannot keep a secret" in html
     assert "without a user" in html
 
 

@@ -34,7 +34,8 @@ from oauthconn.admin.wizard_forms import (
 from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import decrypt, encrypt
 from oauthconn.exceptions import OAuthConnError
-from oauthconn.models import Connection, GrantType, Provider
+from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
+from oauthconn.presets import preset_choices
 
 SECRET_KEY_IN_STEP = "client-client_secret"
 SEALED_PREFIX = "sealed:"
@@ -194,9 +195,14 @@ class ConnectionWizard(SessionWizardView):
             data = self.get_cleaned_data_for_step(name)
             return dict(data) if data else {}
 
-        client = step("client")
+        basics, grant, client = step("basics"), step("grant"), step("client")
         client["client_secret"] = "set" if self.storage.has_secret("client") else "not set"
-        return {"basics": step("basics"), "grant": step("grant"), "client": client}
+        labels = {
+            "grant": dict(GrantType.choices).get(grant.get("grant_type"), ""),
+            "auth": dict(ClientAuthMethod.choices).get(client.get("client_auth_method"), ""),
+            "preset": dict(preset_choices()).get(basics.get("preset"), ""),
+        }
+        return {"basics": basics, "grant": grant, "client": client, "labels": labels}
 
     # --- the end -------------------------------------------------------------------------
 

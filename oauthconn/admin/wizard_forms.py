@@ -26,12 +26,22 @@ SOURCE_CHOICES = [
     ("existing", "A provider already set up here"),
     ("custom", "Custom endpoints"),
 ]
+#: Wide inputs for URLs (admin's default text input is too narrow for them).
+URL_INPUT = {"class": "vTextField oauthconn-url"}
+
+
+def url_field(label: str | None = None, *, required: bool = False) -> forms.CharField:
+    return forms.CharField(
+        label=label, required=required, max_length=2000, widget=forms.TextInput(URL_INPUT)
+    )
+
+
 GRANT_HELP = {
-    GrantType.AUTHORIZATION_CODE_PKCE: "Recommended for all clients, and the only safe choice "
+    GrantType.AUTHORIZATION_CODE_PKCE: "recommended for all clients, and the only safe choice "
     "for clients that cannot keep a secret (PKCE, RFC 7636).",
-    GrantType.AUTHORIZATION_CODE: "For a confidential client when the provider does not "
+    GrantType.AUTHORIZATION_CODE: "for a confidential client when the provider does not "
     "support PKCE.",
-    GrantType.CLIENT_CREDENTIALS: "For server-to-server access as the client itself, "
+    GrantType.CLIENT_CREDENTIALS: "for server-to-server access as the client itself, "
     "without a user (RFC 6749 §4.4).",
 }
 GRANT_ORDER = (
@@ -66,9 +76,10 @@ class BasicsForm(forms.Form):
     preset_parameter = forms.CharField(
         required=False,
         max_length=253,
+        widget=forms.TextInput(URL_INPUT),
         help_text="Only for presets that need one: the tenant, domain, subdomain or base URL.",
     )
-    issuer = forms.CharField(label="Issuer URL", required=False, max_length=2000)
+    issuer = url_field("Issuer URL")
     existing_provider = forms.ModelChoiceField(Provider.objects.all(), required=False)
 
     def __init__(self, *args: Any, discovered: dict | None = None, **kwargs: Any) -> None:
@@ -179,7 +190,7 @@ class GrantForm(forms.Form):
         offered = offered or list(GRANT_ORDER)
         labels = dict(GrantType.choices)
         self.fields["grant_type"].choices = [
-            (grant, f"{labels[grant]}: {GRANT_HELP[grant]}") for grant in offered
+            (grant, f"{labels[grant]} — {GRANT_HELP[grant]}") for grant in offered
         ]
         self.fields["grant_type"].initial = offered[0]
 
@@ -198,10 +209,10 @@ class ClientForm(forms.Form):
         label="Client authentication",
         choices=[c for c in ClientAuthMethod.choices if c[0] != ClientAuthMethod.PRIVATE_KEY_JWT],
     )
-    authorization_endpoint = forms.CharField(required=False, max_length=2000)
-    token_endpoint = forms.CharField(max_length=2000)
-    revocation_endpoint = forms.CharField(required=False, max_length=2000)
-    userinfo_endpoint = forms.CharField(required=False, max_length=2000)
+    authorization_endpoint = url_field()
+    token_endpoint = url_field(required=True)
+    revocation_endpoint = url_field()
+    userinfo_endpoint = url_field()
     scopes = forms.CharField(required=False)
     extra_authorize_params = forms.JSONField(
         label="Extra authorization parameters", required=False, initial=dict
@@ -209,7 +220,7 @@ class ClientForm(forms.Form):
     extra_token_params = forms.JSONField(
         label="Extra token parameters", required=False, initial=dict
     )
-    api_base_url = forms.CharField(label="API base URL", required=False, max_length=2000)
+    api_base_url = url_field("API base URL")
     test_path = forms.CharField(required=False, max_length=2000)
 
     ENDPOINTS = (
