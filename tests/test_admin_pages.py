@@ -316,3 +316,17 @@ def test_invalidate_grants_covers_every_user(make_connection, client, django_use
     assert invalidate_grants(connection, ["client_id"]) == 2
     assert set(connection.tokens.values_list("status", flat=True)) == {TokenStatus.NEEDS_REAUTH}
     assert Event.objects.filter(kind=EventKind.NEEDS_REAUTH).count() == 2
+
+
+def test_refresh_now_without_a_refresh_token_keeps_the_grant(connected, staff_client, as_log):
+    token = connected.tokens.get()
+    token.refresh_token = None
+    token.save()
+    html = staff_client.get(url("change", connected)).content.decode()
+    assert 'name="_refresh"' not in html
+    as_log.clear()
+    response = staff_client.post(url("refresh", connected), follow=True)
+    assert "has no refresh token" in response.content.decode()
+    token.refresh_from_db()
+    assert token.status == TokenStatus.ACTIVE and token.access_token is not None
+    assert as_log.requests == []

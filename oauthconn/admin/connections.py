@@ -176,6 +176,7 @@ def status_context(request, connection: Connection) -> dict:
         status=token_status(token),
         status_badge=badge(token_status(token)),
         connected=token is not None and token.is_connected,
+        renewable=token is not None and token.is_connected and pages.renewable(connection),
         requested_scopes=requested,
         granted_scopes=granted,
         missing_scopes=[s for s in requested if granted and s not in granted],

@@ -42,6 +42,13 @@ def back(connection: Connection) -> HttpResponse:
 def refresh_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
     """Renew the shared token now (a refresh, or a new client credentials token)."""
     connection = connection_for(model_admin, request, object_id, "refresh_connection")
+    if not renewable(connection):
+        # A forced renewal without a refresh token would end a still-valid grant.
+        messages.warning(
+            request,
+            f"{connection.name} has no refresh token: authorize it again for a new access token.",
+        )
+        return back(connection)
     try:
         token = flows.renew(connection, None, force=True)
     except OAuthConnError as err:
@@ -50,6 +57,14 @@ def refresh_view(model_admin, request: HttpRequest, object_id: str) -> HttpRespo
         until = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "?"
         messages.success(request, f"{connection.name}: a new access token, valid until {until}.")
     return back(connection)
+
+
+def renewable(connection: Connection) -> bool:
+    """True when "Refresh now" can get a new access token without the user."""
+    if not connection.uses_browser:
+        return True
+    token = Token.objects.filter(connection=connection, owner__isnull=True).first()
+    return token is not None and token.is_connected and token.refresh_token is not None
 
 
 def test_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
