@@ -10,7 +10,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from oauth2_provider.models import Application, RefreshToken
 
@@ -304,3 +304,26 @@ def test_client_credentials_fetch_then_renew(make_connection, as_log, received):
         ["client_credentials"]
     ] * 2
     assert names(received) == ["authorized", "refreshed"]
+
+
+def test_a_token_request_in_flight_does_not_block_other_writers(
+    scripted, scripted_server, django_user_model
+):
+    """The site keeps writing while a refresh waits for the provider. SQLite has one write
+    lock for the whole database, so the refresh must not hold it over the network (the
+    demo's provider lives in the same database and must be able to issue the token)."""
+    wrote: list[str] = []
+
+    def provider_that_writes(request):
+        try:
+            django_user_model.objects.create(username="written-meanwhile")
+            wrote.append("ok")
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            wrote.append(repr(err))
+        finally:
+            connections.close_all()
+        return Reply(body={"access_token": "a1", "token_type": "Bearer", "expires_in": 60})
+
+    scripted_server.add("/token", provider_that_writes)
+    assert access_token() == "a1"
+    assert wrote == ["ok"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from oauthconn import signals
@@ -139,6 +141,26 @@ def _lock_timeout(seconds: float | None) -> Iterator[None]:
     yield
     with db_connection.cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+
+
+def claim_lease(pk: int, seconds: float) -> datetime | None:
+    """SQLite's stand-in for a row lock: mark the row as being renewed for ``seconds``.
+
+    SQLite has one write lock for the whole database; holding it through a token request
+    would stall every other writer of the site (sessions, a provider in the same database)
+    for as long as the provider takes. So the claim is a short committed UPDATE of
+    ``next_attempt_at`` ("no other attempt before"), which also keeps backoff intact: a row
+    that is backing off cannot be claimed. Returns the lease's end, or None when taken.
+    """
+    now = timezone.now()
+    until = now + timedelta(seconds=seconds)
+    free = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    return until if Token.objects.filter(free, pk=pk).update(next_attempt_at=until) else None
+
+
+def release_lease(pk: int, until: datetime) -> None:
+    """End a lease unless the renewal already replaced it (by a backoff, or by clearing it)."""
+    Token.objects.filter(pk=pk, next_attempt_at=until).update(next_attempt_at=None)
 
 
 def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool) -> None:

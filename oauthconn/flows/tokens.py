@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import OperationalError, transaction
+from django.db import connection as db_connection
 from django.utils import timezone
 
 from oauthconn import http
@@ -36,9 +38,11 @@ from oauthconn.exceptions import (
 )
 from oauthconn.flows.common import (
     apply_token_set,
+    claim_lease,
     credentials_for,
     lock_token,
     record_event,
+    release_lease,
     token_limits,
     try_lock_token,
 )
@@ -50,6 +54,8 @@ TERMINAL_ERRORS = (InvalidGrant, InvalidClient, UnauthorizedClient)
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 15 * 60.0
 BUSY = "Timed out waiting for another worker's refresh of this connection."
+#: seconds a SQLite lease outlives the token request's deadline (a dead worker's lease ends)
+LEASE_MARGIN = 10.0
 
 _locks_guard = threading.Lock()
 _locks: dict[tuple[int, int | None], threading.Lock] = {}
@@ -153,22 +159,58 @@ def _renew_locked(pk: int, stale: Token | None, force: bool) -> _Outcome:
     # Status changes must commit even when the caller gets an exception, so the error is
     # returned out of the transaction and raised after it.
     try:
-        with transaction.atomic():
-            token = lock_token(pk, timeout=oauthconn_settings.LOCK_TIMEOUT)
-            return renew_locked_token(token, stale=stale, force=force)
+        with exclusively(pk, wait=True) as token:
+            if token is not None:
+                return renew_locked_token(token, stale=stale, force=force)
     except OperationalError as err:
         # PostgreSQL's lock_timeout or SQLite's busy timeout: someone holds the row too long.
         error = TemporarilyUnavailable(BUSY)
         error.__cause__ = err
         return _Outcome(load_token_by_pk(pk), error)
+    # SQLite: another process holds the lease. Its result may already be there.
+    token = load_token_by_pk(pk)
+    if _still_fresh(token, stale, force):
+        return _Outcome(token)
+    return _serve_while_failing(token, TemporarilyUnavailable(BUSY))
+
+
+@contextmanager
+def exclusively(pk: int, *, wait: bool) -> Iterator[Token | None]:
+    """The right to renew row ``pk``: yields it re-read, or None if another worker has it.
+
+    PostgreSQL (and MySQL): a row lock for the whole renewal, so whoever waits finds the
+    result; ``wait=False`` skips a locked row instead. SQLite: a lease (see
+    ``claim_lease``), never waited on; the process-local lock already queues this
+    process's threads.
+    """
+    if db_connection.features.has_select_for_update:
+        with transaction.atomic():
+            if wait:
+                yield lock_token(pk, timeout=oauthconn_settings.LOCK_TIMEOUT)
+            else:
+                yield try_lock_token(pk)
+        return
+    lease = oauthconn_settings.REQUEST_DEADLINE + LEASE_MARGIN
+    until = claim_lease(pk, lease)
+    if until is None:
+        yield None
+        return
+    try:
+        token = load_token_by_pk(pk)
+        token.next_attempt_at = None  # the lease is ours, not a backoff
+        yield token
+    finally:
+        release_lease(pk, until)
 
 
 def load_token_by_pk(pk: int) -> Token:
     return Token.objects.select_related("connection__provider", "owner").get(pk=pk)
 
 
-def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool = False):
-    """Renew ``token``, which the caller has just locked and re-read in its transaction."""
+def renew_locked_token(
+    token: Token, *, stale: Token | None = None, force: bool = False
+) -> _Outcome:
+    """Renew ``token``, which the caller holds (:func:`exclusively`) and has just re-read."""
     if _still_fresh(token, stale, force):
         return _Outcome(token)
     connection = token.connection
@@ -262,6 +304,7 @@ def _rotated_by_someone_else(token: Token, sent) -> Token | None:
     return current if usable and not current.expires_within(0) else None
 
 
+@transaction.atomic
 def _store_renewal(token: Token, tokens: TokenSet) -> None:
     recovering = token.status == TokenStatus.FAILING
     first = token.access_token is None
@@ -282,6 +325,7 @@ def _store_renewal(token: Token, tokens: TokenSet) -> None:
         )
 
 
+@transaction.atomic
 def _mark_needs_reauth(token: Token, error: OAuthConnError, cause=None) -> _Outcome:
     token.status = TokenStatus.NEEDS_REAUTH
     token.last_error = str(error)
@@ -301,6 +345,7 @@ def _mark_needs_reauth(token: Token, error: OAuthConnError, cause=None) -> _Outc
     return _Outcome(token, error)
 
 
+@transaction.atomic
 def _mark_failing(token: Token, err: OAuthConnError) -> _Outcome:
     token.failure_count += 1
     delay = backoff_delay(token.failure_count, getattr(err, "retry_after", None))
@@ -338,27 +383,3 @@ def backoff_delay(failures: int, retry_after: float | None = None) -> float:
     if retry_after:
         delay = max(delay, min(float(retry_after), BACKOFF_CAP))
     return delay
-
-
-# --- proactive refresh (flows/proactive.py) ----------------------------------------------------
-
-REFRESHED, FAILED, NEEDS_REAUTH, SKIPPED = "refreshed", "failed", "needs_reauth", "skipped"
-
-
-def refresh_if_due(pk: int, is_due: Callable[[Token], bool]) -> str:
-    """Renew one token row ahead of time unless another worker holds it or it is not due.
-
-    Returns ``"refreshed"``, ``"failed"``, ``"needs_reauth"`` or ``"skipped"``. Rows locked
-    by another copy of the job are skipped, not waited on (PostgreSQL's SKIP LOCKED).
-    """
-    try:
-        with transaction.atomic():
-            token = try_lock_token(pk)
-            if token is None or not is_due(token):
-                return SKIPPED
-            outcome = renew_locked_token(token, force=True)
-    except OperationalError:
-        return SKIPPED  # SQLite busy: another writer had it for longer than its timeout
-    if outcome.error is None and outcome.token.status == TokenStatus.ACTIVE:
-        return REFRESHED
-    return NEEDS_REAUTH if outcome.token.status == TokenStatus.NEEDS_REAUTH else FAILED
