@@ -157,6 +157,7 @@ def test_client_secret_is_write_only(api, provider):
     assert Connection.objects.get(slug="new").client_secret.reveal() == SECRET
     for page in (f"{API}/connections/", f"{API}/connections/{body['id']}/"):
         assert SECRET.encode() not in api.get(page).content
+        assert SECRET.encode() not in api.get(page, HTTP_ACCEPT="text/html").content
     assert SECRET.encode() not in api.options(f"{API}/connections/").content
 
 
@@ -208,8 +209,9 @@ def test_token_values_are_never_serialized(api, staff, provider, connection):
         f"{API}/me/connections/g/",
     ]
     for page in pages:
-        content = api.get(page).content
-        assert b"-xyz" not in content and b"ID-x" not in content, page
+        for accept in ("application/json", "text/html"):  # the browsable API too
+            content = api.get(page, HTTP_ACCEPT=accept).content
+            assert b"-xyz" not in content and b"ID-x" not in content, (page, accept)
     detail = api.get(f"{API}/connections/{connection.pk}/").json()["token"]
     assert detail["connected"] is True and detail["granted_scopes"] == ["read"]
     assert not {"access_token", "refresh_token", "id_token"} & set(detail)
