@@ -11,11 +11,12 @@ import io
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.urls import reverse
 
 from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.flows.discovery import provider_fields_from_metadata, refresh_discovery
 from oauthconn.http import build_client
-from oauthconn.models import Provider
+from oauthconn.models import Connection, Provider
 from oauthconn.oauth.discovery import discover, metadata_urls, parse_metadata
 from tests.scripted_server import Reply
 
@@ -263,3 +264,46 @@ def test_discover_command_refreshes_and_reports_failures(scripted_server):
     assert "Manual has no issuer" in errors.getvalue()
     with pytest.raises(CommandError, match="No provider"):
         call_command("oauthconn_discover", "nope")
+
+
+@pytest.mark.django_db
+def test_metadata_moving_endpoints_of_a_provider_in_use_is_refused(scripted_server):
+    issuer = scripted_server.url("").rstrip("/")
+    provider = Provider.objects.create(
+        slug="p", name="P", issuer=issuer, token_endpoint=f"{issuer}/token"
+    )
+    Connection.objects.create(
+        slug="c", name="C", provider=provider, client_id="c", client_secret="s"
+    )
+    moved = document(issuer, token_endpoint="https://elsewhere.example/token")
+    scripted_server.add("/.well-known/openid-configuration", Reply(body=moved), Reply(body=moved))
+
+    with pytest.raises(
+        DiscoveryFailed, match="moves endpoints .*token_endpoint: .* -> https://elsewhere"
+    ):
+        refresh_discovery(provider)
+    provider.refresh_from_db()
+    assert provider.token_endpoint == f"{issuer}/token" and provider.discovered_at is None
+
+    accepted = refresh_discovery(provider, accept_moved_endpoints=True)
+    assert accepted.token_endpoint == "https://elsewhere.example/token"
+
+
+@pytest.mark.django_db
+def test_admin_action_refreshes_and_reports(scripted_server, admin_client):
+    issuer = scripted_server.url("").rstrip("/")
+    good = Provider.objects.create(slug="good", name="Good", issuer=issuer)
+    bad = Provider.objects.create(slug="manual", name="Manual")
+    scripted_server.add("/.well-known/openid-configuration", Reply(body=document(issuer)))
+
+    response = admin_client.post(
+        reverse("admin:oauthconn_provider_changelist"),
+        {"action": "refresh_metadata", "_selected_action": [good.pk, bad.pk]},
+        follow=True,
+    )
+
+    shown = [str(m) for m in response.context["messages"]]
+    assert "Good: metadata refreshed." in shown
+    assert "Manual: Manual has no issuer to discover from." in shown
+    good.refresh_from_db()
+    assert good.jwks_uri == f"{issuer}/jwks" and good.discovered_at is not None

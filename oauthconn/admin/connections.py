@@ -22,16 +22,29 @@ from oauthconn.admin.status import (
 )
 from oauthconn.admin.wizard import ConnectionWizard
 from oauthconn.conf import oauthconn_settings
+from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.flows.configuration import invalidate_grants
+from oauthconn.flows.discovery import refresh_discovery
 from oauthconn.models import Connection, Event, Provider, Token
 
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ["name", "slug", "issuer", "preset"]
+    list_display = ["name", "slug", "issuer", "preset", "discovered_at"]
     search_fields = ["name", "slug", "issuer"]
     prepopulated_fields = {"slug": ["name"]}
+    actions = ["refresh_metadata"]
+
+    @admin.action(description="Refresh discovered metadata", permissions=["change"])
+    def refresh_metadata(self, request, queryset) -> None:
+        for provider in queryset:
+            try:
+                refresh_discovery(provider)
+            except DiscoveryFailed as err:
+                self.message_user(request, f"{provider.name}: {err}", messages.ERROR)
+            else:
+                self.message_user(request, f"{provider.name}: metadata refreshed.")
 
 
 class StatusFilter(admin.SimpleListFilter):
