@@ -171,21 +171,23 @@ def test_fifty_threads_cause_one_refresh(expired, as_log):
 # --- across processes (PostgreSQL) --------------------------------------------------------
 
 
-def worker(mode: str, slug: str = "crm", count: int = 0) -> subprocess.Popen:
-    name = db_connection.settings_dict["NAME"]  # the test database, e.g. test_<name>
+def subprocess_env() -> dict[str, str]:
+    """Settings for a worker process: the same ones, pointed at the test database."""
     settings = db_connection.settings_dict
-    env = {
+    name = settings["NAME"]  # the test database, e.g. test_<name>
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": (
-            f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{name}"
-        ),
+        "DATABASE_URL": f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{name}",
         "PYTHONPATH": str(ROOT),
     }
+
+
+def worker(mode: str, slug: str = "crm", count: int = 0) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, mode, slug, str(count)],
         cwd=ROOT,
-        env=env,
+        env=subprocess_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

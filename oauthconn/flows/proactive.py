@@ -1,0 +1,186 @@
+"""Proactive refresh: renew tokens before anyone needs them, shared by the command and the task.
+
+A token is due when its access token expires within ``window`` seconds, when its refresh
+token has not been used for ``idle_days`` (Microsoft, Google, Xero and others expire idle
+refresh tokens), or when the provider announced a refresh token expiry within
+``refresh_window`` seconds. Several copies may run at once on several hosts: each row is
+taken with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so a row another copy holds is
+skipped, never waited on, and the due-check is repeated under the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.db import OperationalError, connections
+from django.db import connection as db_connection
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from oauthconn.conf import oauthconn_settings
+from oauthconn.flows.tokens import exclusively, renew_locked_token
+from oauthconn.models import GrantType, Token, TokenStatus
+
+REFRESHED, FAILED, NEEDS_REAUTH, SKIPPED = "refreshed", "failed", "needs_reauth", "skipped"
+
+# A provider that does not rotate refresh tokens keeps announcing the same expiry: without
+# this pause every run would refresh such a token again.
+MIN_INTERVAL = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When a token is due for a proactive refresh (see the module docstring)."""
+
+    window: float
+    idle_days: float
+    refresh_window: float
+    now: datetime = field(default_factory=timezone.now)
+
+    @classmethod
+    def from_settings(cls, **overrides: float | None) -> Policy:
+        values = {
+            "window": oauthconn_settings.PROACTIVE_WINDOW,
+            "idle_days": oauthconn_settings.IDLE_REFRESH_DAYS,
+            "refresh_window": oauthconn_settings.REFRESH_TOKEN_WINDOW,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def candidates(self) -> QuerySet[Token]:
+        """A pre-filter in SQL; :meth:`is_due` decides, under the row lock."""
+        usable = Q(status__in=[TokenStatus.ACTIVE, TokenStatus.FAILING]) & (
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=self.now)
+        )
+        expiring = Q(expires_at__lte=self.now + timedelta(seconds=self.window))
+        refreshable = Q(refresh_token__isnull=False)
+        ending = Q(refresh_expires_at__lte=self.now + timedelta(seconds=self.refresh_window))
+        due = expiring | (refreshable & ending)
+        if self.idle_days:
+            idle_since = self.now - timedelta(days=self.idle_days)
+            unused = Q(refreshed_at__lte=idle_since) | Q(
+                refreshed_at__isnull=True, authorized_at__lte=idle_since
+            )
+            due |= refreshable & unused
+        connected = Q(access_token__isnull=False) | Q(
+            connection__grant_type=GrantType.CLIENT_CREDENTIALS
+        )
+        return Token.objects.filter(usable & connected & due).order_by("expires_at", "pk")
+
+    def is_due(self, token: Token) -> bool:
+        if token.status not in (TokenStatus.ACTIVE, TokenStatus.FAILING):
+            return False
+        if token.next_attempt_at is not None and token.next_attempt_at > self.now:
+            return False
+        if token.expires_within(self.window, now=self.now):
+            return True
+        return token.refresh_token is not None and (self._idle(token) or self._ending(token))
+
+    def _idle(self, token: Token) -> bool:
+        last_used = token.refreshed_at or token.authorized_at
+        if not self.idle_days or last_used is None:
+            return False
+        return last_used <= self.now - timedelta(days=self.idle_days)
+
+    def _ending(self, token: Token) -> bool:
+        if token.refresh_expires_at is None:
+            return False
+        recently = token.refreshed_at and token.refreshed_at > self.now - MIN_INTERVAL
+        limit = self.now + timedelta(seconds=self.refresh_window)
+        return token.refresh_expires_at <= limit and not recently
+
+
+@dataclass
+class Summary:
+    """What one run did; ``line()`` is the one-line report."""
+
+    refreshed: int = 0
+    failed: int = 0
+    needs_reauth: int = 0
+    skipped: int = 0
+
+    def add(self, result: str) -> None:
+        setattr(self, result, getattr(self, result) + 1)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.needs_reauth)
+
+    def line(self) -> str:
+        return (
+            f"refreshed {self.refreshed}, failed {self.failed}, "
+            f"needs reauthorization {self.needs_reauth}, skipped {self.skipped}"
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            REFRESHED: self.refreshed,
+            FAILED: self.failed,
+            NEEDS_REAUTH: self.needs_reauth,
+            SKIPPED: self.skipped,
+        }
+
+
+def refresh_due(
+    policy: Policy | None = None,
+    *,
+    concurrency: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Refresh every due token, at most ``concurrency`` at a time; report as they finish.
+
+    ``on_progress(done, total)`` is called after each token. SQLite serializes writes, so
+    there the work runs one token at a time in the calling thread.
+    """
+    policy = policy or Policy.from_settings()
+    pks = list(policy.candidates().values_list("pk", flat=True))
+    workers = concurrency or oauthconn_settings.PROACTIVE_CONCURRENCY
+    if db_connection.vendor == "sqlite":
+        workers = 1
+    summary = Summary()
+    one = partial(_refresh_one, is_due=policy.is_due, threaded=workers > 1)
+    results = _map(one, pks, workers)
+    for done, result in enumerate(results, start=1):
+        summary.add(result)
+        if on_progress is not None:
+            on_progress(done, len(pks))
+    return summary
+
+
+def _map(function: Callable[[int], str], pks: list[int], workers: int):
+    if workers <= 1:
+        yield from map(function, pks)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oauthconn-refresh") as pool:
+        yield from pool.map(function, pks)
+
+
+def _refresh_one(pk: int, *, is_due: Callable[[Token], bool], threaded: bool) -> str:
+    try:
+        return refresh_if_due(pk, is_due)
+    finally:
+        if threaded:
+            # Each pool thread has its own database connection; do not leak them.
+            connections.close_all()
+
+
+def refresh_if_due(pk: int, is_due: Callable[[Token], bool]) -> str:
+    """Renew one token row ahead of time unless another worker holds it or it is not due.
+
+    Returns ``"refreshed"``, ``"failed"``, ``"needs_reauth"`` or ``"skipped"``. Rows another
+    copy of the job holds are skipped, not waited on (PostgreSQL's SKIP LOCKED, SQLite's lease).
+    """
+    try:
+        with exclusively(pk, wait=False) as token:
+            if token is None or not is_due(token):
+                return SKIPPED
+            outcome = renew_locked_token(token, force=True)
+    except OperationalError:
+        return SKIPPED  # SQLite busy: another writer had it for longer than its timeout
+    if outcome.error is None and outcome.token.status == TokenStatus.ACTIVE:
+        return REFRESHED
+    return NEEDS_REAUTH if outcome.token.status == TokenStatus.NEEDS_REAUTH else FAILED

@@ -1,0 +1,49 @@
+"""Celery task for proactive refresh (needs Celery; see docs/lifecycle.md for a beat schedule).
+
+Importing this module never requires Celery. Without it, ``refresh_connections`` is a plain
+function that raises ``ImproperlyConfigured`` when called, naming what to install.
+
+    CELERY_BEAT_SCHEDULE = {
+        "oauthconn-refresh": {"task": "oauthconn.refresh_connections", "schedule": 300.0},
+    }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from oauthconn.flows.proactive import Policy, refresh_due
+
+TASK_NAME = "oauthconn.refresh_connections"
+
+
+def run_refresh(
+    window: float | None = None,
+    idle_days: float | None = None,
+    refresh_window: float | None = None,
+    concurrency: int | None = None,
+) -> dict[str, int]:
+    """The task's body: the same work as ``manage.py oauthconn_refresh``; returns the counts."""
+    policy = Policy.from_settings(window=window, idle_days=idle_days, refresh_window=refresh_window)
+    return refresh_due(policy, concurrency=concurrency).as_dict()
+
+
+try:
+    from celery import shared_task
+except ImportError:  # Celery is optional: only the task needs it.
+    shared_task = None
+
+
+if shared_task is not None:
+    # A task that fails for a provider is not retried by Celery: the next beat run (and each
+    # token's own backoff) takes care of it.
+    refresh_connections: Any = shared_task(name=TASK_NAME, ignore_result=False)(run_refresh)
+else:
+
+    def refresh_connections(*args: Any, **kwargs: Any) -> dict[str, int]:
+        raise ImproperlyConfigured(
+            "oauthconn.tasks.refresh_connections needs Celery: pip install celery, or run "
+            "`manage.py oauthconn_refresh` from cron instead."
+        )

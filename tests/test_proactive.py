@@ -1,0 +1,219 @@
+"""Proactive refresh: the ``oauthconn_refresh`` command and the Celery task, against
+django-oauth-toolkit over real HTTP (failures from a scripted token endpoint)."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from oauthconn.models import Connection, Provider, Token, TokenStatus
+from tests.conftest import authorize
+from tests.scripted_server import Reply
+from tests.test_concurrency import ROOT, expect_line, subprocess_env, worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def connect(staff_client, make_connection, as_log):
+    """Authorize a new connection at DOT, then set its token's fields."""
+
+    def make(slug: str, **token_fields) -> Connection:
+        connection = make_connection(slug)
+        authorize(staff_client, connection)
+        Token.objects.filter(connection=connection).update(**token_fields)
+        as_log.clear()
+        return connection
+
+    return make
+
+
+def in_(**delta) -> timezone.datetime:
+    return timezone.now() + timedelta(**delta)
+
+
+def refreshed_tokens(as_log) -> list[str]:
+    """The refresh tokens DOT was asked to redeem."""
+    return [r.form["refresh_token"][0] for r in as_log.to("/demo-oauth/token/")]
+
+
+def refresh_token_of(connection: Connection) -> str:
+    return Token.objects.get(connection=connection).refresh_token.reveal()
+
+
+def run(*args: str, stdout=None) -> str:
+    out = stdout or io.StringIO()
+    call_command("oauthconn_refresh", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_refreshes_what_is_due_and_leaves_the_rest(connect, as_log, make_connection):
+    soon = connect("soon", expires_at=in_(minutes=5))
+    connect("later", expires_at=in_(hours=2))
+    connect("broken", expires_at=in_(minutes=1), status=TokenStatus.NEEDS_REAUTH)
+    connect("backing-off", expires_at=in_(minutes=1), next_attempt_at=in_(minutes=3))
+    old = refresh_token_of(soon)
+
+    output = run()
+
+    assert output.strip() == "refreshed 1, failed 0, needs reauthorization 0, skipped 0"
+    assert refreshed_tokens(as_log) == [old]
+    token = Token.objects.get(connection=soon)
+    assert token.expires_at > in_(minutes=30) and token.refresh_token.reveal() != old
+    assert Token.objects.get(connection__slug="broken").status == TokenStatus.NEEDS_REAUTH
+
+
+def test_the_window_is_an_option(connect, as_log):
+    later = connect("later", expires_at=in_(hours=2))
+    assert "refreshed 0" in run()
+    assert "refreshed 1" in run("--window", str(3 * 3600))
+    assert refreshed_tokens(as_log) != [] and Token.objects.get(connection=later).refreshed_at
+
+
+def test_idle_refresh_tokens_are_kept_alive(connect, as_log):
+    idle = connect("idle", expires_at=in_(hours=2), refreshed_at=in_(days=-40))
+    connect("used", expires_at=in_(hours=2), refreshed_at=in_(days=-2))
+    old = refresh_token_of(idle)
+
+    assert "refreshed 0" in run("--idle-days", "0")  # turned off
+    assert "refreshed 1" in run()  # IDLE_REFRESH_DAYS defaults to 30
+
+    assert refreshed_tokens(as_log) == [old]
+
+
+def test_refresh_tokens_about_to_expire_are_renewed_once(connect, as_log):
+    ending = connect(
+        "ending", expires_at=in_(hours=2), refresh_expires_at=in_(hours=3), refreshed_at=None
+    )
+    connect("not-yet", expires_at=in_(hours=2), refresh_expires_at=in_(days=5))
+
+    assert "refreshed 1" in run()
+    # DOT's new refresh token announces no expiry; had it kept the old expiry, the run right
+    # after would still leave the token alone (refreshed within the last hour).
+    Token.objects.filter(connection=ending).update(refresh_expires_at=in_(hours=3))
+    assert "refreshed 0" in run()
+    assert len(refreshed_tokens(as_log)) == 1
+
+
+def test_several_connections_with_bounded_concurrency(connect, as_log):
+    connections = [connect(f"c{i}", expires_at=in_(minutes=1)) for i in range(5)]
+    old = {refresh_token_of(c) for c in connections}
+
+    assert "refreshed 5, failed 0" in run("--concurrency", "3")
+
+    assert sorted(refreshed_tokens(as_log)) == sorted(old)
+    assert all(Token.objects.get(connection=c).status == TokenStatus.ACTIVE for c in connections)
+
+
+@pytest.fixture
+def scripted_connection(scripted_server):
+    def make(slug: str, *replies: Reply) -> Connection:
+        endpoint = scripted_server.url(f"/{slug}/token")
+        provider = Provider.objects.create(slug=slug, name=slug, token_endpoint=endpoint)
+        connection = Connection.objects.create(
+            slug=slug, name=slug, provider=provider, client_id="c", client_secret="s"
+        )
+        Token.objects.create(
+            connection=connection, access_token="a", refresh_token="r", expires_at=in_(minutes=2)
+        )
+        scripted_server.add(f"/{slug}/token", *replies)
+        return connection
+
+    return make
+
+
+def test_failures_are_counted_and_exit_non_zero(scripted_connection, scripted_server):
+    scripted_connection("down", Reply(status=503, body="down"))
+    scripted_connection("gone", Reply(status=400, body={"error": "invalid_grant"}))
+    good = {"access_token": "a2", "token_type": "Bearer", "expires_in": 3600}
+    scripted_connection("fine", Reply(body=good))
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match="could not be refreshed"):
+        run(stdout=out)
+
+    assert out.getvalue().strip() == ("refreshed 1, failed 1, needs reauthorization 1, skipped 0")
+    down = Token.objects.get(connection__slug="down")
+    assert down.status == TokenStatus.FAILING and down.access_token.reveal() == "a"
+    assert Token.objects.get(connection__slug="gone").status == TokenStatus.NEEDS_REAUTH
+    # The next run leaves the failing one to its backoff and the broken one alone.
+    assert run().strip() == "refreshed 0, failed 0, needs reauthorization 0, skipped 0"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal(connect):
+    connect("soon", expires_at=in_(minutes=1))
+    output = run(stdout=Terminal())
+    assert "\r[" + "#" * 30 + "] 1/1" in output
+    assert output.rstrip().endswith("refreshed 1, failed 0, needs reauthorization 0, skipped 0")
+
+
+def test_rejects_a_zero_concurrency():
+    with pytest.raises(CommandError, match="at least 1"):
+        run("--concurrency", "0")
+
+
+def test_celery_task(connect, as_log):
+    from oauthconn.tasks import TASK_NAME, refresh_connections
+
+    connect("soon", expires_at=in_(minutes=1))
+    result = refresh_connections.apply(kwargs={"window": 600}).get()
+    assert result == {"refreshed": 1, "failed": 0, "needs_reauth": 0, "skipped": 0}
+    assert refresh_connections.name == TASK_NAME
+    assert len(refreshed_tokens(as_log)) == 1
+
+
+def test_the_task_module_imports_without_celery(monkeypatch):
+    monkeypatch.setitem(sys.modules, "celery", None)  # makes `import celery` fail
+    monkeypatch.delitem(sys.modules, "oauthconn.tasks", raising=False)
+    tasks = importlib.import_module("oauthconn.tasks")
+    with pytest.raises(ImproperlyConfigured, match="needs Celery"):
+        tasks.refresh_connections()
+
+
+# --- several copies at once (PostgreSQL) ----------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_rows_another_copy_holds_are_skipped_not_waited_on(connect, as_log):
+    connect("crm", expires_at=in_(minutes=1))
+    connect("other", expires_at=in_(minutes=1))
+    holder = worker("hold", "crm")
+    expect_line(holder, "locked")
+    try:
+        output = run()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert output.strip() == "refreshed 1, failed 0, needs reauthorization 0, skipped 1"
+    assert len(refreshed_tokens(as_log)) == 1
+
+
+@pytest.mark.postgres
+def test_two_copies_on_two_hosts_refresh_each_token_once(connect, as_log):
+    connections = [connect(f"c{i}", expires_at=in_(minutes=1)) for i in range(8)]
+    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--concurrency", "2"]
+    command.append("--skip-checks")  # the test settings use http://testserver on purpose
+    copies = [
+        subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    lines = [copy.communicate(timeout=120)[0].strip() for copy in copies]
+
+    assert [copy.returncode for copy in copies] == [0, 0]
+    counts = [int(line.split(",")[0].removeprefix("refreshed ")) for line in lines]
+    assert sum(counts) == len(connections)
+    assert len(refreshed_tokens(as_log)) == len(connections)
+    assert len(set(refreshed_tokens(as_log))) == len(connections)
