@@ -9,7 +9,7 @@ on the caller's own grant: nobody reaches another user's token, by id or by filt
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Case, OuterRef, Prefetch, Q, Subquery, When
+from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, When
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -98,7 +98,7 @@ class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
         serializer.save()
 
     @action(detail=False, methods=["post"], url_path="from-issuer")
-    def from_issuer(self, request):
+    def from_issuer(self, request) -> Response:
         data = self.validated(s.ProviderFromIssuerSerializer, request.data)
         fields = discover_provider(data["issuer"])
         conflict = issuer_conflict(fields)
@@ -110,7 +110,7 @@ class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
         return Response(self.get_serializer(provider).data, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["post"], url_path="refresh-discovery")
-    def refresh_discovery(self, request, pk=None):
+    def refresh_discovery(self, request, pk=None) -> Response:
         provider = self.get_object()
         if not provider.issuer:
             raise DiscoveryFailed(f"{provider.name} has no issuer to discover from.")
@@ -123,7 +123,7 @@ class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
             provider.save()
         return Response(self.get_serializer(provider).data)
 
-    def validated(self, serializer_class, data) -> dict:
+    def validated(self, serializer_class: type, data) -> dict:
         serializer = serializer_class(data=data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
@@ -212,24 +212,24 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
         connection.delete()
 
     @action(detail=True, methods=["post"])
-    def authorize(self, request, pk=None):
+    def authorize(self, request, pk=None) -> Response:
         return start(request, self.get_object(), self.get_serializer_context())
 
     @action(detail=True, methods=["post"])
-    def refresh(self, request, pk=None):
+    def refresh(self, request, pk=None) -> Response:
         connection = self.get_object()
         token = flows.renew(connection, s.owner_of(connection, request.user), force=True)
         return Response(s.TokenSerializer(token).data)
 
     @action(detail=True, methods=["post"])
-    def test(self, request, pk=None):
+    def test(self, request, pk=None) -> Response:
         connection = self.get_object()
         owner = s.owner_of(connection, request.user)
         result = test_connection(connection, owner=owner)
         return Response(s.ProbeResultSerializer(result).data)
 
     @action(detail=True, methods=["post"])
-    def disconnect(self, request, pk=None):
+    def disconnect(self, request, pk=None) -> Response:
         return disconnect(request, self.get_object())
 
 
@@ -249,7 +249,7 @@ def require_secret_again(connection: Connection, data: dict, fields: list[str]) 
     )
 
 
-def with_visible_tokens(queryset, user):
+def with_visible_tokens(queryset: QuerySet[Connection], user) -> QuerySet[Connection]:
     """Prefetch only the grants the caller may see: shared ones and their own."""
     visible = Token.objects.filter(Q(owner__isnull=True) | Q(owner=user.pk))
     return queryset.select_related("provider").prefetch_related(
@@ -257,7 +257,7 @@ def with_visible_tokens(queryset, user):
     )
 
 
-def filter_connections(queryset, view):
+def filter_connections(queryset: QuerySet[Connection], view) -> QuerySet[Connection]:
     params = s.ConnectionFilterSerializer(data=view.request.query_params)
     params.is_valid(raise_exception=True)
     wanted = params.validated_data
@@ -270,7 +270,7 @@ def filter_connections(queryset, view):
     return queryset
 
 
-def filter_status(queryset, wanted: str, user):
+def filter_status(queryset: QuerySet[Connection], wanted: str, user) -> QuerySet[Connection]:
     """Filter on the caller's grant only, so the filter reveals nothing about other users."""
     tokens = Token.objects.filter(connection=OuterRef("pk"))
     shared = Subquery(tokens.filter(owner__isnull=True).values("status")[:1])
@@ -332,9 +332,9 @@ class MyConnectionViewSet(
         return with_visible_tokens(queryset, self.request.user)
 
     @action(detail=True, methods=["post"])
-    def connect(self, request, slug=None):
+    def connect(self, request, slug=None) -> Response:
         return start(request, self.get_object(), self.get_serializer_context())
 
     @action(detail=True, methods=["post"])
-    def disconnect(self, request, slug=None):
+    def disconnect(self, request, slug=None) -> Response:
         return disconnect(request, self.get_object())
