@@ -101,7 +101,7 @@ def command_rate(ctx, app, secret: str, count: int, copies: int, startup: float)
 
 
 def run(ctx) -> Section:
-    count = 20 if ctx.smoke else 2000
+    count = 20 if ctx.smoke else 1000
     # The command refreshes one token at a time on SQLite and PROACTIVE_CONCURRENCY on others.
     workers = 1 if db.vendor == "sqlite" else 4
     app, secret = register_client("proactive")
