@@ -163,7 +163,7 @@ def run(ctx) -> Section:
     )
     facts: dict = {}
     for i, (threads, processes, per_process) in enumerate(scenarios(ctx.smoke, on_postgres)):
-        outcome = storm(ctx, app, secret, f"storm-{i}", threads, processes, per_process)
+        outcome = storm(ctx, app, secret, f"lifecycle-storm-{i}", threads, processes, per_process)
         key = f"N={outcome['callers']} ({threads} threads, {processes}x{per_process} processes)"
         facts[key] = outcome
         errors = ", ".join(f"{k}: {v}" for k, v in outcome["errors"].items()) or "0"
