@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connections
 from oauth2_provider.models import Application
 
 from oauthconn.models import Connection, Event, EventKind, TokenStatus
@@ -49,6 +50,9 @@ def page():
         yield context.new_page()
         context.close()
         browser.close()
+        # The test's ORM calls ran inside Playwright's greenlet, whose context has its own
+        # database connections; close them here, or PostgreSQL cannot drop the test database.
+        connections.close_all()
 
 
 class Shots:
