@@ -427,3 +427,28 @@ def test_a_grant_needing_reauthorization_says_so(api, connection):
         "code": "needs_reauthorization",
         "detail": "The grant was revoked.",
     }
+
+
+def test_connection_list_query_count_does_not_grow_with_the_page(api, provider):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    def add_connections(count: int) -> None:
+        start = Connection.objects.count()
+        for i in range(start, start + count):
+            made = Connection.objects.create(
+                slug=f"c{i}", name=f"C{i}", provider=provider, client_id="id"
+            )
+            token = grant(made)
+            for kind in ("authorized", "refreshed"):
+                Event.objects.create(connection=made, token=token, kind=kind)
+
+    def queries_for_list() -> int:
+        with CaptureQueriesContext(db) as captured:
+            assert api.get("/api/oauthconn/connections/").status_code == 200
+        return len(captured)
+
+    add_connections(2)
+    few = queries_for_list()
+    add_connections(8)
+    assert queries_for_list() == few

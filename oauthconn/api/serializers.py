@@ -98,7 +98,9 @@ class TokenSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(EventSerializer(many=True))
     def get_recent_events(self, token: Token) -> list[dict]:
-        events = token.events.select_related("actor")[:RECENT_EVENTS]
+        events = getattr(token, "recent_events", None)  # prefetched by the list views
+        if events is None:
+            events = token.events.select_related("actor")[:RECENT_EVENTS]
         return EventSerializer(events, many=True).data
 
 

@@ -32,7 +32,7 @@ from oauthconn.flows.configuration import (
 )
 from oauthconn.flows.discovery import discover_provider
 from oauthconn.flows.probe import test_connection
-from oauthconn.models import Connection, Provider, Token
+from oauthconn.models import Connection, Event, Provider, Token
 from oauthconn.views import safe_return_to
 
 #: Error statuses any operation may answer with, each with an ``ErrorSerializer`` body.
@@ -251,7 +251,11 @@ def require_secret_again(connection: Connection, data: dict, fields: list[str]) 
 
 def with_visible_tokens(queryset: QuerySet[Connection], user) -> QuerySet[Connection]:
     """Prefetch only the grants the caller may see: shared ones and their own."""
-    visible = Token.objects.filter(Q(owner__isnull=True) | Q(owner=user.pk))
+    # A sliced Prefetch (one window query) keeps the page's query count independent of its size.
+    recent = Event.objects.select_related("actor").order_by("-created_at", "-id")
+    visible = Token.objects.filter(Q(owner__isnull=True) | Q(owner=user.pk)).prefetch_related(
+        Prefetch("events", queryset=recent[: s.RECENT_EVENTS], to_attr="recent_events")
+    )
     return queryset.select_related("provider").prefetch_related(
         Prefetch("tokens", queryset=visible, to_attr="visible_tokens")
     )
