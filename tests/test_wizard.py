@@ -454,3 +454,28 @@ def test_revalidation_error_returns_to_the_step_that_has_it(at_client_step):
     assert response.status_code == 200
     assert "already exists" in errors(response, "basics")["slug"][0]
     assert Connection.objects.count() == 1
+
+
+def test_discovery_fills_the_client_step_and_limits_grants(wizard, scripted_server):
+    issuer = scripted_server.url("")
+    document = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "grant_types_supported": ["implicit"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "response_types_supported": ["code"],
+    }
+    scripted_server.default("/.well-known/openid-configuration", Reply(body=document))
+    scripted_server.default("/.well-known/oauth-authorization-server", Reply(body=document))
+    response = basics(wizard, source="issuer", issuer=issuer)
+    assert response.context["wizard"]["form"].fields["grant_type"].choices == []
+    found = errors(step(wizard, "grant"), "grant")
+    assert "supports none of the grant types" in found["__all__"][0]
+    document["grant_types_supported"] = ["authorization_code", "client_credentials"]
+    wizard.get(ADD)  # a fresh wizard discovers again
+    assert errors(basics(wizard, source="issuer", issuer=issuer), "grant") == {}
+    response = step(wizard, "grant", grant_type=GrantType.AUTHORIZATION_CODE)
+    form = response.context["wizard"]["form"]
+    assert form["token_endpoint"].value() == f"{issuer}/token"
+    assert form["client_auth_method"].value() == "client_secret_post"

@@ -136,9 +136,11 @@ class ConnectionWizard(SessionWizardView):
         initial = {name: fields.get(name, "") for name in ClientForm.ENDPOINTS}
         defaults = self.storage.extra_data.get("defaults", {})
         initial.update({k: v for k, v in defaults.items() if k in ClientForm.base_fields})
-        grant = (self.storage.get_step_data("grant") or {}).get("grant-grant_type")
-        if grant == GrantType.AUTHORIZATION_CODE_PKCE and "client_auth_method" not in initial:
-            initial["client_auth_method"] = "client_secret_basic"
+        if "client_auth_method" not in initial:
+            # From discovery: the first method the provider lists that the wizard offers.
+            offered = dict(ClientForm.base_fields["client_auth_method"].choices)
+            supported = fields.get("token_endpoint_auth_methods") or []
+            initial["client_auth_method"] = next((m for m in supported if m in offered), None)
         return initial
 
     def process_step(self, form) -> Any:

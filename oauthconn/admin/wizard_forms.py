@@ -187,12 +187,21 @@ class GrantForm(forms.Form):
 
     def __init__(self, *args: Any, offered: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        offered = offered or list(GRANT_ORDER)
+        self.offered = list(GRANT_ORDER) if offered is None else offered
         labels = dict(GrantType.choices)
         self.fields["grant_type"].choices = [
-            (grant, f"{labels[grant]} — {GRANT_HELP[grant]}") for grant in offered
+            (grant, f"{labels[grant]} — {GRANT_HELP[grant]}") for grant in self.offered
         ]
-        self.fields["grant_type"].initial = offered[0]
+        self.fields["grant_type"].initial = self.offered[0] if self.offered else None
+
+    def clean(self):
+        if not self.offered:
+            raise forms.ValidationError(
+                "The provider supports none of the grant types oauthconn offers (authorization "
+                "code, with PKCE when it advertises S256, and client credentials). Go back and "
+                "choose another provider."
+            )
+        return super().clean()
 
 
 class ClientForm(forms.Form):
