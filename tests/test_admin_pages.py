@@ -330,3 +330,12 @@ def test_refresh_now_without_a_refresh_token_keeps_the_grant(connected, staff_cl
     token.refresh_from_db()
     assert token.status == TokenStatus.ACTIVE and token.access_token is not None
     assert as_log.requests == []
+
+
+def test_deleting_a_connection_revokes_its_grant_first(connected, staff_client, as_log):
+    as_log.clear()
+    delete = reverse("admin:oauthconn_connection_delete", args=[connected.pk])
+    assert staff_client.post(delete, {"post": "yes"}).status_code == 302
+    assert not Connection.objects.filter(pk=connected.pk).exists()
+    revocations = as_log.to("/demo-oauth/revoke_token/")
+    assert [r.form["token_type_hint"] for r in revocations] == [["refresh_token"], ["access_token"]]

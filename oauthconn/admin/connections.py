@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.debug import sensitive_post_parameters
 
+from oauthconn import flows
 from oauthconn.admin import pages
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
 from oauthconn.admin.status import (
@@ -145,6 +146,14 @@ class ConnectionAdmin(admin.ModelAdmin):
             extra_context.update(status_context(request, connection))
         return super().changeform_view(request, object_id, form_url, extra_context)
 
+    def delete_model(self, request, obj):
+        revoke_before_delete(request, [obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        revoke_before_delete(request, queryset)
+        super().delete_queryset(request, queryset)
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         fields = getattr(form, "r5_fields", [])
@@ -154,6 +163,17 @@ class ConnectionAdmin(admin.ModelAdmin):
                 f"{obj.name}: you changed {', '.join(fields)}, so the stored tokens were "
                 "dropped (not revoked). Authorize the connection again.",
             )
+
+
+def revoke_before_delete(request, connections) -> None:
+    """SECURITY R45: deleting a connection revokes its grants at the provider first."""
+    tokens = Token.objects.filter(connection__in=list(connections)).exclude(
+        access_token__isnull=True, refresh_token__isnull=True
+    )
+    for token in tokens.select_related("connection__provider"):
+        result = flows.disconnect(token, actor=request.user)
+        if result.revoked_at_provider is False:
+            messages.warning(request, f"{token.connection.name}: {result.message}")
 
 
 def badge(status: str):
