@@ -479,3 +479,23 @@ def test_discovery_fills_the_client_step_and_limits_grants(wizard, scripted_serv
     form = response.context["wizard"]["form"]
     assert form["token_endpoint"].value() == f"{issuer}/token"
     assert form["client_auth_method"].value() == "client_secret_post"
+
+
+def test_an_existing_provider_keeps_its_endpoints(wizard, db):
+    provider = Provider.objects.create(
+        slug="as",
+        name="AS",
+        authorization_endpoint="https://as.example/authorize",
+        token_endpoint="https://as.example/token",
+    )
+    basics(wizard, source="existing", existing_provider=provider.pk)
+    response = step(wizard, "grant", grant_type=GrantType.AUTHORIZATION_CODE_PKCE)
+    assert response.context["wizard"]["form"].fields["token_endpoint"].disabled
+    # A posted endpoint is ignored: the provider is shared, it is edited on its own page.
+    client_step(wizard, token_endpoint="https://evil.example/token")
+    step(wizard, "review")
+    connection = Connection.objects.get(slug="crm")
+    assert connection.provider == provider
+    provider.refresh_from_db()
+    assert provider.token_endpoint == "https://as.example/token"
+    assert Provider.objects.count() == 1
