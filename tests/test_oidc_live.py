@@ -123,3 +123,20 @@ def test_a_wrong_issuer_at_the_provider_fails_and_stores_nothing(
     event = Event.objects.get(connection=oidc_connection)
     assert event.kind == EventKind.AUTHORIZATION_FAILED
     assert event.data["code"] == "id_token_issuer"
+
+
+def test_reauthorization_by_another_account_is_audited(staff_client, staff, oidc_connection):
+    authorize_once = lambda: deliver(  # noqa: E731
+        staff_client, oidc_connection, consent(staff_client, start(staff_client, oidc_connection))
+    )
+    authorize_once()
+    authorize_once()
+    assert "Another account" not in Event.objects.filter(kind=EventKind.AUTHORIZED)[0].message
+
+    # As if the earlier grant had been made by another account at the provider:
+    Token.objects.filter(connection=oidc_connection).update(subject="someone-else")
+    authorize_once()
+
+    latest = Event.objects.filter(kind=EventKind.AUTHORIZED)[0]
+    assert "Another account than before" in latest.message
+    assert Token.objects.get(connection=oidc_connection).subject == str(staff.pk)

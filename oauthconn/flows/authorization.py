@@ -189,6 +189,8 @@ def store_grant(
         token.authorized_at = now
         token.refreshed_at = None
         token.revocation_pending = False
+        # R34: (issuer, sub) names the account; a different sub on reauthorization is audited.
+        switched = identity is not None and token.subject not in ("", identity.subject)
         if identity is not None:
             token.subject, token.claims = identity.subject, identity.claims
         token.save()
@@ -199,7 +201,8 @@ def store_grant(
             token=token,
             actor=actor,
             message="Authorized."
-            + (f" Scopes not granted: {' '.join(missing)}." if missing else ""),
+            + (f" Scopes not granted: {' '.join(missing)}." if missing else "")
+            + (" Another account than before (the subject changed)." if switched else ""),
             scopes=token.scope,
         )
         if was_broken:
