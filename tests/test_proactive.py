@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from oauthconn.models import Connection, Provider, Token, TokenStatus
+from oauthconn import get_connection
+from oauthconn.models import Connection, GrantType, Provider, Token, TokenStatus
 from tests.conftest import authorize
 from tests.scripted_server import Reply
 from tests.test_concurrency import ROOT, expect_line, subprocess_env, worker
@@ -217,3 +218,22 @@ def test_two_copies_on_two_hosts_refresh_each_token_once(connect, as_log):
     assert sum(counts) == len(connections)
     assert len(refreshed_tokens(as_log)) == len(connections)
     assert len(set(refreshed_tokens(as_log))) == len(connections)
+
+
+def test_a_token_without_refresh_token_is_left_to_expire(connect, as_log):
+    """Nothing can renew it ahead of time; it keeps being served until it expires."""
+    connection = connect("no-refresh", expires_at=in_(minutes=5), refresh_token=None)
+    assert run().strip() == "refreshed 0, failed 0, needs reauthorization 0, skipped 0"
+    assert Token.objects.get(connection=connection).status == TokenStatus.ACTIVE
+    assert as_log.to("/demo-oauth/token/") == []
+
+
+def test_client_credentials_tokens_are_renewed_ahead(make_connection, as_log):
+    make_connection("machine", grant_type=GrantType.CLIENT_CREDENTIALS)
+    first = get_connection("machine").access_token
+    Token.objects.filter(connection__slug="machine").update(expires_at=in_(minutes=5))
+    assert "refreshed 1" in run()
+    assert get_connection("machine").access_token != first
+    assert [r.form["grant_type"] for r in as_log.to("/demo-oauth/token/")] == [
+        ["client_credentials"]
+    ] * 2

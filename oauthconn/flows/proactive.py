@@ -66,15 +66,21 @@ class Policy:
                 refreshed_at__isnull=True, authorized_at__lte=idle_since
             )
             due |= refreshable & unused
-        connected = Q(access_token__isnull=False) | Q(
-            connection__grant_type=GrantType.CLIENT_CREDENTIALS
+        # Without a refresh token there is nothing to renew ahead of time; marking it
+        # "needs reauthorization" early would stop serving a still-valid access token.
+        renewable = refreshable | Q(connection__grant_type=GrantType.CLIENT_CREDENTIALS)
+        connected = Q(access_token__isnull=False)
+        return Token.objects.filter(usable & connected & renewable & due).order_by(
+            "expires_at", "pk"
         )
-        return Token.objects.filter(usable & connected & due).order_by("expires_at", "pk")
 
     def is_due(self, token: Token) -> bool:
         if token.status not in (TokenStatus.ACTIVE, TokenStatus.FAILING):
             return False
         if token.next_attempt_at is not None and token.next_attempt_at > self.now:
+            return False
+        client_credentials = token.connection.grant_type == GrantType.CLIENT_CREDENTIALS
+        if token.access_token is None or (token.refresh_token is None and not client_credentials):
             return False
         if token.expires_within(self.window, now=self.now):
             return True
