@@ -140,3 +140,25 @@ def test_reauthorization_by_another_account_is_audited(staff_client, staff, oidc
     latest = Event.objects.filter(kind=EventKind.AUTHORIZED)[0]
     assert "Another account than before" in latest.message
     assert Token.objects.get(connection=oidc_connection).subject == str(staff.pk)
+
+
+def test_a_failing_reauthorization_keeps_the_earlier_grant(
+    staff_client, oidc_connection, oidc_provider
+):
+    deliver(
+        staff_client, oidc_connection, consent(staff_client, start(staff_client, oidc_connection))
+    )
+    before = Token.objects.get(connection=oidc_connection)
+    Provider.objects.filter(pk=oidc_provider.pk).update(issuer="https://other.example")
+
+    response = deliver(
+        staff_client, oidc_connection, consent(staff_client, start(staff_client, oidc_connection))
+    )
+
+    assert response.status_code == 400
+    after = Token.objects.get(connection=oidc_connection)
+    assert after.access_token.reveal() == before.access_token.reveal()
+    assert after.refresh_token.reveal() == before.refresh_token.reveal()
+    assert after.subject == before.subject
+    failed = Event.objects.get(kind=EventKind.AUTHORIZATION_FAILED)
+    assert failed.data["code"] == "id_token_issuer"
