@@ -318,7 +318,12 @@ def test_the_admin_shows_the_reason(make_hostile, scripted_server, staff_client)
     scripted_server.add("/token", Reply(body="<html>Login</html>"))
     with pytest.raises(TemporarilyUnavailable):
         access_token()
-    page = staff_client.get(f"/admin/oauthconn/token/{the_token().pk}/change/")
-    assert page.status_code == 200
-    assert "Unexpected HTML response from the token endpoint" in page.content.decode()
-    assert OLD_ACCESS not in page.content.decode()
+    token = the_token()
+    for url in (
+        f"/admin/oauthconn/token/{token.pk}/change/",
+        f"/admin/oauthconn/connection/{token.connection_id}/change/",
+    ):
+        page = staff_client.get(url)
+        assert page.status_code == 200
+        assert "Unexpected HTML response from the token endpoint" in page.content.decode()
+        assert OLD_ACCESS not in page.content.decode()

@@ -21,6 +21,7 @@ from oauthconn.exceptions import (
     ReauthorizationRequired,
     TemporarilyUnavailable,
 )
+from oauthconn.flows.common import claim_lease, release_lease
 from oauthconn.flows.revocation import disconnect
 from oauthconn.flows.tokens import BACKOFF_CAP, backoff_delay, renew, renew_locked_token
 from oauthconn.models import Connection, Event, GrantType, Provider, Token, TokenStatus
@@ -327,3 +328,26 @@ def test_a_token_request_in_flight_does_not_block_other_writers(
     scripted_server.add("/token", provider_that_writes)
     assert access_token() == "a1"
     assert wrote == ["ok"]
+
+
+def test_a_lease_held_by_another_process_is_respected(scripted, scripted_server):
+    """SQLite's cross-process claim: while another process holds the lease nobody sends a
+    request; a caller with an expired token is told to retry, and a dead holder's lease
+    simply ends."""
+    scripted_server.default(
+        "/token", Reply(body={"access_token": "a1", "token_type": "Bearer", "expires_in": 60})
+    )
+    token = Token.objects.get(connection=scripted)
+    until = claim_lease(token.pk, 30)  # as the other process would
+    assert until is not None and claim_lease(token.pk, 30) is None
+
+    with pytest.raises(TemporarilyUnavailable, match="Another worker is refreshing"):
+        access_token()
+    assert scripted_server.requests_to("/token") == []
+    assert Token.objects.get(pk=token.pk).status == TokenStatus.ACTIVE
+
+    Token.objects.filter(pk=token.pk).update(next_attempt_at=timezone.now())  # it ran out
+    assert access_token() == "a1"
+    assert Token.objects.get(pk=token.pk).next_attempt_at is None
+    release_lease(token.pk, until)  # a late release changes nothing
+    assert Token.objects.get(pk=token.pk).next_attempt_at is None

@@ -242,9 +242,10 @@ def _backoff_remaining(token: Token) -> float:
 
 def _unavailable(token: Token) -> TemporarilyUnavailable:
     waiting = _backoff_remaining(token)
-    message = (
-        f"{token.last_error or TemporarilyUnavailable.message} Next attempt in {waiting:.0f} s."
-    )
+    # An active token with a next attempt set is another process's SQLite lease.
+    failing = token.status == TokenStatus.FAILING
+    reason = token.last_error if failing else "Another worker is refreshing this connection."
+    message = f"{reason or TemporarilyUnavailable.message} Next attempt in {waiting:.0f} s."
     return TemporarilyUnavailable(message, retry_after=waiting)
 
 
