@@ -10,12 +10,14 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection as db_connection
 from django.db import connections, transaction
 from django.utils import timezone
 from oauth2_provider.models import Application, RefreshToken
 
 from oauthconn import get_connection, signals
 from oauthconn.exceptions import (
+    DecryptionFailed,
     InvalidClient,
     NotConnected,
     ReauthorizationRequired,
@@ -351,3 +353,15 @@ def test_a_lease_held_by_another_process_is_respected(scripted, scripted_server)
     assert Token.objects.get(pk=token.pk).next_attempt_at is None
     release_lease(token.pk, until)  # a late release changes nothing
     assert Token.objects.get(pk=token.pk).next_attempt_at is None
+
+
+def test_an_undecryptable_refresh_token_is_failing_not_broken(scripted, scripted_server):
+    """A key removed too early: the connection says so and recovers once the key is back."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("UPDATE oauthconn_token SET refresh_token = %s", ["not-a-fernet-token"])
+    with pytest.raises(TemporarilyUnavailable) as caught:
+        access_token()
+    assert isinstance(caught.value.__cause__, DecryptionFailed)
+    token = Token.objects.get(connection=scripted)
+    assert token.status == TokenStatus.FAILING and "cannot be decrypted" in token.last_error
+    assert scripted_server.requests_to("/token") == []

@@ -237,3 +237,15 @@ def test_client_credentials_tokens_are_renewed_ahead(make_connection, as_log):
     assert [r.form["grant_type"] for r in as_log.to("/demo-oauth/token/")] == [
         ["client_credentials"]
     ] * 2
+
+
+def test_a_connection_that_cannot_work_does_not_stop_the_run(scripted_connection, connect, as_log):
+    scripted_connection("misconfigured")
+    # An endpoint the URL policy refuses (as if edited in the database behind the admin's back)
+    Provider.objects.filter(slug="misconfigured").update(token_endpoint="gopher://x/token")
+    connect("fine", expires_at=in_(minutes=1))
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        run(stdout=out)
+    assert out.getvalue().strip() == "refreshed 1, failed 1, needs reauthorization 0, skipped 0"
+    assert len(refreshed_tokens(as_log)) == 1

@@ -10,8 +10,9 @@ skipped, never waited on, and the due-check is repeated under the lock.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -22,8 +23,11 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
+from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.tokens import exclusively, renew_locked_token
 from oauthconn.models import GrantType, Token, TokenStatus
+
+logger = logging.getLogger("oauthconn")
 
 REFRESHED, FAILED, NEEDS_REAUTH, SKIPPED = "refreshed", "failed", "needs_reauth", "skipped"
 
@@ -162,7 +166,9 @@ def _map(function: Callable[[int], str], pks: list[int], workers: int):
         yield from map(function, pks)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oauthconn-refresh") as pool:
-        yield from pool.map(function, pks)
+        # In the order they finish, so the progress bar moves with the work.
+        for future in as_completed([pool.submit(function, pk) for pk in pks]):
+            yield future.result()
 
 
 def _refresh_one(pk: int, *, is_due: Callable[[Token], bool], threaded: bool) -> str:
@@ -187,6 +193,11 @@ def refresh_if_due(pk: int, is_due: Callable[[Token], bool]) -> str:
             outcome = renew_locked_token(token, force=True)
     except OperationalError:
         return SKIPPED  # SQLite busy: another writer had it for longer than its timeout
+    except OAuthConnError as err:
+        # A connection that cannot work (e.g. an endpoint the URL policy refuses) must not
+        # stop the run for the others.
+        logger.warning("oauthconn proactive refresh of token %s failed: %s", pk, err)
+        return FAILED
     if outcome.error is None and outcome.token.status == TokenStatus.ACTIVE:
         return REFRESHED
     return NEEDS_REAUTH if outcome.token.status == TokenStatus.NEEDS_REAUTH else FAILED

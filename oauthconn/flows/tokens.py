@@ -26,6 +26,7 @@ from django.utils import timezone
 from oauthconn import http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import (
+    DecryptionFailed,
     InvalidClient,
     InvalidGrant,
     NotConnected,
@@ -283,7 +284,9 @@ def _request(token: Token, send: Callable[[object], TokenSet]) -> _Outcome:
             return _Outcome(winner)
         message = f"Reauthorize the connection: {err}"
         return _mark_needs_reauth(token, ReauthorizationRequired(message), cause=err)
-    except (ProviderError, TransportError) as err:
+    except (ProviderError, TransportError, DecryptionFailed) as err:
+        # DecryptionFailed: a key was removed too early. Not terminal: once the key is back,
+        # the next attempt works, so the connection must not need reauthorization for it.
         return _mark_failing(token, err)
     _store_renewal(token, tokens)
     return _Outcome(token)
