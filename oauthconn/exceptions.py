@@ -190,7 +190,8 @@ class AuthorizationDenied(AuthorizationFailed):
     #: fixed sentences for the error codes of RFC 6749 §4.1.2.1
     messages = {
         "access_denied": "Access was denied at the provider.",
-        "invalid_scope": "The provider rejected the requested scopes; check the connection's scopes.",
+        "invalid_scope": "The provider rejected the requested scopes; "
+        "check the connection's scopes.",
         "unauthorized_client": "The provider does not allow this client to use this grant type.",
         "unsupported_response_type": "The provider does not support the authorization code flow "
         "for this client.",
@@ -242,12 +243,18 @@ class ProviderError(OAuthConnError):
 
 class InvalidGrant(ProviderError):
     code = "invalid_grant"
-    message = "The provider rejected the grant: the code or refresh token is invalid, expired or already used."
+    message = (
+        "The provider rejected the grant: the code or refresh token is invalid, expired or "
+        "already used."
+    )
 
 
 class InvalidClient(ProviderError):
     code = "invalid_client"
-    message = "The provider rejected the client credentials: check the client id, secret and authentication method."
+    message = (
+        "The provider rejected the client credentials: check the client id, secret and "
+        "authentication method."
+    )
 
 
 class UnauthorizedClient(ProviderError):

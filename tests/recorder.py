@@ -42,7 +42,9 @@ class RecordingMiddleware:
 
     def __call__(self, request):
         if request.path.startswith(("/demo-oauth/", "/demo-api/")):
-            form = {k: request.POST.getlist(k) for k in request.POST} if request.method == "POST" else {}
+            form = {}
+            if request.method == "POST":
+                form = {k: request.POST.getlist(k) for k in request.POST}
             headers = {"Authorization": request.headers.get("Authorization", "")}
             AS_LOG.add(Seen(request.method, request.path, form, headers))
         return self.get_response(request)

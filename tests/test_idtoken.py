@@ -105,7 +105,9 @@ def keys_at(scripted_server):
 def check(token: str, jwks_uri: str, **expect) -> dict:
     options = {"issuer": ISSUER, "client_id": CLIENT, "nonce": NONCE, "jwks_uri": jwks_uri}
     with build_client() as client:
-        return validate_id_token(client, token, IDTokenExpectations(**{**options, **expect}))
+        # now= pins the clock to the one the tokens were made with (no wall-clock race).
+        expectations = IDTokenExpectations(**{**options, **expect})
+        return validate_id_token(client, token, expectations, now=NOW)
 
 
 # --- accepted ---------------------------------------------------------------------------------
