@@ -365,3 +365,12 @@ def test_an_undecryptable_refresh_token_is_failing_not_broken(scripted, scripted
     token = Token.objects.get(connection=scripted)
     assert token.status == TokenStatus.FAILING and "cannot be decrypted" in token.last_error
     assert scripted_server.requests_to("/token") == []
+
+
+def test_a_refreshed_id_token_does_not_replace_the_validated_one(scripted, scripted_server):
+    Token.objects.filter(connection=scripted).update(id_token="validated.at.authorization")
+    body = {"access_token": "a1", "token_type": "Bearer", "id_token": "unchecked.id.token"}
+    scripted_server.add("/token", Reply(body=body))
+    assert access_token() == "a1"
+    token = Token.objects.get(connection=scripted)
+    assert token.id_token.reveal() == "validated.at.authorization"

@@ -16,7 +16,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.db import OperationalError, transaction
@@ -312,7 +312,10 @@ def _rotated_by_someone_else(token: Token, sent) -> Token | None:
 def _store_renewal(token: Token, tokens: TokenSet) -> None:
     recovering = token.status == TokenStatus.FAILING
     first = token.access_token is None
-    apply_token_set(token, tokens, keep_refresh_token=True)
+    # R39: a refreshed ID token may only replace the validated original once it is checked
+    # against it (same iss, sub, aud); the protocol layer validates ID tokens only with a
+    # nonce, so until it can do this the original is kept and the new one is not stored.
+    apply_token_set(token, replace(tokens, id_token=None), keep_refresh_token=True)
     token.refreshed_at = timezone.now()
     if first:
         token.authorized_at = token.refreshed_at
