@@ -1,8 +1,9 @@
 """Valid access tokens on demand: single-flight refresh and client credentials (RFC 6749 §6, §4.4).
 
 One refresh per token at a time, across threads (a process-local lock, so waiting threads
-hold no database transaction) and across processes and hosts (a row lock, re-read after
-locking: whoever waited finds the new token and sends nothing). See docs/lifecycle.md.
+hold no database transaction) and across processes and hosts (a row lock on PostgreSQL,
+re-read after locking: whoever waited finds the new token and sends nothing; a short lease on
+SQLite, whose one write lock must not be held over the network). See docs/lifecycle.md.
 
 Health (``Token.status``): ``active``; ``failing`` after a transient failure (network,
 timeout, 5xx, 429, a malformed answer), retried with capped backoff that honours
