@@ -112,6 +112,11 @@ class ServerProcess:
             self.stop()
             raise RuntimeError(f"{module} did not start (exit code {self.proc.poll()}).")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system, Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
