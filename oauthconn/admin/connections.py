@@ -26,7 +26,8 @@ from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.flows.configuration import invalidate_grants
 from oauthconn.flows.discovery import refresh_discovery
-from oauthconn.models import Connection, Event, Provider, Token
+from oauthconn.flows.keys import ROLLOVER_DAYS, current_key_type, jwks_url, rotate_key
+from oauthconn.models import ClientAuthMethod, Connection, Event, Provider, Token
 
 
 @admin.register(Provider)
@@ -131,6 +132,7 @@ class ConnectionAdmin(admin.ModelAdmin):
                 ("refresh", pages.refresh_view),
                 ("test", pages.test_view),
                 ("disconnect", pages.disconnect_view),
+                ("rotate_key", pages.rotate_key_view),
             )
         ]
         return custom + super().get_urls()
@@ -156,6 +158,13 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if obj.client_auth_method == ClientAuthMethod.PRIVATE_KEY_JWT and obj.private_key is None:
+            kid = rotate_key(obj)
+            messages.info(
+                request,
+                f"{obj.name}: a key pair was generated (key id {kid}). Register the JWKS URL "
+                f"{jwks_url(obj)} at the provider.",
+            )
         fields = getattr(form, "r5_fields", [])
         if change and fields and invalidate_grants(obj, fields, actor=request.user):
             messages.warning(
@@ -182,6 +191,20 @@ def badge(status: str):
     )
 
 
+def signing_key_context(request, connection: Connection) -> dict:
+    """The private_key_jwt part of the page: public facts only (the private key stays sealed)."""
+    if connection.client_auth_method != ClientAuthMethod.PRIVATE_KEY_JWT:
+        return {}
+    return {
+        "signs_jwt": True,
+        "jwks_url": jwks_url(connection),
+        "key_id": connection.private_key_id,
+        "key_type": current_key_type(connection),
+        "rollover_days": ROLLOVER_DAYS,
+        "can_rotate_key": request.user.has_perm("oauthconn.change_connection"),
+    }
+
+
 def status_context(request, connection: Connection) -> dict:
     """What the connection page shows above the form: status, grant metadata, events."""
     user = request.user
@@ -197,6 +220,7 @@ def status_context(request, connection: Connection) -> dict:
         "authorize_host": urlsplit(connection.provider.authorization_endpoint).netloc
         if connection.uses_browser
         else "",
+        **signing_key_context(request, connection),
     }
     if connection.per_user:
         tokens = Token.objects.filter(connection=connection).select_related("owner")

@@ -174,6 +174,11 @@ class ConnectionForm(forms.ModelForm):
                 "Set. Write-only: leave empty to keep it. Changing the provider, client id, "
                 "client authentication or API base URL requires entering it again."
             )
+        if "client_auth_method" in self.fields:  # absent for users who may only view
+            self.fields["client_auth_method"].help_text = (
+                "Signed JWT (private_key_jwt): saving generates a key pair when the connection "
+                "has none; register the JWKS URL shown above at the provider."
+            )
 
     def clean(self):
         cleaned = super().clean()

@@ -1,6 +1,6 @@
-"""The connection page's buttons: Refresh now, Test and Disconnect (Authorize reuses the
-``oauthconn:start`` view). Each is a POST with CSRF protection and its own permission
-(SECURITY §3.3, §3.4); none of them renders a token or a secret.
+"""The connection page's buttons: Refresh now, Test, Disconnect and Rotate key (Authorize
+reuses the ``oauthconn:start`` view). Each is a POST with CSRF protection and its own permission
+(SECURITY §3.3, §3.4); none of them renders a token, a secret or a private key.
 """
 
 from __future__ import annotations
@@ -13,16 +13,23 @@ from django.urls import reverse
 
 from oauthconn import flows
 from oauthconn.exceptions import OAuthConnError
+from oauthconn.flows.keys import KEY_TYPES, ROLLOVER_DAYS, current_key_type, rotate_key
 from oauthconn.flows.probe import test_connection
-from oauthconn.models import Connection, Token
+from oauthconn.models import ClientAuthMethod, Connection, Token
 
 
 class HttpResponseSeeOther(HttpResponseRedirect):
     status_code = 303
 
 
-def connection_for(model_admin, request: HttpRequest, object_id: str, perm: str) -> Connection:
-    """The shared connection ``object_id``, if the user holds ``oauthconn.<perm>``."""
+def connection_for(
+    model_admin, request: HttpRequest, object_id: str, perm: str, *, per_user: bool = False
+) -> Connection:
+    """The connection ``object_id``, if the user holds ``oauthconn.<perm>``.
+
+    Shared connections only, unless ``per_user``: the buttons that act on a grant leave
+    per-user grants to their users; the key pair belongs to the connection itself.
+    """
     if request.method != "POST":
         raise PermissionDenied("Use the buttons on the connection page (POST only).")
     connection = model_admin.get_object(request, object_id)
@@ -30,7 +37,7 @@ def connection_for(model_admin, request: HttpRequest, object_id: str, perm: str)
         raise Http404("No such connection.")
     if not request.user.has_perm(f"oauthconn.{perm}"):
         raise PermissionDenied
-    if connection.per_user:
+    if connection.per_user and not per_user:
         raise PermissionDenied("Per-user connections are managed by their users.")
     return connection
 
@@ -94,6 +101,29 @@ def disconnect_view(model_admin, request: HttpRequest, object_id: str) -> HttpRe
     result = flows.disconnect(token, actor=request.user)
     level = messages.WARNING if result.revoked_at_provider is False else messages.SUCCESS
     messages.add_message(request, level, f"{connection.name}: {result.message}")
+    return back(connection)
+
+
+def rotate_key_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """Give a private_key_jwt connection a new key pair; the old public key stays published."""
+    connection = connection_for(model_admin, request, object_id, "change_connection", per_user=True)
+    if connection.client_auth_method != ClientAuthMethod.PRIVATE_KEY_JWT:
+        messages.error(request, f"{connection.name} does not sign JWTs: it has no key to rotate.")
+        return back(connection)
+    kind = request.POST.get("kind") or current_key_type(connection) or "RSA"
+    if kind not in KEY_TYPES:
+        messages.error(request, f"Choose a key type: {', '.join(KEY_TYPES)}.")
+        return back(connection)
+    old_kid = connection.private_key_id
+    kid = rotate_key(connection, kind)
+    model_admin.log_change(request, connection, f"Rotated the signing key (new key id {kid}).")
+    kept = (
+        f" The previous public key ({old_kid}) stays published at the JWKS URL for "
+        f"{ROLLOVER_DAYS} days, so the provider can pick up the new one."
+        if old_kid
+        else ""
+    )
+    messages.success(request, f"{connection.name}: new {kind} key {kid} signs from now on.{kept}")
     return back(connection)
 
 

@@ -25,15 +25,19 @@ from formtools.wizard.views import SessionWizardView
 from oauthconn import flows
 from oauthconn.admin.forms import SECRET_METHODS
 from oauthconn.admin.wizard_forms import (
+    KEY_TYPE_CHOICES,
+    PRIVATE_KEY_JWT,
     BasicsForm,
     ClientForm,
     GrantForm,
     ReviewForm,
     offered_grants,
+    preselected_auth_method,
 )
 from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import decrypt, encrypt
 from oauthconn.exceptions import OAuthConnError
+from oauthconn.flows.keys import jwks_url, rotate_key
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.presets import preset_choices
 
@@ -137,10 +141,9 @@ class ConnectionWizard(SessionWizardView):
         defaults = self.storage.extra_data.get("defaults", {})
         initial.update({k: v for k, v in defaults.items() if k in ClientForm.base_fields})
         if "client_auth_method" not in initial:
-            # From discovery: the first method the provider lists that the wizard offers.
-            offered = dict(ClientForm.base_fields["client_auth_method"].choices)
+            # From discovery or an existing provider: what it lists, a secret method first.
             supported = fields.get("token_endpoint_auth_methods") or []
-            initial["client_auth_method"] = next((m for m in supported if m in offered), None)
+            initial["client_auth_method"] = preselected_auth_method(supported)
         return initial
 
     def process_step(self, form) -> Any:
@@ -182,8 +185,12 @@ class ConnectionWizard(SessionWizardView):
         )
         if self.steps.current in ("client", "review"):
             context["redirect_uri"] = self._redirect_uri()
+        if self.steps.current == "client" and getattr(form, "offers_private_key_jwt", False):
+            context["jwks_url"] = self._jwks_url()
         if self.steps.current == "review":
             context["review"] = self._review()
+            if context["review"]["client"].get("client_auth_method") == PRIVATE_KEY_JWT:
+                context["jwks_url"] = self._jwks_url()
             endpoint = context["review"]["client"].get("authorization_endpoint") or ""
             context["authorize_host"] = urlsplit(endpoint).netloc
         return context
@@ -192,6 +199,12 @@ class ConnectionWizard(SessionWizardView):
         slug = self.storage.extra_data.get("slug")
         return Connection(slug=slug).redirect_uri if slug else ""
 
+    def _jwks_url(self) -> str:
+        # Known before saving (it depends on the slug only), so the admin can register it at
+        # the provider before "Save" fetches a client credentials token.
+        slug = self.storage.extra_data.get("slug")
+        return jwks_url(Connection(slug=slug)) if slug else ""
+
     def _review(self) -> dict[str, Any]:
         def step(name: str) -> dict[str, Any]:
             data = self.get_cleaned_data_for_step(name)
@@ -199,7 +212,10 @@ class ConnectionWizard(SessionWizardView):
 
         basics, grant, client = step("basics"), step("grant"), step("client")
         client["client_secret"] = "set" if self.storage.has_secret("client") else "not set"
+        if client.get("client_auth_method") == PRIVATE_KEY_JWT:
+            client["client_secret"] = "not used (signed JWT)"
         labels = {
+            "key_type": dict(KEY_TYPE_CHOICES).get(client.get("key_type"), ""),
             "grant": dict(GrantType.choices).get(grant.get("grant_type"), ""),
             "auth": dict(ClientAuthMethod.choices).get(client.get("client_auth_method"), ""),
             "preset": dict(preset_choices()).get(basics.get("preset"), ""),
@@ -234,6 +250,8 @@ class ConnectionWizard(SessionWizardView):
                 test_path=client["test_path"],
                 created_by=self.request.user,
             )
+            if connection.client_auth_method == PRIVATE_KEY_JWT:
+                rotate_key(connection, client.get("key_type") or "RSA")
             self.model_admin.log_addition(self.request, connection, [{"added": {}}])
         return connection
 
@@ -256,6 +274,8 @@ class ConnectionWizard(SessionWizardView):
     def _after_save(self, connection: Connection) -> HttpResponse:
         request = self.request
         page = reverse("admin:oauthconn_connection_change", args=[connection.pk])
+        if connection.client_auth_method == PRIVATE_KEY_JWT:
+            messages.info(request, key_generated(connection))
         if connection.per_user:
             messages.success(
                 request,
@@ -279,7 +299,10 @@ class ConnectionWizard(SessionWizardView):
                 connection, user=request.user, session=request.session, owner=None
             )
         except OAuthConnError as err:
-            messages.error(request, f"{connection.name} was saved, but: {err}")
+            hint = ""
+            if connection.client_auth_method == PRIVATE_KEY_JWT:
+                hint = " Register the JWKS URL at the provider, then fetch a token again."
+            messages.error(request, f"{connection.name} was saved, but: {err}{hint}")
             return HttpResponseRedirect(page)
         response = HttpResponseRedirect(url)
         response["Cache-Control"] = "no-store"
@@ -289,6 +312,14 @@ class ConnectionWizard(SessionWizardView):
 
 def uses_secret(client: dict[str, Any]) -> bool:
     return client.get("client_auth_method") in SECRET_METHODS
+
+
+def key_generated(connection: Connection) -> str:
+    return (
+        f"A key pair was generated for {connection.name} (key id {connection.private_key_id}). "
+        f"Register the JWKS URL {jwks_url(connection)} at the provider: it serves the public "
+        "key; the private key never leaves this site."
+    )
 
 
 def token_obtained(connection: Connection, token) -> str:

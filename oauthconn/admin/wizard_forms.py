@@ -44,6 +44,12 @@ GRANT_HELP = {
     GrantType.CLIENT_CREDENTIALS: "for server-to-server access as the client itself, "
     "without a user (RFC 6749 §4.4).",
 }
+#: The key types the wizard offers for a signed JWT (``flows.keys.generate_key_pair`` kinds).
+KEY_TYPE_CHOICES = [
+    ("RSA", "RSA 2048 (signs RS256): accepted by every provider that takes signed JWTs"),
+    ("EC", "EC P-256 (signs ES256): smaller and faster, where the provider accepts it"),
+]
+PRIVATE_KEY_JWT = ClientAuthMethod.PRIVATE_KEY_JWT
 GRANT_ORDER = (
     GrantType.AUTHORIZATION_CODE_PKCE,
     GrantType.AUTHORIZATION_CODE,
@@ -146,7 +152,12 @@ class BasicsForm(forms.Form):
         if provider is None:
             self.add_error("existing_provider", "Choose a provider.")
             return
-        names = (*PROVIDER_URL_FIELDS, "supported_grant_types", "code_challenge_methods")
+        names = (
+            *PROVIDER_URL_FIELDS,
+            "supported_grant_types",
+            "code_challenge_methods",
+            "token_endpoint_auth_methods",
+        )
         self.provider_fields = {name: getattr(provider, name) for name in names}
         self.provider_fields["pk"] = provider.pk
         meta = provider.metadata or {}
@@ -175,6 +186,22 @@ def offered_grants(provider_fields: dict[str, Any]) -> list[str]:
         GrantType.CLIENT_CREDENTIALS: "client_credentials" in grants,
     }
     return [grant for grant in GRANT_ORDER if offered[grant]]
+
+
+def offers_private_key_jwt(provider_fields: dict[str, Any]) -> bool:
+    """A signed JWT is offered when the provider lists it, or lists no methods (unknown)."""
+    methods = provider_fields.get("token_endpoint_auth_methods") or []
+    return not methods or PRIVATE_KEY_JWT in methods
+
+
+def preselected_auth_method(supported: list[str]) -> str | None:
+    """The first method the provider lists that the wizard knows.
+
+    A signed JWT only when the provider lists nothing else: the admin usually arrives with a
+    client secret from the provider's registration page, and opts into a key pair knowingly.
+    """
+    known = [method for method in supported if method in ClientAuthMethod.values]
+    return next((m for m in known if m != PRIVATE_KEY_JWT), known[0] if known else None)
 
 
 class GrantForm(forms.Form):
@@ -212,11 +239,23 @@ class ClientForm(forms.Form):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Write-only; not needed for a public PKCE client.",
+        help_text="Write-only; not needed for a public PKCE client or a signed JWT.",
     )
     client_auth_method = forms.ChoiceField(
         label="Client authentication",
-        choices=[c for c in ClientAuthMethod.choices if c[0] != ClientAuthMethod.PRIVATE_KEY_JWT],
+        choices=ClientAuthMethod.choices,
+        error_messages={
+            "invalid_choice": "The provider does not support this client authentication."
+        },
+    )
+    key_type = forms.ChoiceField(
+        label="Key type",
+        choices=KEY_TYPE_CHOICES,
+        initial="RSA",
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="Only for a signed JWT (private_key_jwt): a new key pair of this type is "
+        "generated when you save. The private key is stored encrypted and never shown.",
     )
     authorization_endpoint = url_field()
     token_endpoint = url_field(required=True)
@@ -262,6 +301,14 @@ class ClientForm(forms.Form):
             # An existing provider is shared by other connections: edit it on its own page.
             for name in self.ENDPOINTS:
                 self.fields[name].disabled = True
+        self.offers_private_key_jwt = offers_private_key_jwt(self.provider_fields)
+        if not self.offers_private_key_jwt:
+            method = self.fields["client_auth_method"]
+            method.choices = [c for c in method.choices if c[0] != PRIVATE_KEY_JWT]
+            del self.fields["key_type"]
+
+    def clean_key_type(self) -> str:
+        return self.cleaned_data.get("key_type") or "RSA"
 
     def clean_scopes(self) -> str:
         return " ".join(self.cleaned_data["scopes"].replace(",", " ").split())

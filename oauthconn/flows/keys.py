@@ -19,8 +19,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
+from oauthconn.conf import oauthconn_settings
 from oauthconn.models import Connection
 
 #: How long a replaced public key stays in the JWKS.
@@ -101,3 +103,21 @@ def public_jwks(connection: Connection, *, now: datetime | None = None) -> dict[
         if isinstance(key, dict) and _still_published(key, now)
     ]
     return {"keys": keys}
+
+
+def jwks_url(connection: Connection) -> str:
+    """The absolute URL of the connection's JWK Set, to register at the provider.
+
+    Built from ``OAUTHCONN["REDIRECT_BASE_URL"]`` like :attr:`Connection.redirect_uri`, never
+    from the request's Host header, so a forged Host cannot change what the admin registers.
+    """
+    base = oauthconn_settings.REDIRECT_BASE_URL.rstrip("/")
+    return base + reverse("oauthconn:jwks", args=[connection.slug])
+
+
+def current_key_type(connection: Connection) -> str | None:
+    """``"RSA"`` or ``"EC"`` for the key that signs now, or None without a key pair."""
+    for key in connection.published_jwks:
+        if isinstance(key, dict) and key.get("kid") == connection.private_key_id:
+            return key.get("kty")
+    return None

@@ -1,5 +1,6 @@
-// oauthconn admin: the copy button, the slug derived from the name, and the wizard's provider
-// fields shown for the chosen source. Works without it: the server validates everything.
+// oauthconn admin: the copy button, the slug derived from the name, the wizard's provider
+// fields shown for the chosen source, and the key fields shown for a signed JWT. Works without
+// it: the server validates everything.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("[data-copy]").forEach(function (button) {
@@ -47,4 +48,20 @@ document.addEventListener("DOMContentLoaded", function () {
   };
   sources.forEach(function (radio) { radio.addEventListener("change", show); });
   if (sources.length) { show(); }
+
+  // The client step: a signed JWT (private_key_jwt) needs a key type, not a secret.
+  var method = document.getElementById("id_client-client_auth_method");
+  var showMethod = function () {
+    var signed = method.value === "private_key_jwt";
+    [".field-key_type", ".field-jwks_url"].forEach(function (selector) {
+      var row = document.querySelector(selector);
+      if (row) { row.hidden = !signed; }
+    });
+    var secret = document.querySelector(".field-client_secret");
+    if (secret) { secret.hidden = signed; }
+  };
+  if (method) {
+    method.addEventListener("change", showMethod);
+    showMethod();
+  }
 });
