@@ -129,8 +129,8 @@ def test_no_secret_is_asked_and_the_review_announces_the_key_pair(wizard):
 
     assert response.context["wizard"]["steps"].current == "review"
     html = response.content.decode()
-    assert "A new key pair will be generated when you save: EC P-256" in html
-    assert "<code>http://testserver/oauthconn/jwks/crm/</code>" in html
+    assert "A new EC P-256 (ES256) key pair will be generated when you save" in html
+    assert "<code>http://testserver/oauthconn/jwks/crm/</code> · register it" in html
     assert '<dd class="oauthconn-secret">not used (signed JWT)</dd>' in html
     assert not Connection.objects.exists()  # nothing, and no key, before "Save"
     assert "PRIVATE KEY" not in json.dumps(wizard.session[f"wizard_{PREFIX}"])

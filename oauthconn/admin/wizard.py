@@ -25,7 +25,7 @@ from formtools.wizard.views import SessionWizardView
 from oauthconn import flows
 from oauthconn.admin.forms import SECRET_METHODS
 from oauthconn.admin.wizard_forms import (
-    KEY_TYPE_CHOICES,
+    KEY_TYPE_LABELS,
     PRIVATE_KEY_JWT,
     BasicsForm,
     ClientForm,
@@ -215,7 +215,7 @@ class ConnectionWizard(SessionWizardView):
         if client.get("client_auth_method") == PRIVATE_KEY_JWT:
             client["client_secret"] = "not used (signed JWT)"
         labels = {
-            "key_type": dict(KEY_TYPE_CHOICES).get(client.get("key_type"), ""),
+            "key_type": KEY_TYPE_LABELS.get(client.get("key_type"), ""),
             "grant": dict(GrantType.choices).get(grant.get("grant_type"), ""),
             "auth": dict(ClientAuthMethod.choices).get(client.get("client_auth_method"), ""),
             "preset": dict(preset_choices()).get(basics.get("preset"), ""),

@@ -49,6 +49,7 @@ KEY_TYPE_CHOICES = [
     ("RSA", "RSA 2048 (signs RS256): accepted by every provider that takes signed JWTs"),
     ("EC", "EC P-256 (signs ES256): smaller and faster, where the provider accepts it"),
 ]
+KEY_TYPE_LABELS = {"RSA": "RSA 2048 (RS256)", "EC": "EC P-256 (ES256)"}
 PRIVATE_KEY_JWT = ClientAuthMethod.PRIVATE_KEY_JWT
 GRANT_ORDER = (
     GrantType.AUTHORIZATION_CODE_PKCE,
