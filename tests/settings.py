@@ -1,10 +1,21 @@
 """Test settings: the demo project's settings, a fixed key, fast hashing."""
 
+import os
+import tempfile
+from pathlib import Path
+
 from project.settings import *  # noqa: F403
 from project.settings import OAUTHCONN, env
 
-# DATABASE_URL selects the engine (PostgreSQL tier); SQLite in memory otherwise.
+# DATABASE_URL selects the engine (the PostgreSQL tier); SQLite otherwise, in a file as the
+# demo uses: its locking is what the demo meets, unlike the shared in-memory database that
+# Django's test runner would hand the live server's thread.
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite://:memory:")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # One file per run (parallel runs do not collide); child processes inherit its name.
+    default_file = Path(tempfile.gettempdir()) / f"oauthconn-test-{os.getpid()}.sqlite3"
+    os.environ.setdefault("SQLITE_TEST_FILE", str(default_file))
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["SQLITE_TEST_FILE"]}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]

@@ -6,6 +6,7 @@ from functools import update_wrapper
 from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.urls import path
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
@@ -148,9 +149,15 @@ class ConnectionAdmin(admin.ModelAdmin):
             extra_context.update(status_context(request, connection))
         return super().changeform_view(request, object_id, form_url, extra_context)
 
-    def delete_model(self, request, obj):
-        revoke_before_delete(request, [obj])
-        super().delete_model(request, obj)
+    def delete_view(self, request, object_id, extra_context=None):
+        # Revoke before Django opens the delete's transaction: on SQLite that transaction
+        # holds the database's only write lock, which a provider sharing the database (the
+        # demo's) needs to record the revocation.
+        if request.method == "POST":
+            connection = self.get_object(request, unquote(object_id))
+            if connection is not None and self.has_delete_permission(request, connection):
+                revoke_before_delete(request, [connection])
+        return super().delete_view(request, object_id, extra_context)
 
     def delete_queryset(self, request, queryset):
         revoke_before_delete(request, queryset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import connection as db_connection
 from django.db import transaction
 
 from oauthconn import http
@@ -26,22 +27,37 @@ def disconnect(token: Token, *, actor=None) -> DisconnectResult:
     A provider that cannot be reached marks the token ``revocation_pending`` so an admin knows
     to revoke the grant at the provider by hand.
     """
+    if db_connection.features.has_select_for_update:
+        # The row lock keeps a refresh from rotating the tokens between revoke and wipe.
+        with transaction.atomic():
+            token = lock_token(token.pk)
+            result = _revoke_at_provider(token)
+            _forget(token, result, actor)
+        return result
+    # SQLite's lock covers the whole database: holding it over the network would stall every
+    # writer, the provider too when it shares the database (the demo). Revoke first, then
+    # wipe; a refresh racing in between is the narrow price, and SQLite is not for that load.
+    result = _revoke_at_provider(
+        Token.objects.select_related("connection__provider").get(pk=token.pk)
+    )
     with transaction.atomic():
-        token = lock_token(token.pk)
-        result = _revoke_at_provider(token)
-        token.access_token = None
-        token.refresh_token = None
-        token.id_token = None
-        token.expires_at = None
-        token.refresh_expires_at = None
-        token.status = TokenStatus.REVOKED
-        token.revocation_pending = result.revoked_at_provider is False
-        token.next_attempt_at = None
-        token.save()
-        record_event(
-            EventKind.REVOKED, token.connection, token=token, actor=actor, message=result.message
-        )
+        _forget(lock_token(token.pk), result, actor)
     return result
+
+
+def _forget(token: Token, result: DisconnectResult, actor) -> None:
+    token.access_token = None
+    token.refresh_token = None
+    token.id_token = None
+    token.expires_at = None
+    token.refresh_expires_at = None
+    token.status = TokenStatus.REVOKED
+    token.revocation_pending = result.revoked_at_provider is False
+    token.next_attempt_at = None
+    token.save()
+    record_event(
+        EventKind.REVOKED, token.connection, token=token, actor=actor, message=result.message
+    )
 
 
 def _revoke_at_provider(token: Token) -> DisconnectResult:
