@@ -71,9 +71,9 @@ def notes(medians: dict) -> list[str]:
     )
     return [
         f"Keeping the connection object for the request (its in-memory token) saves "
-        f"{lookup - cached:.1f} µs and the two queries per use.",
+        f"{lookup - cached:.1f} µs and the query per use.",
         f"A request that gets a connection and its token three times pays {per_request:.1f} µs "
-        "over an empty view: one query for the connection and one for its token.",
-        "oauthconn has no cache across requests; at most it could save those two indexed "
-        "primary-key-sized queries, which is the cost measured above.",
+        "over an empty view: one query (the token row joined with its connection and provider).",
+        "oauthconn has no cache across requests; at most it could save that one indexed "
+        "query, which is the cost measured above.",
     ]

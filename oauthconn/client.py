@@ -19,29 +19,45 @@ from asgiref.sync import sync_to_async
 from oauthconn import flows, http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, ConnectionNotFound, DisallowedResourceURL
-from oauthconn.models import Connection, Token
+from oauthconn.models import Connection, Token, TokenStatus
 
 
 def get_connection(slug: str, owner=None) -> ConnectionClient:
-    """The connection ``slug``; for a per-user connection, the grant of ``owner``."""
-    try:
-        connection = Connection.objects.select_related("provider").get(slug=slug)
-    except Connection.DoesNotExist as err:
-        raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.") from err
+    """The connection ``slug``; for a per-user connection, the grant of ``owner``.
+
+    One query when the grant exists: the token row with its connection and provider, so
+    ``get_connection(slug).access_token`` on a valid token costs that query and nothing else.
+    """
+    token = (
+        Token.objects.select_related("connection__provider")
+        .filter(connection__slug=slug)
+        .for_owner(owner)
+        .first()
+    )
+    connection = token.connection if token is not None else _load_connection(slug)
     if connection.per_user and owner is None:
         raise ConfigurationError(f"{slug!r} is a per-user connection: pass owner=<user>.")
     if not connection.per_user and owner is not None:
         raise ConfigurationError(f"{slug!r} is a shared connection: do not pass owner.")
-    return ConnectionClient(connection, owner)
+    return ConnectionClient(connection, owner, token=token)
+
+
+def _load_connection(slug: str) -> Connection:
+    try:
+        return Connection.objects.select_related("provider").get(slug=slug)
+    except Connection.DoesNotExist as err:
+        raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.") from err
 
 
 class ConnectionClient:
     """A connection as site code uses it. Keeps the last token in memory while it is valid."""
 
-    def __init__(self, connection: Connection, owner=None) -> None:
+    def __init__(self, connection: Connection, owner=None, *, token: Token | None = None) -> None:
         self.connection = connection
         self.owner = owner
-        self._token: Token | None = None
+        # A row loaded with the connection serves at once if it can; anything else (not
+        # connected, needs reauthorization) goes through the flows, which raise the reason.
+        self._token = token if token is not None and _serves(token) else None
         self._http: httpx.Client | None = None
 
     def __repr__(self) -> str:
@@ -115,6 +131,13 @@ class ConnectionClient:
             raise ConfigurationError(f"Connection {self.connection.slug!r} has no API base URL.")
         http.check_url(base, field="API base URL")
         return base.rstrip("/") + "/"
+
+
+def _serves(token: Token) -> bool:
+    return token.access_token is not None and token.status in (
+        TokenStatus.ACTIVE,
+        TokenStatus.FAILING,
+    )
 
 
 class ConnectionAuth(httpx.Auth):

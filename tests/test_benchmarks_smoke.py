@@ -67,7 +67,8 @@ def test_token_cost_queries(report):
     queries = report[0]["token_cost"]["facts"]["queries"]
     assert queries["conn.access_token, conn reused (in-memory)"] == 0
     assert queries["get_connection(slug) alone"] == 1
-    assert queries["get_connection(slug).access_token"] == 2  # the connection, then its token
+    # one query: the token row with its connection and provider
+    assert queries["get_connection(slug).access_token"] == 1
     assert queries["request: view without a connection (baseline)"] == 0
 
 

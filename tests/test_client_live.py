@@ -36,13 +36,20 @@ def expire(connection) -> None:
     Token.objects.filter(connection=connection).update(expires_at=timezone.now() - timedelta(seconds=1))
 
 
-def test_valid_token_needs_no_network(connected, as_log, django_assert_max_num_queries):
-    crm = get_connection("crm")
-    with django_assert_max_num_queries(1):
+def test_valid_token_costs_one_query_and_no_network(connected, as_log, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        crm = get_connection("crm")
         token = crm.access_token
-    with django_assert_max_num_queries(0):
+    with django_assert_num_queries(0):
         assert crm.access_token == token  # reused within the object
     assert as_log.requests == []
+    assert token == Token.objects.get(connection=connected).access_token.reveal()
+
+
+def test_an_unusable_grant_loaded_with_the_connection_still_says_why(connected):
+    Token.objects.filter(connection=connected).update(status=TokenStatus.NEEDS_REAUTH)
+    with pytest.raises(ReauthorizationRequired):
+        get_connection("crm").access_token
 
 
 def test_expired_token_is_refreshed_and_the_rotated_refresh_token_replaces_the_old(connected, as_log):
