@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
+from oauthconn.flows.keys import generate_key_pair, public_jwk_for
 from oauthconn.models import ClientAuthMethod, Connection, Event, Provider, Token, TokenStatus
 
 pytestmark = pytest.mark.django_db
@@ -174,9 +178,6 @@ def test_an_omitted_or_empty_secret_keeps_the_stored_one(api, connection):
 
 
 def test_private_key_is_write_only_and_must_be_a_pem_key(api, provider):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     pem = (
         ec.generate_private_key(ec.SECP256R1())
         .private_bytes(
@@ -452,3 +453,33 @@ def test_connection_list_query_count_does_not_grow_with_the_page(api, provider):
     few = queries_for_list()
     add_connections(8)
     assert queries_for_list() == few
+
+
+def test_an_uploaded_private_key_is_published_with_its_kid(api, provider):
+    pem, _ = generate_key_pair("EC")
+    body = connection_body(client_auth_method="private_key_jwt", client_secret="")
+    created = api.post(f"{API}/connections/", {**body, "private_key": pem}, format="json")
+    assert created.status_code == 201, created.json()
+    connection = Connection.objects.get(pk=created.json()["id"])
+    expected = public_jwk_for(load_pem_private_key(pem.encode(), password=None))
+    assert connection.private_key_id == expected["kid"]
+    served = api.get(f"/oauthconn/jwks/{connection.slug}/").json()["keys"]
+    assert served[0]["kid"] == expected["kid"] and served[0]["x"] == expected["x"]
+
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    unsupported = p384.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    refused = api.patch(
+        f"{API}/connections/{connection.pk}/", {"private_key": unsupported}, format="json"
+    )
+    assert refused.status_code == 400 and "private_key" in refused.json()["fields"]
+
+
+def test_private_key_jwt_without_a_key_gets_a_generated_pair(api, provider):
+    body = connection_body(client_auth_method="private_key_jwt", client_secret="")
+    created = api.post(f"{API}/connections/", body, format="json")
+    assert created.status_code == 201, created.json()
+    connection = Connection.objects.get(pk=created.json()["id"])
+    assert connection.private_key is not None and connection.private_key_id
+    assert connection.published_jwks[0]["kid"] == connection.private_key_id

@@ -14,6 +14,7 @@ from rest_framework import serializers
 # R4's rule lives with the admin's forms; the API applies the same function.
 from oauthconn.admin.forms import issuer_conflict
 from oauthconn.exceptions import ConfigurationError
+from oauthconn.flows.keys import install_key, public_jwk_for, rotate_key
 from oauthconn.http import check_url
 from oauthconn.models import (
     ClientAuthMethod,
@@ -243,10 +244,10 @@ class ConnectionSerializer(serializers.ModelSerializer):
     def validate_private_key(self, value: str) -> str:
         if value:
             try:
-                load_pem_private_key(value.encode(), password=None)
+                public_jwk_for(load_pem_private_key(value.encode(), password=None))
             except (ValueError, TypeError) as err:
                 raise serializers.ValidationError(
-                    "Enter an unencrypted private key in PEM format."
+                    "Enter an unencrypted RSA or EC P-256 private key in PEM format."
                 ) from err
         return value
 
@@ -288,9 +289,6 @@ class ConnectionSerializer(serializers.ModelSerializer):
         if method in SECRET_METHODS and not attrs.get("client_secret"):
             if instance is None or instance.client_secret is None:
                 return {"client_secret": ["This authentication method needs a client secret."]}
-        if method == ClientAuthMethod.PRIVATE_KEY_JWT and not attrs.get("private_key"):
-            if instance is None or instance.private_key is None:
-                return {"private_key": ["private_key_jwt needs a private key."]}
         return {}
 
     def create(self, validated_data: dict) -> Connection:
@@ -298,11 +296,27 @@ class ConnectionSerializer(serializers.ModelSerializer):
         connection = Connection(**validated_data)
         apply_secrets(connection, secrets)
         connection.save()
+        install_signing_key(connection, secrets.get("private_key"))
         return connection
 
     def update(self, instance: Connection, validated_data: dict) -> Connection:
-        apply_secrets(instance, pop_secrets(validated_data))
-        return super().update(instance, validated_data)
+        secrets = pop_secrets(validated_data)
+        apply_secrets(instance, secrets)
+        connection = super().update(instance, validated_data)
+        install_signing_key(connection, secrets.get("private_key"))
+        return connection
+
+
+def install_signing_key(connection: Connection, pem: str | None) -> None:
+    """private_key_jwt: an uploaded key becomes the signing key with its kid and public JWK;
+    without one, a connection that has none gets a generated RSA pair (as in the admin)."""
+    if pem:
+        install_key(connection, pem)
+    elif (
+        connection.client_auth_method == ClientAuthMethod.PRIVATE_KEY_JWT
+        and connection.private_key is None
+    ):
+        rotate_key(connection)
 
 
 def pop_secrets(validated_data: dict) -> dict[str, str]:
@@ -314,10 +328,12 @@ def pop_secrets(validated_data: dict) -> dict[str, str]:
 
 
 def apply_secrets(connection: Connection, secrets: dict[str, str]) -> None:
-    """Set the secrets given (empty keeps the stored one); a public client keeps none."""
-    for name, value in secrets.items():
-        if value:
-            setattr(connection, name, value)
+    """Set a client secret given (empty keeps the stored one); a public client keeps none.
+
+    The private key goes through :func:`install_signing_key`, which publishes its public key.
+    """
+    if secrets.get("client_secret"):
+        connection.client_secret = secrets["client_secret"]
     if connection.client_auth_method == ClientAuthMethod.NONE:
         connection.client_secret = None
 

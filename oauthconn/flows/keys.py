@@ -40,20 +40,27 @@ def generate_key_pair(kind: str = "RSA") -> tuple[str, dict[str, Any]]:
     """
     if kind == "RSA":
         private: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        algorithm = jwt.algorithms.RSAAlgorithm
-        alg = "RS256"
     elif kind == "EC":
         private = ec.generate_private_key(ec.SECP256R1())
-        algorithm = jwt.algorithms.ECAlgorithm
-        alg = "ES256"
     else:
         raise ValueError(f"kind must be one of {KEY_TYPES}")
-    public_jwk = json.loads(algorithm.to_jwk(private.public_key()))
-    public_jwk.update({"kid": _thumbprint(public_jwk), "alg": alg, "use": "sig"})
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return pem.decode("ascii"), public_jwk
+    return pem.decode("ascii"), public_jwk_for(private)
+
+
+def public_jwk_for(private: Any) -> dict[str, Any]:
+    """The public JWK of a private key we can sign with: RSA (RS256) or EC P-256 (ES256)."""
+    if isinstance(private, rsa.RSAPrivateKey):
+        algorithm, alg = jwt.algorithms.RSAAlgorithm, "RS256"
+    elif isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp256r1":
+        algorithm, alg = jwt.algorithms.ECAlgorithm, "ES256"
+    else:
+        raise ValueError("Only RSA and EC P-256 private keys are supported.")
+    public_jwk = json.loads(algorithm.to_jwk(private.public_key()))
+    public_jwk.update({"kid": _thumbprint(public_jwk), "alg": alg, "use": "sig"})
+    return public_jwk
 
 
 def _thumbprint(public_jwk: dict[str, Any]) -> str:
@@ -70,11 +77,23 @@ def rotate_key(connection: Connection, kind: str = "RSA", *, now: datetime | Non
     Returns the new ``kid``. The first call simply creates the pair. Retired keys older than
     :data:`ROLLOVER_DAYS` are dropped from the JWKS.
     """
+    pem, _ = generate_key_pair(kind)
+    return install_key(connection, pem, now=now)
+
+
+def install_key(connection: Connection, pem: str, *, now: datetime | None = None) -> str:
+    """Make an existing private key (PEM) the connection's signing key, as a rotation does.
+
+    The ``kid`` and published public key are derived from it, so the JWKS always matches the
+    key that signs. Raises ``ValueError`` for a key that cannot be loaded or signed with.
+    """
     now = now or timezone.now()
-    pem, public_jwk = generate_key_pair(kind)
+    private = serialization.load_pem_private_key(pem.encode(), password=None)
+    public_jwk = public_jwk_for(private)
     with transaction.atomic():
         locked = Connection.objects.select_for_update().get(pk=connection.pk)
         kept = [_retired(key, now) for key in locked.published_jwks if _still_published(key, now)]
+        kept = [key for key in kept if key.get("kid") != public_jwk["kid"]]
         locked.private_key = pem
         locked.private_key_id = public_jwk["kid"]
         locked.published_jwks = [public_jwk, *kept]
