@@ -7,7 +7,6 @@ no user info, no fragment: SECURITY R1), and security-relevant edits follow R5.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -16,6 +15,7 @@ from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     has_stored_grant,
+    issuer_conflict,
     security_relevant,
 )
 from oauthconn.http import check_url
@@ -30,8 +30,6 @@ PROVIDER_URL_FIELDS = (
     "userinfo_endpoint",
     "jwks_uri",
 )
-#: The endpoints that, with the issuer, identify one authorization server (R4).
-AS_ENDPOINTS = ("authorization_endpoint", "token_endpoint")
 SECRET_METHODS = (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST)
 
 
@@ -61,24 +59,6 @@ def params_error(params: Any, *, endpoint: str | None = None) -> str | None:
         check_extra_parameters(params, endpoint=endpoint or None)
     except ConfigurationError as err:
         return str(err)
-    return None
-
-
-def issuer_conflict(fields: Mapping[str, Any], *, exclude_pk: int | None = None) -> str | None:
-    """R4: one issuer identifies one authorization server.
-
-    Another provider with the same issuer must have the same endpoints; otherwise a response
-    from one server could be taken for the other's.
-    """
-    issuer = fields.get("issuer")
-    if not issuer:
-        return None
-    for other in Provider.objects.filter(issuer=issuer).exclude(pk=exclude_pk):
-        if any(getattr(other, name) != fields.get(name, "") for name in AS_ENDPOINTS):
-            return (
-                f"The provider {other.name!r} already uses the issuer {issuer} with other "
-                "endpoints: one issuer must mean one authorization server."
-            )
     return None
 
 

@@ -12,10 +12,10 @@ from oauthconn.admin.forms import (
     SECRET_METHODS,
     clean_urls,
     grant_auth_error,
-    issuer_conflict,
     params_error,
 )
 from oauthconn.exceptions import DiscoveryFailed
+from oauthconn.flows.configuration import issuer_conflict
 from oauthconn.flows.discovery import discover_provider
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.presets import get_preset, preset_choices

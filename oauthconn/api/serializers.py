@@ -11,9 +11,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-# R4's rule lives with the admin's forms; the API applies the same function.
-from oauthconn.admin.forms import issuer_conflict
 from oauthconn.exceptions import ConfigurationError
+
+# R4's rule lives with the admin's forms; the API applies the same function.
+from oauthconn.flows.configuration import issuer_conflict
 from oauthconn.flows.keys import install_key, public_jwk_for, rotate_key
 from oauthconn.http import check_url
 from oauthconn.models import (

@@ -18,7 +18,6 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from oauthconn import flows
-from oauthconn.admin.forms import issuer_conflict
 from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
@@ -28,6 +27,7 @@ from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     has_stored_grant,
     invalidate_grants,
+    issuer_conflict,
     security_relevant,
 )
 from oauthconn.flows.discovery import discover_provider

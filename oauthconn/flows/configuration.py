@@ -9,12 +9,13 @@ reauthorization.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from django.db import transaction
 
 from oauthconn.flows.common import lock_token, record_event
-from oauthconn.models import Connection, EventKind, Token, TokenStatus
+from oauthconn.models import Connection, EventKind, Provider, Token, TokenStatus
 
 #: Connection fields whose change moves secrets or tokens to another place (R5).
 SECURITY_RELEVANT_FIELDS: frozenset[str] = frozenset(
@@ -87,3 +88,25 @@ def _wipe(token: Token, message: str) -> None:
     token.last_error_code = "configuration_changed"
     token.next_attempt_at = None
     token.save()
+
+
+#: The endpoints that, with the issuer, identify one authorization server (R4).
+AS_ENDPOINTS = ("authorization_endpoint", "token_endpoint")
+
+
+def issuer_conflict(fields: Mapping[str, Any], *, exclude_pk: int | None = None) -> str | None:
+    """R4: one issuer identifies one authorization server.
+
+    Another provider with the same issuer must have the same endpoints; otherwise a response
+    from one server could be taken for the other's.
+    """
+    issuer = fields.get("issuer")
+    if not issuer:
+        return None
+    for other in Provider.objects.filter(issuer=issuer).exclude(pk=exclude_pk):
+        if any(getattr(other, name) != fields.get(name, "") for name in AS_ENDPOINTS):
+            return (
+                f"The provider {other.name!r} already uses the issuer {issuer} with other "
+                "endpoints: one issuer must mean one authorization server."
+            )
+    return None
