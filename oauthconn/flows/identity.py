@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from oauthconn import http
 from oauthconn.crypto import reveal
 from oauthconn.exceptions import InvalidIDToken, UserinfoFailed
-from oauthconn.models import Connection, Provider
+from oauthconn.models import Connection, Provider, Token
 from oauthconn.oauth.idtoken import (
     IDTokenExpectations,
     allowed_algorithms,
@@ -34,7 +34,7 @@ class Identity:
     claims: dict[str, str] = field(default_factory=dict)
 
 
-def expectations_for(connection: Connection, nonce: str) -> IDTokenExpectations:
+def expectations_for(connection: Connection, nonce: str | None) -> IDTokenExpectations:
     provider = connection.provider
     return IDTokenExpectations(
         issuer=provider.issuer,
@@ -83,3 +83,20 @@ def _userinfo_claims(client, connection: Connection, tokens: TokenSet, subject: 
         logger.warning("oauthconn userinfo not used: connection=%s %s", connection.slug, err)
         return {}
     return display_claims(claims)
+
+
+def verify_refreshed_id_token(client, token: Token, tokens: TokenSet) -> None:
+    """R39, OIDC Core §12.2: an ID token in a refresh response must pass the same checks
+    (without a nonce) and name the account the grant was authorized for.
+
+    Only grants whose first ID token was validated (they have a ``subject``) take new ones;
+    others ignore it. Raises an :class:`InvalidIDToken` subclass.
+    """
+    if not tokens.id_token or not token.subject:
+        return
+    connection = token.connection
+    claims = validate_id_token(client, tokens.id_token, expectations_for(connection, None))
+    if claims["sub"] != token.subject:
+        raise InvalidIDToken(
+            "The refreshed ID token names another account than the one that authorized."
+        )

@@ -30,6 +30,7 @@ from oauthconn.exceptions import (
     DecryptionFailed,
     InvalidClient,
     InvalidGrant,
+    InvalidIDToken,
     NotConnected,
     OAuthConnError,
     ProviderError,
@@ -48,6 +49,7 @@ from oauthconn.flows.common import (
     token_limits,
     try_lock_token,
 )
+from oauthconn.flows.identity import verify_refreshed_id_token
 from oauthconn.models import Connection, EventKind, GrantType, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
 
@@ -279,15 +281,17 @@ def _request(token: Token, send: Callable[[object], TokenSet]) -> _Outcome:
     try:
         with http.build_client() as client:
             tokens = send(client)
+            verify_refreshed_id_token(client, token, tokens)
     except TERMINAL_ERRORS as err:
         winner = _rotated_by_someone_else(token, sent_refresh_token)
         if winner is not None:
             return _Outcome(winner)
         message = f"Reauthorize the connection: {err}"
         return _mark_needs_reauth(token, ReauthorizationRequired(message), cause=err)
-    except (ProviderError, TransportError, DecryptionFailed) as err:
+    except (ProviderError, TransportError, DecryptionFailed, InvalidIDToken) as err:
         # DecryptionFailed: a key was removed too early. Not terminal: once the key is back,
         # the next attempt works, so the connection must not need reauthorization for it.
+        # InvalidIDToken (R39): the response is refused whole and the grant kept as it was.
         return _mark_failing(token, err)
     _store_renewal(token, tokens)
     return _Outcome(token)
@@ -313,10 +317,10 @@ def _rotated_by_someone_else(token: Token, sent) -> Token | None:
 def _store_renewal(token: Token, tokens: TokenSet) -> None:
     recovering = token.status == TokenStatus.FAILING
     first = token.access_token is None
-    # R39: a refreshed ID token may only replace the validated original once it is checked
-    # against it (same iss, sub, aud); the protocol layer validates ID tokens only with a
-    # nonce, so until it can do this the original is kept and the new one is not stored.
-    apply_token_set(token, replace(tokens, id_token=None), keep_refresh_token=True)
+    # R39: a refreshed ID token replaces the original only once verified against it
+    # (verify_refreshed_id_token); a grant that never had a validated one keeps none.
+    kept = tokens if token.subject else replace(tokens, id_token=None)
+    apply_token_set(token, kept, keep_refresh_token=True)
     token.refreshed_at = timezone.now()
     if first:
         token.authorized_at = token.refreshed_at

@@ -55,7 +55,8 @@ class IDTokenExpectations:
 
     issuer: str
     client_id: str
-    nonce: str
+    #: None for a refreshed ID token (OIDC Core §12.2): there is no nonce to compare then
+    nonce: str | None
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     jwks_uri: str = ""
     client_secret: str | None = field(default=None, repr=False)
@@ -142,9 +143,10 @@ def check_claims(claims: Mapping[str, Any], expect: IDTokenExpectations, *, now:
         )
     _check_audience(claims, expect.client_id)
     _check_times(claims, now.timestamp())
-    nonce = claims.get("nonce")
-    if not isinstance(nonce, str) or not hmac.compare_digest(nonce, expect.nonce):
-        raise IDTokenNonceMismatch()
+    if expect.nonce is not None:
+        nonce = claims.get("nonce")
+        if not isinstance(nonce, str) or not hmac.compare_digest(nonce, expect.nonce):
+            raise IDTokenNonceMismatch()
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 255:
         raise MalformedIDToken(f"{MalformedIDToken.message} ('sub' is missing or invalid).")
