@@ -271,6 +271,9 @@ class PendingAuthorization(models.Model):
 
     objects = PendingAuthorizationQuerySet.as_manager()
 
+    def __str__(self) -> str:
+        return f"Authorization of {self.connection} started {self.created_at:%Y-%m-%d %H:%M}"
+
     @staticmethod
     def hash(value: str) -> str:
         return hashlib.sha256(value.encode()).hexdigest()

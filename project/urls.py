@@ -18,8 +18,10 @@ urlpatterns = [
     path("demo-api/me/", views.DemoMe.as_view(), name="demo-api-me"),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(template_name="admin/login.html",
-                                     extra_context={"site_header": "Demo authorization server"}),
+        auth_views.LoginView.as_view(
+            template_name="admin/login.html",
+            extra_context={"site_header": "Demo authorization server"},
+        ),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
 
 
 def test_pkce_authorization_stores_an_encrypted_grant(staff_client, staff, make_connection, as_log):
@@ -71,7 +73,9 @@ def test_basic_auth_form_encodes_the_client_secret(staff_client, make_connection
     assert "%3A" in secret and "%2F" in secret
 
 
-def test_authorization_code_without_pkce_and_client_secret_post(staff_client, make_connection, as_log):
+def test_authorization_code_without_pkce_and_client_secret_post(
+    staff_client, make_connection, as_log
+):
     connection = make_connection(
         grant_type=GrantType.AUTHORIZATION_CODE,
         auth_method=ClientAuthMethod.CLIENT_SECRET_POST,
@@ -79,7 +83,9 @@ def test_authorization_code_without_pkce_and_client_secret_post(staff_client, ma
     authorize_url = start(staff_client, connection)
     assert "code_challenge" not in authorize_url
 
-    assert deliver(staff_client, connection, consent(staff_client, authorize_url)).status_code == 303
+    assert (
+        deliver(staff_client, connection, consent(staff_client, authorize_url)).status_code == 303
+    )
 
     (token_request,) = as_log.to("/demo-oauth/token/")
     assert token_request.form["client_secret"] == [connection.client_secret.reveal()]

@@ -1,4 +1,5 @@
-"""Forged, replayed, expired and failed callbacks: a clear error, no token request, nothing changed."""
+"""Forged, replayed, expired and failed callbacks: a clear error, no token request, nothing
+changed."""
 
 from __future__ import annotations
 
@@ -119,7 +120,9 @@ def test_missing_issuer_is_refused_when_the_provider_sends_it(staff_client, conn
     assert as_log.to("/demo-oauth/token/") == []
 
 
-def test_callback_for_another_connection_is_refused(staff_client, make_connection, connected, as_log):
+def test_callback_for_another_connection_is_refused(
+    staff_client, make_connection, connected, as_log
+):
     other = make_connection("other")
     query = consent(staff_client, start(staff_client, connected))
     assert deliver(staff_client, other, query).status_code == 400
@@ -134,7 +137,11 @@ def test_access_denied_shows_a_readable_page_and_changes_nothing(staff_client, c
     response = deliver(
         staff_client,
         connected,
-        {"error": "access_denied", "error_description": "<script>alert(1)</script>", "state": state},
+        {
+            "error": "access_denied",
+            "error_description": "<script>alert(1)</script>",
+            "state": state,
+        },
     )
 
     assert response.status_code == 400
@@ -172,7 +179,9 @@ def test_token_endpoint_down_changes_nothing(staff_client, connected, unused_por
     assert snapshot(connected) == before
 
 
-def test_token_endpoint_timing_out_changes_nothing(staff_client, connected, scripted_server, settings):
+def test_token_endpoint_timing_out_changes_nothing(
+    staff_client, connected, scripted_server, settings
+):
     from tests.scripted_server import Reply
 
     settings.OAUTHCONN = {**settings.OAUTHCONN, "READ_TIMEOUT": 0.3, "REQUEST_DEADLINE": 1}

@@ -33,7 +33,9 @@ def connected(staff_client, make_connection, as_log):
 
 
 def expire(connection) -> None:
-    Token.objects.filter(connection=connection).update(expires_at=timezone.now() - timedelta(seconds=1))
+    Token.objects.filter(connection=connection).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
 
 
 def test_valid_token_costs_one_query_and_no_network(connected, as_log, django_assert_num_queries):
@@ -52,7 +54,9 @@ def test_an_unusable_grant_loaded_with_the_connection_still_says_why(connected):
         get_connection("crm").access_token
 
 
-def test_expired_token_is_refreshed_and_the_rotated_refresh_token_replaces_the_old(connected, as_log):
+def test_expired_token_is_refreshed_and_the_rotated_refresh_token_replaces_the_old(
+    connected, as_log
+):
     old = Token.objects.get(connection=connected)
     old_access, old_refresh = old.access_token.reveal(), old.refresh_token.reveal()
     expire(connected)
@@ -67,17 +71,24 @@ def test_expired_token_is_refreshed_and_the_rotated_refresh_token_replaces_the_o
     assert refresh.headers["Authorization"].startswith("Basic ")
     token = Token.objects.get(connection=connected)
     assert token.refresh_token.reveal() != old_refresh
-    assert token.refresh_token.reveal() == RefreshToken.objects.get(access_token__token=new_access).token
+    assert (
+        token.refresh_token.reveal()
+        == RefreshToken.objects.get(access_token__token=new_access).token
+    )
     assert token.status == TokenStatus.ACTIVE and token.refreshed_at is not None
 
 
 def test_refresh_within_the_leeway(connected, as_log, settings):
-    Token.objects.filter(connection=connected).update(expires_at=timezone.now() + timedelta(seconds=30))
+    Token.objects.filter(connection=connected).update(
+        expires_at=timezone.now() + timedelta(seconds=30)
+    )
     get_connection("crm").access_token
     assert len(as_log.to("/demo-oauth/token/")) == 1  # 30 s left < default leeway of 60 s
     as_log.clear()
     settings.OAUTHCONN = {**settings.OAUTHCONN, "REFRESH_LEEWAY": 10}
-    Token.objects.filter(connection=connected).update(expires_at=timezone.now() + timedelta(seconds=30))
+    Token.objects.filter(connection=connected).update(
+        expires_at=timezone.now() + timedelta(seconds=30)
+    )
     get_connection("crm").access_token
     assert as_log.to("/demo-oauth/token/") == []
 
@@ -91,7 +102,9 @@ def test_refresh_without_a_new_refresh_token_keeps_the_old_one(connected, as_log
     expire(connected)
     second = get_connection("crm").access_token  # the kept refresh token still works
     assert first != second
-    assert [r.form["refresh_token"] for r in as_log.to("/demo-oauth/token/")] == [[refresh_token]] * 2
+    assert [r.form["refresh_token"] for r in as_log.to("/demo-oauth/token/")] == [
+        [refresh_token]
+    ] * 2
 
 
 def test_revoked_grant_needs_reauthorization_and_stops_asking(connected, as_log):

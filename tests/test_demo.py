@@ -51,12 +51,29 @@ def test_demo_setup_gives_a_working_connection_in_a_few_clicks(live_server, sett
         login_url = provider + browser.get(authorize_url).headers["Location"]
         log_in(browser, login_url, "alice", alice_pw)
         consent = browser.get(authorize_url)
-        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text))
-        back = browser.post(f"{provider}/demo-oauth/authorize/", data={**form, "allow": "Authorize"},
-                            headers={"Referer": authorize_url})
+        form = dict(
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text)
+        )
+        back = browser.post(
+            f"{provider}/demo-oauth/authorize/",
+            data={**form, "allow": "Authorize"},
+            headers={"Referer": authorize_url},
+        )
         assert back.headers["Location"].startswith(f"{site}/oauthconn/callback/demo/")
         landed = browser.get(back.headers["Location"], follow_redirects=True)
 
     assert landed.status_code == 200 and "Connected" in landed.text
     assert Token.objects.get(connection__slug="demo").authorized_by.username == "admin"
     assert get_connection("demo").get("me/").json() == {"username": "alice"}
+
+
+def test_demo_setup_registers_the_tour_wizard_client(db, settings):
+    from oauth2_provider.models import Application
+
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "REDIRECT_BASE_URL": "http://127.0.0.1:8000"}
+    out = io.StringIO()
+    call_command("demo_setup", stdout=out)
+    client = Application.objects.get(client_id="oauthconn-wizard")
+    assert client.redirect_uris == "http://127.0.0.1:8000/oauthconn/callback/my-api/"
+    secret = re.search(r"client secret (\S+)", out.getvalue()).group(1)
+    assert client.client_secret != secret  # stored hashed by the provider

@@ -152,8 +152,7 @@ def validated_addresses(host: str, port: int, infos: Iterable[tuple[Any, ...]]) 
             # Explicitly allowed private destinations may use any port; public ones only
             # the listed ones, so an admin-entered URL cannot probe arbitrary services.
             raise BlockedDestination(
-                f"Refused to connect to {host} on port {port} "
-                "(see OAUTHCONN['ALLOWED_PORTS']).",
+                f"Refused to connect to {host} on port {port} (see OAUTHCONN['ALLOWED_PORTS']).",
                 host=host,
             )
         if str(ip) not in addresses:

@@ -6,10 +6,15 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.urls import reverse
 from oauth2_provider.models import Application
 
+from oauthconn.conf import oauthconn_settings
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.presets import get_preset
+
+#: The slug the README's tour gives the connection made in the wizard.
+WIZARD_SLUG = "my-api"
 
 
 class Command(BaseCommand):
@@ -26,22 +31,34 @@ class Command(BaseCommand):
         alice_password = reset_user("alice")
         provider = upsert_provider(provider_url.rstrip("/"))
         shared = upsert_connection("demo", "Demo API (shared)", provider, per_user=False)
-        personal = upsert_connection("demo-personal", "Demo API (per user)", provider, per_user=True)
+        personal = upsert_connection(
+            "demo-personal", "Demo API (per user)", provider, per_user=True
+        )
         service = upsert_connection(
-            "demo-service", "Demo API (client credentials)", provider, per_user=False,
+            "demo-service",
+            "Demo API (client credentials)",
+            provider,
+            per_user=False,
             grant_type=GrantType.CLIENT_CREDENTIALS,
         )
-        upsert_application("oauthconn-demo", [shared, personal],
-                           Application.GRANT_AUTHORIZATION_CODE)
-        upsert_application("oauthconn-demo-service", [service],
-                           Application.GRANT_CLIENT_CREDENTIALS)
-        self.stdout.write(self.style.SUCCESS(
-            "\n  oauthconn demo is ready\n"
-            f"  Site:               {site_url}/\n"
-            f"  Admin:              {site_url}/admin/   user admin / {admin_password}\n"
-            f"  Provider login:     user alice / {alice_password}  (at {provider_url})\n"
-            f"  Your connections:   {site_url}/oauthconn/\n"
-        ))
+        link("oauthconn-demo", [shared, personal], Application.GRANT_AUTHORIZATION_CODE)
+        link("oauthconn-demo-service", [service], Application.GRANT_CLIENT_CREDENTIALS)
+        # A client for the tour's own wizard-made connection (slug WIZARD_SLUG).
+        wizard_secret = register_client(
+            "oauthconn-wizard", [callback_url(WIZARD_SLUG)], Application.GRANT_AUTHORIZATION_CODE
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\n  oauthconn demo is ready\n"
+                f"  Site:               {site_url}/\n"
+                f"  Admin:              {site_url}/admin/   user admin / {admin_password}\n"
+                f"  Provider login:     user alice / {alice_password}  (at {provider_url})\n"
+                f"  Your connections:   {site_url}/oauthconn/\n"
+                f"  For the wizard:     slug {WIZARD_SLUG}, preset 'Demo authorization server' "
+                f"with base {provider_url},\n"
+                f"                      client id oauthconn-wizard, client secret {wizard_secret}\n"
+            )
+        )
 
 
 def reset_user(username: str, *, superuser: bool = False) -> str:
@@ -59,7 +76,9 @@ def upsert_provider(base: str) -> Provider:
     return provider
 
 
-def upsert_connection(slug, name, provider, *, per_user, grant_type=GrantType.AUTHORIZATION_CODE_PKCE):
+def upsert_connection(
+    slug, name, provider, *, per_user, grant_type=GrantType.AUTHORIZATION_CODE_PKCE
+):
     connection, _ = Connection.objects.update_or_create(
         slug=slug,
         defaults={
@@ -77,8 +96,17 @@ def upsert_connection(slug, name, provider, *, per_user, grant_type=GrantType.AU
     return connection
 
 
-def upsert_application(client_id: str, connections, grant_type) -> None:
-    """One registered client at the demo server, shared by the given connections."""
+def link(client_id: str, connections, grant_type) -> None:
+    """Register one client at the demo server and give its credentials to the connections."""
+    secret = register_client(client_id, [c.redirect_uri for c in connections], grant_type)
+    for connection in connections:
+        connection.client_id = client_id
+        connection.client_secret = secret
+        connection.save()
+
+
+def register_client(client_id: str, redirect_uris: list[str], grant_type) -> str:
+    """(Re)create a confidential client at the demo server; return its new secret."""
     secret = secrets.token_urlsafe(32)
     Application.objects.filter(client_id=client_id).delete()
     Application.objects.create(
@@ -87,10 +115,13 @@ def upsert_application(client_id: str, connections, grant_type) -> None:
         client_secret=secret,  # hashed by django-oauth-toolkit on save
         client_type=Application.CLIENT_CONFIDENTIAL,
         authorization_grant_type=grant_type,
-        redirect_uris=" ".join(c.redirect_uri for c in connections),
+        redirect_uris=" ".join(redirect_uris),
         algorithm="",
     )
-    for connection in connections:
-        connection.client_id = client_id
-        connection.client_secret = secret
-        connection.save()
+    return secret
+
+
+def callback_url(slug: str) -> str:
+    """The redirect URI a connection with ``slug`` will have (see Connection.redirect_uri)."""
+    base = oauthconn_settings.REDIRECT_BASE_URL.rstrip("/")
+    return base + reverse("oauthconn:callback", args=[slug])
