@@ -11,9 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from oauthconn.admin.status import filter_connections
 from oauthconn.flows.probe import test_connection as probe
 from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
+from oauthconn.status import filter_connections
 from tests.conftest import authorize
 from tests.scripted_server import Reply
 

@@ -16,12 +16,6 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauthconn import flows
 from oauthconn.admin import pages
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
-from oauthconn.admin.status import (
-    STATUS_CHOICES,
-    STATUS_LABELS,
-    filter_connections,
-    token_status,
-)
 from oauthconn.admin.wizard import ConnectionWizard
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import DiscoveryFailed
@@ -29,6 +23,12 @@ from oauthconn.flows.configuration import invalidate_grants
 from oauthconn.flows.discovery import refresh_discovery
 from oauthconn.flows.keys import ROLLOVER_DAYS, current_key_type, jwks_url, rotate_key
 from oauthconn.models import ClientAuthMethod, Connection, Event, Provider, Token
+from oauthconn.status import (
+    STATUS_CHOICES,
+    STATUS_LABELS,
+    filter_connections,
+    token_status,
+)
 
 
 @admin.register(Provider)
