@@ -27,6 +27,31 @@ def url_field(verbose_name: str, **kwargs) -> models.CharField:
 class Provider(models.Model):
     """An authorization server: its endpoints and what it supports (from a preset or discovery)."""
 
+    #: The URLs that say where the server is; moving any of them moves secrets (R1, R5).
+    URL_FIELDS = (
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "revocation_endpoint",
+        "userinfo_endpoint",
+        "jwks_uri",
+    )
+    #: What an admin or API client may set.
+    SETTINGS_FIELDS = (
+        "name",
+        "slug",
+        "preset",
+        *URL_FIELDS,
+        "scope_separator",
+        "sends_issuer",
+        "supported_grant_types",
+        "code_challenge_methods",
+        "token_endpoint_auth_methods",
+        "scopes_supported",
+        "id_token_signing_algs",
+        "metadata",
+    )
+
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
     preset = models.CharField(max_length=100, blank=True, help_text=_("The preset it came from."))
@@ -234,6 +259,15 @@ class Token(models.Model):
             return False
         now = now or timezone.now()
         return self.expires_at - timedelta(seconds=seconds) <= now
+
+    def clear_credentials(self) -> None:
+        """Forget every token value of this grant (the caller sets the status and saves)."""
+        self.access_token = None
+        self.refresh_token = None
+        self.id_token = None
+        self.expires_at = None
+        self.refresh_expires_at = None
+        self.next_attempt_at = None
 
     @property
     def granted_scopes(self) -> list[str]:

@@ -22,14 +22,7 @@ from oauthconn.http import check_url
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.oauth.authorize import check_extra_parameters
 
-PROVIDER_URL_FIELDS = (
-    "issuer",
-    "authorization_endpoint",
-    "token_endpoint",
-    "revocation_endpoint",
-    "userinfo_endpoint",
-    "jwks_uri",
-)
+PROVIDER_URL_FIELDS = Provider.URL_FIELDS
 SECRET_METHODS = (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST)
 
 
@@ -74,20 +67,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = [
-            "name",
-            "slug",
-            "preset",
-            *PROVIDER_URL_FIELDS,
-            "scope_separator",
-            "sends_issuer",
-            "supported_grant_types",
-            "code_challenge_methods",
-            "token_endpoint_auth_methods",
-            "scopes_supported",
-            "id_token_signing_algs",
-            "metadata",
-        ]
+        fields = Provider.SETTINGS_FIELDS
 
     def clean(self):
         cleaned = super().clean()

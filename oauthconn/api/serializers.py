@@ -28,14 +28,7 @@ from oauthconn.models import (
 )
 from oauthconn.oauth.authorize import check_extra_parameters
 
-PROVIDER_URL_FIELDS = (
-    "issuer",
-    "authorization_endpoint",
-    "token_endpoint",
-    "revocation_endpoint",
-    "userinfo_endpoint",
-    "jwks_uri",
-)
+PROVIDER_URL_FIELDS = Provider.URL_FIELDS
 #: Client authentication methods that need a client secret.
 SECRET_METHODS = (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST)
 RECENT_EVENTS = 5
@@ -120,18 +113,7 @@ class ProviderSerializer(serializers.ModelSerializer):
         model = Provider
         fields = [
             "id",
-            "slug",
-            "name",
-            "preset",
-            *PROVIDER_URL_FIELDS,
-            "scope_separator",
-            "sends_issuer",
-            "supported_grant_types",
-            "code_challenge_methods",
-            "token_endpoint_auth_methods",
-            "scopes_supported",
-            "id_token_signing_algs",
-            "metadata",
+            *Provider.SETTINGS_FIELDS,
             "discovered_at",
             "created_at",
             "updated_at",

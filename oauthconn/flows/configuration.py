@@ -22,16 +22,7 @@ SECURITY_RELEVANT_FIELDS: frozenset[str] = frozenset(
     {"provider", "client_id", "client_auth_method", "api_base_url"}
 )
 #: Provider fields with the same effect for every connection of the provider.
-SECURITY_RELEVANT_PROVIDER_FIELDS: frozenset[str] = frozenset(
-    {
-        "issuer",
-        "authorization_endpoint",
-        "token_endpoint",
-        "revocation_endpoint",
-        "userinfo_endpoint",
-        "jwks_uri",
-    }
-)
+SECURITY_RELEVANT_PROVIDER_FIELDS: frozenset[str] = frozenset(Provider.URL_FIELDS)
 
 
 def security_relevant(changed_fields: Iterable[str]) -> list[str]:
@@ -78,15 +69,10 @@ def invalidate_grants(connection: Connection, changed_fields: Iterable[str], act
 
 
 def _wipe(token: Token, message: str) -> None:
-    token.access_token = None
-    token.refresh_token = None
-    token.id_token = None
-    token.expires_at = None
-    token.refresh_expires_at = None
+    token.clear_credentials()
     token.status = TokenStatus.NEEDS_REAUTH
     token.last_error = message
     token.last_error_code = "configuration_changed"
-    token.next_attempt_at = None
     token.save()
 
 

@@ -19,15 +19,7 @@ from oauthconn.oauth.discovery import ServerMetadata, discover
 from oauthconn.oauth.idtoken import ASYMMETRIC_ALGORITHMS
 
 #: Provider fields copied from metadata as they are.
-_COPIED = (
-    "issuer",
-    "authorization_endpoint",
-    "token_endpoint",
-    "revocation_endpoint",
-    "userinfo_endpoint",
-    "jwks_uri",
-    "sends_issuer",
-)
+_COPIED = (*Provider.URL_FIELDS, "sends_issuer")
 #: Provider list fields copied from the metadata's tuples.
 _LISTS = (
     "scopes_supported",

@@ -46,14 +46,9 @@ def disconnect(token: Token, *, actor=None) -> DisconnectResult:
 
 
 def _forget(token: Token, result: DisconnectResult, actor) -> None:
-    token.access_token = None
-    token.refresh_token = None
-    token.id_token = None
-    token.expires_at = None
-    token.refresh_expires_at = None
+    token.clear_credentials()
     token.status = TokenStatus.REVOKED
     token.revocation_pending = result.revoked_at_provider is False
-    token.next_attempt_at = None
     token.save()
     record_event(
         EventKind.REVOKED, token.connection, token=token, actor=actor, message=result.message
