@@ -43,7 +43,7 @@ def check_url(url: str, *, field: str = "URL") -> None:
         raise InsecureURL(f"{field} must not contain a fragment (#...).")
     if parsed.scheme == "https":
         return
-    if parsed.scheme == "http" and _is_loopback_host(parsed.host):
+    if parsed.scheme == "http" and is_loopback_host(parsed.host):
         if oauthconn_settings.ALLOW_INSECURE_LOOPBACK:
             return
         raise InsecureURL(
@@ -53,7 +53,7 @@ def check_url(url: str, *, field: str = "URL") -> None:
     raise InsecureURL(f"{field} must use https.")
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals (not for names that resolve there)."""
     if host.lower() == "localhost":
         return True
@@ -110,7 +110,7 @@ def destination_allowed(host: str, address: IPAddress) -> bool:
         return True
     if (
         address.is_loopback
-        and _is_loopback_host(host)
+        and is_loopback_host(host)
         and oauthconn_settings.ALLOW_INSECURE_LOOPBACK
     ):
         return True

@@ -12,12 +12,13 @@ ready (settings, checks, migrations).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
+
+from oauthconn.http.policy import is_loopback_host
 
 __all__ = [
     "AUTH_METHODS",
@@ -134,20 +135,11 @@ def local_origin(value: str) -> str:
         or "?" in value
     ):
         raise ValueError(f"{value!r} is not an origin such as 'http://localhost:8000'.")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback_host(host):
         raise ValueError(f"{value!r}: http is allowed for a loopback host only; use https.")
-    if parts.scheme == "https" and not _is_loopback(host):
+    if parts.scheme == "https" and not is_loopback_host(host):
         host_name(host)
     return f"{parts.scheme}://{parts.netloc.lower()}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --- the record ----------------------------------------------------------------------------------
@@ -358,7 +350,7 @@ class Preset:
             return
         parts = urlsplit(url)
         secure = parts.scheme == "https" or (
-            parts.scheme == "http" and _is_loopback(parts.hostname or "")
+            parts.scheme == "http" and is_loopback_host(parts.hostname or "")
         )
         if not secure or not parts.netloc or parts.fragment or "@" in parts.netloc:
             raise ValueError(f"{field} must be an https URL without user info or fragment.")
