@@ -313,6 +313,25 @@ class PendingAuthorization(models.Model):
         return hashlib.sha256(value.encode()).hexdigest()
 
 
+class PendingRevocation(models.Model):
+    """A token whose revocation failed for a passing reason (RFC 7009 §2.2.1: on 503 the
+    client assumes the token still exists and retries later). The grant is already wiped
+    locally; ``oauthconn_revoke_pending`` retries, and only at the endpoint it was sent to."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    token = models.ForeignKey(Token, null=True, on_delete=models.SET_NULL, related_name="+")
+    value = EncryptedTextField()
+    token_type_hint = models.CharField(max_length=20)
+    endpoint = models.CharField(max_length=URL_LENGTH)
+    attempts = models.PositiveIntegerField(default=1)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Revocation of a {self.token_type_hint} of {self.connection}"
+
+
 class EventKind(models.TextChoices):
     AUTHORIZED = "authorized", _("Authorized")
     REFRESHED = "refreshed", _("Refreshed")

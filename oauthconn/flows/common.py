@@ -61,6 +61,7 @@ def record_event(
     actor=None,
     message: str = "",
     error: Exception | None = None,
+    send_signal: bool = True,
     **data: Any,
 ) -> Event:
     """Write an audit row and send the matching signal once the transaction commits."""
@@ -81,7 +82,7 @@ def record_event(
         getattr(owner, "pk", None),
         message,
     )
-    signal = SIGNAL_FOR_EVENT.get(kind)
+    signal = SIGNAL_FOR_EVENT.get(kind) if send_signal else None
     if signal is not None:
         kwargs = {
             "connection": connection,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db import connection as db_connection
 from django.db import transaction
+from django.utils import timezone
 
 from oauthconn import http
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.common import credentials_for, lock_token, record_event
-from oauthconn.models import EventKind, Token, TokenStatus
+from oauthconn.flows.tokens import backoff_delay
+from oauthconn.models import Connection, EventKind, PendingRevocation, Token, TokenStatus
 from oauthconn.oauth.revoke import revoke_token
 
 
@@ -19,6 +22,8 @@ class DisconnectResult:
     #: True: revoked at the provider; False: revocation failed; None: no revocation endpoint
     revoked_at_provider: bool | None
     message: str
+    #: (token, token_type_hint) left to revoke later: the provider failed for a passing reason
+    pending: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 def disconnect(token: Token, *, actor=None) -> DisconnectResult:
@@ -50,33 +55,117 @@ def _forget(token: Token, result: DisconnectResult, actor) -> None:
     token.status = TokenStatus.REVOKED
     token.revocation_pending = result.revoked_at_provider is False
     token.save()
+    retry_at = timezone.now() + timedelta(seconds=backoff_delay(1))
+    for value, hint in result.pending:
+        PendingRevocation.objects.create(
+            connection=token.connection,
+            token=token,
+            value=value,
+            token_type_hint=hint,
+            endpoint=token.connection.provider.revocation_endpoint,
+            next_attempt_at=retry_at,
+        )
     record_event(
         EventKind.REVOKED, token.connection, token=token, actor=actor, message=result.message
     )
 
 
 def _revoke_at_provider(token: Token) -> DisconnectResult:
-    connection = token.connection
-    endpoint = connection.provider.revocation_endpoint
+    endpoint = token.connection.provider.revocation_endpoint
     if not endpoint:
         return DisconnectResult(None, "Disconnected. The provider has no revocation endpoint.")
     # Refresh token first: revoking it usually ends the whole grant (RFC 7009 §2.1).
     pairs = [(token.refresh_token, "refresh_token"), (token.access_token, "access_token")]
-    try:
-        with http.build_client() as client:
-            for value, hint in pairs:
-                if value is not None:
-                    revoke_token(
-                        client,
-                        endpoint,
-                        token=value.reveal(),
-                        token_type_hint=hint,
-                        credentials=credentials_for(connection),
-                    )
-    except OAuthConnError as err:
-        return DisconnectResult(
-            False,
-            f"Disconnected here, but revocation at the provider "
-            f"failed: {err}. Revoke the grant at the provider.",
-        )
+    pairs = [(value.reveal(), hint) for value, hint in pairs if value is not None]
+    for done, (value, hint) in enumerate(pairs):
+        try:
+            _revoke(token.connection, endpoint, value, hint)
+        except OAuthConnError as err:
+            if not getattr(err, "transient", False):
+                return DisconnectResult(
+                    False,
+                    f"Disconnected here, but revocation at the provider failed: {err}. "
+                    "Revoke the grant at the provider.",
+                )
+            return DisconnectResult(
+                False,
+                f"Disconnected here; revocation at the provider failed for now ({err}) and "
+                "will be retried by oauthconn_revoke_pending.",
+                pending=tuple(pairs[done:]),
+            )
     return DisconnectResult(True, "Disconnected and revoked at the provider.")
+
+
+def _revoke(connection: Connection, endpoint: str, value: str, hint: str) -> None:
+    with http.build_client() as client:
+        revoke_token(
+            client,
+            endpoint,
+            token=value,
+            token_type_hint=hint,
+            credentials=credentials_for(connection),
+        )
+
+
+# --- retrying --------------------------------------------------------------------------------
+
+#: Attempts after which a pending revocation is given up (and the admin told).
+MAX_REVOCATION_ATTEMPTS = 8
+
+
+@dataclass
+class RetrySummary:
+    revoked: int = 0
+    pending: int = 0
+    given_up: int = 0
+
+
+def retry_pending_revocations(*, now=None) -> RetrySummary:
+    """Retry the revocations that are due; each at most once per call (RFC 7009 §2.2.1)."""
+    now = now or timezone.now()
+    summary = RetrySummary()
+    due = PendingRevocation.objects.filter(next_attempt_at__lte=now).select_related(
+        "connection__provider", "token"
+    )
+    for pending in due.order_by("next_attempt_at"):
+        outcome = _retry(pending)
+        setattr(summary, outcome, getattr(summary, outcome) + 1)
+    return summary
+
+
+def _retry(pending: PendingRevocation) -> str:
+    connection = pending.connection
+    if connection.provider.revocation_endpoint != pending.endpoint:
+        # R45: never send a token to an endpoint that changed after it was issued.
+        return _give_up(pending, "the revocation endpoint changed since the disconnect")
+    try:
+        _revoke(connection, pending.endpoint, pending.value.reveal(), pending.token_type_hint)
+    except OAuthConnError as err:
+        if not getattr(err, "transient", False) or pending.attempts >= MAX_REVOCATION_ATTEMPTS:
+            return _give_up(pending, str(err))
+        pending.attempts += 1
+        pending.last_error = str(err)
+        delay = backoff_delay(pending.attempts, getattr(err, "retry_after", None))
+        pending.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+        pending.save()
+        return "pending"
+    _settle(pending, "Revoked at the provider on a later attempt.")
+    return "revoked"
+
+
+def _give_up(pending: PendingRevocation, reason: str) -> str:
+    message = f"Revocation at the provider given up ({reason}): revoke it there by hand."
+    _settle(pending, message, revoked=False)
+    return "given_up"
+
+
+@transaction.atomic
+def _settle(pending: PendingRevocation, message: str, *, revoked: bool = True) -> None:
+    token = pending.token
+    pending.delete()
+    if token is not None and not PendingRevocation.objects.filter(token=token).exists():
+        Token.objects.filter(pk=token.pk).update(revocation_pending=not revoked)
+    # An audit row only: receivers of ``revoked`` already heard of this disconnect.
+    record_event(
+        EventKind.REVOKED, pending.connection, token=token, message=message, send_signal=False
+    )
