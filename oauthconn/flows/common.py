@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from oauthconn import signals
+from oauthconn import http, signals
 from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import reveal
 from oauthconn.models import Connection, Event, EventKind, Token, TokenStatus
@@ -187,3 +189,34 @@ def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool)
     token.last_error_code = ""
     token.failure_count = 0
     token.next_attempt_at = None
+
+
+# --- one HTTP client per worker ----------------------------------------------------------------
+
+_bound = threading.local()
+
+
+@contextmanager
+def outbound_client() -> Iterator[httpx.Client]:
+    """The HTTP client for a flow's request: the worker's own if it keeps one, else a new one."""
+    client = getattr(_bound, "client", None)
+    if client is not None:
+        yield client
+        return
+    with http.build_client() as client:
+        yield client
+
+
+@contextmanager
+def reusing_outbound_client() -> Iterator[None]:
+    """Let every flow in this thread share one client (and its kept-alive connections).
+
+    For batch work such as the proactive refresh: a new client per token request would open a
+    new TCP (and TLS) connection to the provider every time.
+    """
+    with http.build_client() as client:
+        _bound.client = client
+        try:
+            yield
+        finally:
+            _bound.client = None

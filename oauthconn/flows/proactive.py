@@ -11,8 +11,9 @@ skipped, never waited on, and the due-check is repeated under the lock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import OAuthConnError
+from oauthconn.flows.common import reusing_outbound_client
 from oauthconn.flows.tokens import exclusively, renew_locked_token
 from oauthconn.models import GrantType, Token, TokenStatus
 
@@ -152,8 +154,7 @@ def refresh_due(
     if db_connection.vendor == "sqlite":
         workers = 1
     summary = Summary()
-    one = partial(_refresh_one, is_due=policy.is_due, threaded=workers > 1)
-    results = _map(one, pks, workers)
+    results = _map(partial(refresh_if_due, is_due=policy.is_due), pks, workers)
     for done, result in enumerate(results, start=1):
         summary.add(result)
         if on_progress is not None:
@@ -161,23 +162,51 @@ def refresh_due(
     return summary
 
 
-def _map(function: Callable[[int], str], pks: list[int], workers: int):
+def _map(function: Callable[[int], str], pks: list[int], workers: int) -> Iterator[str]:
+    """Results in the order they finish, so the progress bar moves with the work.
+
+    Each worker keeps one database connection and one HTTP client for its whole share of
+    the run: opening both anew for every token cost more than the refresh itself.
+    """
     if workers <= 1:
-        yield from map(function, pks)
+        with reusing_outbound_client():
+            yield from map(function, pks)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oauthconn-refresh") as pool:
-        # In the order they finish, so the progress bar moves with the work.
-        for future in as_completed([pool.submit(function, pk) for pk in pks]):
-            yield future.result()
-
-
-def _refresh_one(pk: int, *, is_due: Callable[[Token], bool], threaded: bool) -> str:
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for pk in pks:
+        todo.put(pk)
+    results: queue.SimpleQueue[tuple[str | None, BaseException | None]] = queue.SimpleQueue()
+    threads = [
+        threading.Thread(target=_work, args=(function, todo, results), name=f"oauthconn-{n}")
+        for n in range(min(workers, len(pks)))
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        return refresh_if_due(pk, is_due)
+        for _ in pks:
+            result, error = results.get()
+            if error is not None:
+                raise error
+            yield result
     finally:
-        if threaded:
-            # Each pool thread has its own database connection; do not leak them.
-            connections.close_all()
+        for thread in threads:
+            thread.join()
+
+
+def _work(function, todo: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+    try:
+        with reusing_outbound_client():
+            while True:
+                try:
+                    pk = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results.put((function(pk), None))
+                except BaseException as err:  # handed to the caller's thread, raised there
+                    results.put((None, err))
+    finally:
+        connections.close_all()  # this thread's own database connection
 
 
 def refresh_if_due(pk: int, is_due: Callable[[Token], bool]) -> str:

@@ -24,7 +24,6 @@ from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from oauthconn import http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import (
     DecryptionFailed,
@@ -44,6 +43,7 @@ from oauthconn.flows.common import (
     claim_lease,
     credentials_for,
     lock_token,
+    outbound_client,
     record_event,
     release_lease,
     token_limits,
@@ -279,7 +279,7 @@ def _client_credentials(client, connection: Connection) -> TokenSet:
 def _request(token: Token, send: Callable[[object], TokenSet]) -> _Outcome:
     sent_refresh_token = token.refresh_token
     try:
-        with http.build_client() as client:
+        with outbound_client() as client:
             tokens = send(client)
             verify_refreshed_id_token(client, token, tokens)
     except TERMINAL_ERRORS as err:
