@@ -166,6 +166,16 @@ class InvalidCallback(AuthorizationFailed, SuspiciousOperation):
     message = "Unknown or expired authorization attempt. Please start again."
 
 
+class AttemptAlreadyUsed(InvalidCallback):
+    """The callback of an attempt that already came back once (a reload, the back button)."""
+
+    code = "attempt_already_used"
+    message = (
+        "This authorization attempt was already used. If the connection is not connected, "
+        "start the authorization again."
+    )
+
+
 class SessionMissing(InvalidCallback):
     code = "session_missing"
     message = (

@@ -302,6 +302,9 @@ class PendingAuthorization(models.Model):
     return_to = models.CharField(max_length=URL_LENGTH, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
+    #: set (and the verifier and nonce dropped) when its callback arrives; kept until it
+    #: expires so a replay (back button, reload) gets "already used", not "unknown"
+    consumed_at = models.DateTimeField(null=True, blank=True)
 
     objects = PendingAuthorizationQuerySet.as_manager()
 

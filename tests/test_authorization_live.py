@@ -58,7 +58,8 @@ def test_pkce_authorization_stores_an_encrypted_grant(staff_client, staff, make_
         cursor.execute("SELECT access_token, refresh_token FROM oauthconn_token")
         stored = cursor.fetchone()
     assert issued.token not in stored[0] and token.refresh_token.reveal() not in stored[1]
-    assert not PendingAuthorization.objects.exists()
+    (attempt,) = PendingAuthorization.objects.all()  # used, and emptied of its secrets
+    assert attempt.consumed_at is not None and attempt.code_verifier is None
     assert Event.objects.filter(connection=connection, kind="authorized").count() == 1
 
 

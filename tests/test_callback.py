@@ -40,9 +40,13 @@ def test_replayed_callback_is_refused(staff_client, connected, as_log):
     replay = deliver(staff_client, connected, query)
 
     assert replay.status_code == 400
-    assert b"Unknown or expired authorization attempt" in replay.content
+    assert b"This authorization attempt was already used" in replay.content
     assert len(as_log.to("/demo-oauth/token/")) == 1
     assert snapshot(connected) == before
+    # what stays of a used attempt holds no secret: no verifier, no nonce
+    used = PendingAuthorization.objects.all()
+    assert used and all(a.consumed_at is not None for a in used)
+    assert all(a.code_verifier is None and a.nonce is None for a in used)
 
 
 def test_state_from_another_session_is_refused(staff_client, staff, connected, as_log):
@@ -74,7 +78,7 @@ def test_expired_state_is_refused(staff_client, connected, as_log):
 def test_state_lifetime_is_a_setting(staff_client, connected, settings):
     settings.OAUTHCONN = {**settings.OAUTHCONN, "STATE_LIFETIME": 30}
     start(staff_client, connected)
-    attempt = PendingAuthorization.objects.get()
+    attempt = PendingAuthorization.objects.get(consumed_at__isnull=True)
     assert attempt.expires_at - attempt.created_at == timedelta(seconds=30)
 
 

@@ -17,6 +17,7 @@ from oauthconn import http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import reveal
 from oauthconn.exceptions import (
+    AttemptAlreadyUsed,
     AuthorizationDenied,
     ConfigurationError,
     InvalidCallback,
@@ -93,7 +94,9 @@ def _forget_old_attempts(binding: str, now) -> None:
     """Purge expired attempts and keep at most MAX_PENDING_FLOWS per browser (R14)."""
     PendingAuthorization.objects.expired(now).delete()
     keep = max(oauthconn_settings.MAX_PENDING_FLOWS - 1, 0)
-    stale = PendingAuthorization.objects.filter(browser_hash=binding).order_by("-created_at")
+    stale = PendingAuthorization.objects.filter(
+        browser_hash=binding, consumed_at__isnull=True
+    ).order_by("-created_at")
     stale_ids = list(stale.values_list("pk", flat=True)[keep:])
     if stale_ids:
         PendingAuthorization.objects.filter(pk__in=stale_ids).delete()
@@ -128,7 +131,7 @@ def complete_authorization(slug: str, query, *, user, session) -> Token:
 
 
 def consume_attempt(slug: str, params: CallbackParams, *, user, session) -> PendingAuthorization:
-    """Find the attempt for this state in this browser, and delete it exactly once (R16)."""
+    """Find the attempt for this state in this browser, and consume it exactly once (R16)."""
     binding = browser_hash(session, create=False)
     if binding is None:
         raise SessionMissing()
@@ -140,10 +143,12 @@ def consume_attempt(slug: str, params: CallbackParams, *, user, session) -> Pend
     if attempt is None:
         raise InvalidCallback()
     # Sessions are not locked: two parallel callbacks may both find the row; only the one whose
-    # delete removes it goes on.
-    deleted, _ = PendingAuthorization.objects.filter(pk=attempt.pk).delete()
-    if not deleted:
-        raise InvalidCallback()
+    # update marks it goes on. The stored verifier and nonce go with it (this copy is in use).
+    used = PendingAuthorization.objects.filter(pk=attempt.pk, consumed_at__isnull=True).update(
+        consumed_at=timezone.now(), code_verifier=None, nonce=None
+    )
+    if not used:
+        raise AttemptAlreadyUsed()
     if attempt.expires_at <= timezone.now():
         raise InvalidCallback("This authorization attempt expired. Please start again.")
     if attempt.user_id != user.pk or attempt.connection.slug != slug:
