@@ -17,11 +17,13 @@ import json
 import secrets
 import threading
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import pytest
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     ClientMixin,
@@ -203,3 +205,11 @@ class AuthlibServer:
         except OAuth2Error as error:
             return self._authlib.handle_error_response(request, error)
         return 200, "{}", []
+
+
+@pytest.fixture
+def authlib_server() -> Iterator[AuthlibServer]:
+    """A private_key_jwt authorization server on 127.0.0.1, stopped after the test."""
+    server = AuthlibServer().start()
+    yield server
+    server.stop()

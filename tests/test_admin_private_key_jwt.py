@@ -17,7 +17,6 @@ from django.urls import reverse
 
 from oauthconn.flows.keys import current_key_type, rotate_key
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
-from tests.authlib_server import AuthlibServer
 from tests.authlib_server import Client as RegisteredClient
 from tests.scripted_server import Reply
 from tests.test_admin_pages import change_data, url
@@ -137,13 +136,6 @@ def test_no_secret_is_asked_and_the_review_announces_the_key_pair(wizard):
 
 
 # --- a wizard run against a real server ---------------------------------------------------------
-
-
-@pytest.fixture
-def authlib_server():
-    server = AuthlibServer().start()
-    yield server
-    server.stop()
 
 
 def test_wizard_creates_a_signing_connection_and_the_server_accepts_its_key(

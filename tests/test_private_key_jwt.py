@@ -25,13 +25,6 @@ from tests.authlib_server import AuthlibServer, Client
 
 
 @pytest.fixture
-def authlib_server():
-    server = AuthlibServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def pkj_connection(authlib_server, live_server, transactional_db) -> Connection:
     issuer = authlib_server.issuer
     provider = Provider.objects.create(

@@ -152,27 +152,28 @@ class ProviderFromIssuerSerializer(serializers.Serializer):
         return value
 
 
+def write_only_secret(max_length: int, help_text: str) -> serializers.CharField:
+    """A secret the API accepts and never returns (nor shows in the browsable API's forms)."""
+    return serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=max_length,
+        style={"input_type": "password"},
+        help_text=help_text,
+    )
+
+
 class ConnectionSerializer(serializers.ModelSerializer):
     """A connection; ``token`` is the caller's view of its grant (shared, or the caller's own)."""
 
     provider = serializers.SlugRelatedField(slug_field="slug", queryset=Provider.objects.all())
-    client_secret = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=2000,
-        style={"input_type": "password"},
-        help_text="Write-only. Omit (or send empty) to keep the current secret.",
+    client_secret = write_only_secret(
+        2000, "Write-only. Omit (or send empty) to keep the current secret."
     )
-    private_key = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=20000,
-        style={"input_type": "password"},
-        help_text="Write-only PEM private key for private_key_jwt. Omit to keep the current one.",
+    private_key = write_only_secret(
+        20000, "Write-only PEM private key for private_key_jwt. Omit to keep the current one."
     )
     has_client_secret = serializers.SerializerMethodField()
     has_private_key = serializers.SerializerMethodField()
