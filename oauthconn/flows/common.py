@@ -214,6 +214,9 @@ def reusing_outbound_client() -> Iterator[None]:
     For batch work such as the proactive refresh: a new client per token request would open a
     new TCP (and TLS) connection to the provider every time.
     """
+    if getattr(_bound, "client", None) is not None:
+        yield  # an outer batch already shares one
+        return
     with http.build_client() as client:
         _bound.client = client
         try:

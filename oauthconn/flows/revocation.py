@@ -9,9 +9,14 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from oauthconn import http
 from oauthconn.exceptions import OAuthConnError
-from oauthconn.flows.common import credentials_for, lock_token, record_event
+from oauthconn.flows.common import (
+    credentials_for,
+    lock_token,
+    outbound_client,
+    record_event,
+    reusing_outbound_client,
+)
 from oauthconn.flows.tokens import backoff_delay
 from oauthconn.models import Connection, EventKind, PendingRevocation, Token, TokenStatus
 from oauthconn.oauth.revoke import revoke_token
@@ -77,9 +82,14 @@ def _revoke_at_provider(token: Token) -> DisconnectResult:
     # Refresh token first: revoking it usually ends the whole grant (RFC 7009 §2.1).
     pairs = [(token.refresh_token, "refresh_token"), (token.access_token, "access_token")]
     pairs = [(value.reveal(), hint) for value, hint in pairs if value is not None]
+    with reusing_outbound_client():  # both revocations over one connection
+        return _revoke_each(token.connection, endpoint, pairs)
+
+
+def _revoke_each(connection: Connection, endpoint: str, pairs) -> DisconnectResult:
     for done, (value, hint) in enumerate(pairs):
         try:
-            _revoke(token.connection, endpoint, value, hint)
+            _revoke(connection, endpoint, value, hint)
         except OAuthConnError as err:
             if not getattr(err, "transient", False):
                 return DisconnectResult(
@@ -97,7 +107,7 @@ def _revoke_at_provider(token: Token) -> DisconnectResult:
 
 
 def _revoke(connection: Connection, endpoint: str, value: str, hint: str) -> None:
-    with http.build_client() as client:
+    with outbound_client() as client:
         revoke_token(
             client,
             endpoint,
@@ -127,9 +137,10 @@ def retry_pending_revocations(*, now=None) -> RetrySummary:
     due = PendingRevocation.objects.filter(next_attempt_at__lte=now).select_related(
         "connection__provider", "token"
     )
-    for pending in due.order_by("next_attempt_at"):
-        outcome = _retry(pending)
-        setattr(summary, outcome, getattr(summary, outcome) + 1)
+    with reusing_outbound_client():
+        for pending in due.order_by("next_attempt_at"):
+            outcome = _retry(pending)
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
     return summary
 
 
