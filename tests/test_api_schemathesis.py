@@ -25,6 +25,7 @@ from schemathesis.checks import (
 )
 
 from oauthconn.models import Connection, Provider, Token
+from tests.scripted_server import Reply
 
 EXAMPLES_PER_OPERATION = 8
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -42,11 +43,17 @@ def wsgi_app():
 
 
 @pytest.fixture
-def seeded(db, unused_port, settings):
-    """A provider and connections (one connected) for generated ids to hit; every outbound
-    request goes to a closed loopback port and fails fast."""
+def seeded(db, scripted_server, settings):
+    """A provider and connections (one connected) for generated ids to hit, at a small real
+    provider that answers well: a 5xx in this run is then oauthconn's own, never the 502 or
+    503 with which the API rightly reports a provider it cannot reach (when a generated id
+    happened to hit the connected connection, an unreachable provider made this test flaky)."""
     settings.OAUTHCONN = {**settings.OAUTHCONN, "CONNECT_TIMEOUT": 1.0, "REQUEST_DEADLINE": 2.0}
-    base = f"http://127.0.0.1:{unused_port}"
+    token = {"access_token": "a2", "token_type": "Bearer", "expires_in": 3600}
+    scripted_server.default("/token", Reply(body=token))
+    scripted_server.default("/revoke", Reply(body=b""))
+    scripted_server.default("/api/me", Reply(body={"sub": "someone"}))
+    base = scripted_server.url("/").rstrip("/")
     provider = Provider.objects.create(
         slug="as",
         name="AS",
