@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core import checks
 
@@ -47,30 +49,49 @@ def check_unknown_settings(app_configs=None, **kwargs) -> list[checks.CheckMessa
     ]
 
 
+#: E005's hints: a development origin on this machine is fixed by one setting, any other by https.
+LOOPBACK_HINT = (
+    "For local development on this machine set OAUTHCONN['ALLOW_INSECURE_LOOPBACK'] = True: "
+    "it allows http for 127.0.0.1, [::1] and localhost (warning W001 while DEBUG is off). "
+    "In production use this site's public https origin."
+)
+HTTPS_HINT = (
+    "Set OAUTHCONN['REDIRECT_BASE_URL'] to this site's public https origin, e.g. "
+    "https://www.example.com. Plain http is only possible for 127.0.0.1, [::1] or localhost "
+    "with OAUTHCONN['ALLOW_INSECURE_LOOPBACK'] = True (development)."
+)
+
+
 def check_redirect_base_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     from oauthconn.http import check_url
 
     base = user_settings().get("REDIRECT_BASE_URL", "")
-    hint = "Set OAUTHCONN['REDIRECT_BASE_URL'] to this site's public https origin."
     if not base:
         return [
             checks.Error(
                 "OAUTHCONN['REDIRECT_BASE_URL'] is not set; redirect URIs are built from it.",
-                hint=hint,
+                hint="Set OAUTHCONN['REDIRECT_BASE_URL'] to this site's public https origin.",
                 id="oauthconn.E004",
             )
         ]
     try:
         check_url(base, field="REDIRECT_BASE_URL")
-    except InsecureURL:
+    except InsecureURL as err:
         return [
             checks.Error(
-                f"OAUTHCONN['REDIRECT_BASE_URL'] is not an https URL: {base}",
-                hint=hint,
+                f"OAUTHCONN['REDIRECT_BASE_URL'] = {base!r} is refused: {err}",
+                hint=LOOPBACK_HINT if _is_loopback_http(base) else HTTPS_HINT,
                 id="oauthconn.E005",
             )
         ]
     return []
+
+
+def _is_loopback_http(url: str) -> bool:
+    from oauthconn.http.policy import is_loopback_host
+
+    parts = urlsplit(url)
+    return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
 
 def check_deployment_safety(app_configs=None, **kwargs) -> list[checks.CheckMessage]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -47,3 +50,22 @@ def development_oidc_key(folder: Path) -> str:
         path.write_bytes(pem)
         path.chmod(0o600)
     return path.read_text()
+
+
+def development_credentials(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    """Return a stable random secret for each of ``names``, kept in ``demo-credentials.json``.
+
+    The demo's passwords and client secrets live here, beside the development keys, so that
+    running ``demo_setup`` again prints the same logins and keeps the clients that connections
+    made in the wizard were given (a new secret would make them fail with ``invalid_client``).
+    A missing name gets a new secret, which is saved; existing ones are never changed.
+    """
+    path = folder / "demo-credentials.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in names if name not in stored]
+    if missing:
+        stored.update({name: secrets.token_urlsafe(24) for name in missing})
+        folder.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    return {name: stored[name] for name in names}

@@ -15,6 +15,9 @@ from project.devkeys import development_encryption_key, development_oidc_key
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
+#: The git-ignored folder of the demo's development keys and credentials (project/devkeys.py).
+DEMO_LOCAL_DIR = BASE_DIR / ".local"
+
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env("SECRET_KEY", default="demo-only-insecure-secret-key-do-not-deploy")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
@@ -81,7 +84,7 @@ SPECTACULAR_SETTINGS = {"TITLE": "oauthconn API", "VERSION": "1"}
 
 OAUTHCONN = {
     "ENCRYPTION_KEYS": env.list("OAUTHCONN_ENCRYPTION_KEYS", default=[])
-    or [development_encryption_key(BASE_DIR / ".local")],
+    or [development_encryption_key(DEMO_LOCAL_DIR)],
     "REDIRECT_BASE_URL": env("OAUTHCONN_REDIRECT_BASE_URL", default="http://127.0.0.1:8000"),
     # The demo authorization server runs on this machine over plain http.
     "ALLOW_INSECURE_LOOPBACK": env.bool("OAUTHCONN_ALLOW_INSECURE_LOOPBACK", default=True),
@@ -98,7 +101,7 @@ OAUTH2_PROVIDER = {
     # OpenID Connect: discovery, RS256 ID tokens and userinfo, signed with a development key.
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": env("DEMO_OIDC_RSA_PRIVATE_KEY", default="")
-    or development_oidc_key(BASE_DIR / ".local"),
+    or development_oidc_key(DEMO_LOCAL_DIR),
 }
 
 LOGGING = {

@@ -294,6 +294,7 @@ class ClientForm(forms.Form):
         self.secret_set = secret_set
         if secret_set:
             self.fields["client_secret"].help_text = "Set. Leave empty to keep it."
+        self.fields["client_id"].help_text = preset_setup(self.provider_fields.get("preset"))
         sep = "a comma" if separator == "," else "a space"
         self.fields[
             "scopes"
@@ -342,6 +343,14 @@ class ClientForm(forms.Form):
             "authorization_endpoint"
         ):
             self.add_error("authorization_endpoint", "The code grant needs this endpoint.")
+
+
+def preset_setup(key: str | None) -> str:
+    """A preset's notes on registering at its provider (docs/providers.md), or ""."""
+    try:
+        return get_preset(key).setup if key else ""
+    except KeyError:  # a provider made from a preset that is no longer registered
+        return ""
 
 
 class ReviewForm(forms.Form):

@@ -10,6 +10,7 @@ then the field is empty. ``sends_issuer`` (RFC 9207) is set only where the provi
 from __future__ import annotations
 
 from oauthconn.presets.registry import Preset, dns_label, host_name, local_origin
+from oauthconn.presets.setup_notes import with_setup_notes
 
 CODE = ("authorization_code",)
 CODE_PKCE = ("authorization_code", "authorization_code_pkce")
@@ -364,27 +365,29 @@ DEMO = Preset(
     validators={"base": local_origin},
 )
 
-BUILTIN_PRESETS: tuple[Preset, ...] = (
-    GITHUB,
-    GITLAB,
-    GOOGLE,
-    MICROSOFT,
-    SLACK,
-    SALESFORCE,
-    DROPBOX,
-    ZOOM,
-    HUBSPOT,
-    ATLASSIAN,
-    NOTION,
-    OKTA,
-    AUTH0,
-    BOX,
-    DISCORD,
-    SPOTIFY,
-    LINKEDIN,
-    XERO,
-    INTERCOM,
-    ZENDESK,
-    DEMO,
+BUILTIN_PRESETS: tuple[Preset, ...] = with_setup_notes(
+    (
+        GITHUB,
+        GITLAB,
+        GOOGLE,
+        MICROSOFT,
+        SLACK,
+        SALESFORCE,
+        DROPBOX,
+        ZOOM,
+        HUBSPOT,
+        ATLASSIAN,
+        NOTION,
+        OKTA,
+        AUTH0,
+        BOX,
+        DISCORD,
+        SPOTIFY,
+        LINKEDIN,
+        XERO,
+        INTERCOM,
+        ZENDESK,
+        DEMO,
+    )
 )
-"""Every shipped preset; :data:`oauthconn.presets.registry.PRESETS` is built from it."""
+"""Every shipped preset with its setup notes (``setup_notes.py``); ``PRESETS`` is built from it."""

@@ -95,6 +95,8 @@ class Preset:
     extra_authorize_params: Mapping[str, str] = _frozen_map()
     sends_issuer: bool = False
     docs_url: str = ""
+    setup: str = ""
+    """Plain-text setup notes for admins: where to register, what to enter, quirks."""
     parameters: tuple[str, ...] = ()
     parameter_defaults: Mapping[str, str] = _frozen_map()
     validators: Mapping[str, Validator] = _frozen_map()
@@ -231,6 +233,8 @@ class Preset:
             raise ValueError("test_method must be 'GET' or 'POST'.")
         if self.test_path.startswith("/") or (self.api_base_url and self.api_base_url[-1] != "/"):
             raise ValueError("api_base_url must end with '/' and test_path be relative to it.")
+        if not isinstance(self.setup, str):
+            raise ValueError("setup must be a string.")
         if self.docs_url and not self.docs_url.startswith("https://"):
             raise ValueError("docs_url must use https.")
         self._check_parameters()
