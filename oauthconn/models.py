@@ -366,6 +366,9 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The health overview counts events per kind over a time range (oauthconn.flows.health).
+        indexes = [models.Index(fields=["kind", "created_at"], name="oauthconn_event_kind_time")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} · {self.connection}"
+
