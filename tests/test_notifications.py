@@ -18,7 +18,8 @@ from oauthconn.flows.common import record_event
 from oauthconn.flows.revocation import disconnect
 from oauthconn.models import Connection, Event, EventKind, Notification, Provider, Token
 from oauthconn.notifications import deliver_due, verify
-from oauthconn.notifications.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from oauthconn.notifications.delivery import BACKOFF_BASE
+from oauthconn.notifications.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
 from tests.scripted_server import RecordedRequest, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -214,7 +215,9 @@ def test_webhook_retried_with_backoff_until_delivered(crm, receiver, settings):
     second_delay = (hook.next_attempt_at - later).total_seconds()
     assert deliver_due(hook.next_attempt_at)["delivered"] == 1
 
-    assert 0 < first_delay < second_delay
+    # Exponential: the second wait is about twice the first (jitter is +-20 %).
+    assert 0.8 * BACKOFF_BASE <= first_delay <= 1.2 * BACKOFF_BASE
+    assert 1.6 * BACKOFF_BASE <= second_delay <= 2.4 * BACKOFF_BASE
     hook.refresh_from_db()
     assert hook.attempts == 3 and hook.delivered_at is not None
     payloads = receiver.payloads()
@@ -249,7 +252,6 @@ def test_private_webhook_host_needs_allowing(crm, settings):
 
 def test_signature_and_replay_detection():
     body = b'{"id":"oauthconn-1-revoked"}'
-    from oauthconn.notifications.signing import signed_headers
 
     headers = signed_headers(WEBHOOK_SECRET, body, now=1_767_225_600)
     stamp, signature = headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
