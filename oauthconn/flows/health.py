@@ -142,7 +142,8 @@ def _hourly(now: datetime) -> tuple[list[datetime], list[int], list[int]]:
         .order_by()
         .annotate(hour=Trunc("created_at", "hour", tzinfo=tz))
         .values_list("hour", "kind")
-        .annotate(n=Count("pk"))
+        # COUNT(*), not COUNT(id): the (kind, created_at) index then answers on its own.
+        .annotate(n=Count("*"))
     )
     seen = {(hour, kind): n for hour, kind, n in rows}
     refreshes = [seen.get((hour, EventKind.REFRESHED), 0) for hour in hours]
