@@ -366,6 +366,55 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The health overview counts events per kind over a time range (oauthconn.flows.health).
+        indexes = [models.Index(fields=["kind", "created_at"], name="oauthconn_event_kind_time")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} · {self.connection}"
+
+
+class Notification(models.Model):
+    """The outbox: one message about a state change to one destination (an e-mail or a
+    webhook), written in the transaction that changed the state and delivered afterwards by
+    ``oauthconn_refresh`` / the Celery task, with retries (see docs/operations.md).
+
+    ``payload`` holds what the message says, never a secret: kind, connection slug and name,
+    owner id, status, message, time, an admin link.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("E-mail")
+        WEBHOOK = "webhook", _("Webhook")
+
+    event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token = models.ForeignKey(
+        Token, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    #: The grant's state this tells about (needs_reauth, revoked, failing): at most one
+    #: notification per destination each time a grant enters a state.
+    state = models.CharField(max_length=20)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    #: The webhook URL, the e-mail address, or "admins" (settings.ADMINS via mail_admins).
+    destination = models.CharField(max_length=URL_LENGTH)
+    payload = models.JSONField(default=dict)
+    attempts = models.PositiveIntegerField(default=0)
+    #: None once delivered or given up.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(delivered_at__isnull=True),
+                name="oauthconn_notification_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} to {self.channel} ({self.destination})"
