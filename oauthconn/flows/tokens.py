@@ -78,7 +78,7 @@ def load_token(connection: Connection, owner=None) -> Token | None:
 def get_valid_token(
     connection: Connection, owner=None, *, force: bool = False, stale: Token | None = None
 ) -> Token:
-    """Return a token whose access token is valid for at least ``REFRESH_LEEWAY`` seconds.
+    """Return a token whose access token does not need a refresh (``Token.needs_refresh``).
 
     ``force`` renews even an unexpired token (after a 401), unless another worker already
     replaced ``stale``. Raises ``NotConnected``, ``ReauthorizationRequired`` or
@@ -92,7 +92,7 @@ def get_valid_token(
     raise_if_unusable(token)
     if force:
         return renew(connection, owner, stale=stale or token, force=True)
-    if not token.expires_within(oauthconn_settings.REFRESH_LEEWAY):
+    if not token.needs_refresh():
         return token
     return renew(connection, owner, stale=token)
 
@@ -146,7 +146,7 @@ def _still_fresh(token: Token, stale: Token | None, force: bool) -> bool:
         return False
     if stale is not None and _ciphertext(stale) != _ciphertext(token):
         return True
-    return not force and not token.expires_within(oauthconn_settings.REFRESH_LEEWAY)
+    return not force and not token.needs_refresh()
 
 
 def _ciphertext(token: Token) -> str | None:
