@@ -209,6 +209,24 @@ def parse_token_response(
 def _token_set(
     payload: Mapping[str, Any], sent_at: datetime, default_lifetime: int | None, max_lifetime: int
 ) -> TokenSet:
+    # Read first: a provider that rotates has already spent the old refresh token, so a new
+    # one must survive the rest of the response being refused (the flow stores it).
+    refresh_token = _refresh_token(payload)
+    try:
+        return _checked_token_set(payload, refresh_token, sent_at, default_lifetime, max_lifetime)
+    except InvalidProviderResponse as err:
+        if refresh_token:
+            err.salvage(refresh_token)
+        raise
+
+
+def _checked_token_set(
+    payload: Mapping[str, Any],
+    refresh_token: str | None,
+    sent_at: datetime,
+    default_lifetime: int | None,
+    max_lifetime: int,
+) -> TokenSet:
     expires_in = payload.get("expires_in")
     if expires_in is None:
         lifetime = default_lifetime if default_lifetime and default_lifetime > 0 else None
@@ -226,7 +244,7 @@ def _token_set(
         token_type=_token_type(payload),
         expires_at=_expiry(sent_at, lifetime, max_lifetime),
         lifetime=_clamped(lifetime, max_lifetime),
-        refresh_token=_refresh_token(payload),
+        refresh_token=refresh_token,
         refresh_expires_at=_expiry(sent_at, refresh_lifetime, max_lifetime),
         scope=_optional_string(payload, "scope"),
         id_token=_optional_token(payload, "id_token"),
