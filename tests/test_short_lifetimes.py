@@ -18,6 +18,7 @@ from datetime import timedelta
 import pytest
 from django.db import connections
 from django.utils import timezone
+from oauth2_provider.views.mixins import OAuthLibMixin
 
 from oauthconn import get_connection
 from oauthconn.models import Connection, Token
@@ -53,7 +54,19 @@ def short_lived(strict_provider, settings, staff_client, make_connection, as_log
         as_log.clear()
         return connection
 
-    return connect
+    yield connect
+    forget_dot_servers()
+
+
+def forget_dot_servers() -> None:
+    """DOT's views keep the first oauthlib server they build (with its token lifetime) on
+    the class; drop ours so later tests get one built from their own settings."""
+    classes: list[type] = [OAuthLibMixin]
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        if "_oauthlib_core" in vars(cls):
+            delattr(cls, "_oauthlib_core")
 
 
 def expire(connection: Connection) -> str:
