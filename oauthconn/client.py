@@ -1,7 +1,7 @@
 """The public API for site code: ``get_connection(slug, owner=None)``.
 
 >>> crm = get_connection("crm")
->>> crm.access_token                 # valid for REFRESH_LEEWAY seconds at least
+>>> crm.access_token                 # refreshed first when Token.needs_refresh() says so
 >>> crm.get("/v1/contacts")          # relative to the API base URL, token injected
 >>> with crm.client() as http: ...   # an httpx.Client bound to the connection
 
@@ -17,7 +17,6 @@ import httpx
 from asgiref.sync import sync_to_async
 
 from oauthconn import flows, http
-from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, ConnectionNotFound, DisallowedResourceURL
 from oauthconn.models import Connection, Token, TokenStatus
 
@@ -66,10 +65,9 @@ class ConnectionClient:
     # --- tokens -------------------------------------------------------------------------
 
     def token(self, *, force_refresh: bool = False) -> Token:
-        """The current ``Token`` row, refreshed first when it expires within the leeway."""
+        """The current ``Token`` row, refreshed first when it needs it (``Token.needs_refresh``)."""
         cached = self._token
-        leeway = oauthconn_settings.REFRESH_LEEWAY
-        if cached is not None and not force_refresh and not cached.expires_within(leeway):
+        if cached is not None and not force_refresh and not cached.needs_refresh():
             return cached
         self._token = flows.get_valid_token(
             self.connection, self.owner, force=force_refresh, stale=cached

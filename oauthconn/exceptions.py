@@ -281,10 +281,38 @@ class ProviderUnavailable(ProviderError):
 
 
 class InvalidProviderResponse(ProviderError):
-    """The response could not be understood (HTML, not JSON, missing fields, bad types)."""
+    """The response could not be understood (HTML, not JSON, missing fields, bad types).
+
+    A 200 that carried a well-formed new ``refresh_token`` but is refused for another
+    member keeps that refresh token in :attr:`salvaged_refresh_token`: a provider that
+    rotates has already invalidated the old one, so the flow must store it. It never
+    appears in ``str()``, ``repr()`` or ``args``.
+    """
 
     code = "invalid_response"
     message = "The provider sent a response that is not a valid OAuth token response."
+    _salvaged: _Withheld | None = None
+
+    @property
+    def salvaged_refresh_token(self) -> str | None:
+        return self._salvaged.value if self._salvaged is not None else None
+
+    def salvage(self, refresh_token: str) -> None:
+        self._salvaged = _Withheld(refresh_token)
+
+
+class _Withheld:
+    """A secret an error carries for the code that handles it; it prints as ``***``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
 
 
 # --- discovery and ID tokens --------------------------------------------------------------------
@@ -355,6 +383,18 @@ class IDTokenIssuedInFuture(InvalidIDToken):
 class IDTokenNonceMismatch(InvalidIDToken):
     code = "id_token_nonce"
     message = "The ID token's 'nonce' does not match this authorization attempt."
+
+
+class IdentityChanged(InvalidIDToken):
+    """A refresh answered with a validly signed ID token for another account or another
+    client (R39, OIDC Core §12.2). Retrying cannot bring the original account back, so the
+    flows treat it as terminal: the grant needs reauthorization."""
+
+    code = "id_token_identity_changed"
+    message = (
+        "The provider's refreshed ID token names another account than the one that "
+        "authorized the connection; reauthorize it."
+    )
 
 
 class UserinfoFailed(OAuthConnError):

@@ -184,6 +184,11 @@ class TokenStatus(models.TextChoices):
     REVOKED = "revoked", _("Revoked")
 
 
+#: The largest share of an access token's lifetime that is spent as refresh leeway: a token
+#: just obtained is served for at least the other three quarters of its life.
+LEEWAY_SHARE = 0.25
+
+
 class TokenQuerySet(models.QuerySet):
     def for_owner(self, owner) -> TokenQuerySet:
         if owner is None:
@@ -207,6 +212,11 @@ class Token(models.Model):
     id_token = EncryptedTextField()
     token_type = models.CharField(max_length=40, blank=True, default="Bearer")
     expires_at = models.DateTimeField(null=True, blank=True)
+    #: the access token's lifetime as the provider gave it (expires_in, clamped), so the
+    #: refresh leeway can be kept to a share of it (see needs_refresh)
+    lifetime = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Seconds the provider said the access token lives.")
+    )
     refresh_expires_at = models.DateTimeField(null=True, blank=True)
     scope = models.TextField(_("granted scopes"), blank=True)
     subject = models.CharField(max_length=255, blank=True)
@@ -259,6 +269,20 @@ class Token(models.Model):
             return False
         now = now or timezone.now()
         return self.expires_at - timedelta(seconds=seconds) <= now
+
+    def needs_refresh(self, leeway: float | None = None, now: datetime | None = None) -> bool:
+        """The one rule for "renew before use": the access token expires within the leeway.
+
+        ``leeway`` defaults to ``REFRESH_LEEWAY``; the proactive refresh passes its window.
+        Whatever is asked, it never exceeds ``LEEWAY_SHARE`` of the lifetime the provider
+        gave: otherwise a token that lives less than the leeway is due the moment it
+        arrives, and every caller would refresh it again (a 5 s token with a 60 s leeway).
+        """
+        if leeway is None:
+            leeway = oauthconn_settings.REFRESH_LEEWAY
+        if self.lifetime:
+            leeway = min(leeway, self.lifetime * LEEWAY_SHARE)
+        return self.expires_within(leeway, now)
 
     def clear_credentials(self) -> None:
         """Forget every token value of this grant (the caller sets the status and saves)."""

@@ -74,8 +74,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     return_to = safe_return_to(request, request.POST.get("next", ""))
     try:
         if not connection.uses_browser:
-            flows.renew(connection, owner, force=True)
-            messages.success(request, f"{connection.name}: a new access token was obtained.")
+            say_what_was_renewed(request, connection, flows.renew_now(connection, owner))
             return HttpResponseSeeOther(landing_url(request, connection, return_to))
         url = flows.start_authorization(
             connection,
@@ -88,6 +87,13 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, f"{connection.name}: {err}")
         return HttpResponseSeeOther(landing_url(request, connection, return_to))
     return private(HttpResponseRedirect(url))
+
+
+def say_what_was_renewed(request: HttpRequest, connection: Connection, renewal) -> None:
+    if renewal.renewed:
+        messages.success(request, f"{connection.name}: a new access token was obtained.")
+    else:
+        messages.warning(request, f"{connection.name}: nothing was renewed: {renewal.reason}")
 
 
 @require_GET

@@ -185,6 +185,7 @@ def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool)
         token.id_token = tokens.id_token
     token.token_type = tokens.token_type
     token.expires_at = tokens.expires_at
+    token.lifetime = tokens.lifetime
     if tokens.scope is not None:
         token.scope = tokens.scope
     token.status = TokenStatus.ACTIVE
