@@ -20,12 +20,15 @@ def estimate_lifetimes(apps, schema_editor):
         if seconds > 0:
             token.lifetime = seconds
             changed.append(token)
-    Token.objects.bulk_update(changed, ["lifetime"], batch_size=500)
+        if len(changed) >= 500:  # a batch at a time: a large table never sits in memory
+            Token.objects.bulk_update(changed, ["lifetime"])
+            changed = []
+    Token.objects.bulk_update(changed, ["lifetime"])
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("oauthconn", "0002_pending_revocation_and_used_attempts"),
+        ("oauthconn", "0004_operator_notification_outbox"),
     ]
 
     operations = [
