@@ -16,7 +16,11 @@ from oauth2_provider.models import Application
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from tests.recorder import AS_LOG
 
-pytest_plugins = ["tests.scripted_server", "tests.authlib_server"]
+pytest_plugins = [
+    "tests.scripted_server",
+    "tests.authlib_server",
+    "tests.oidc_provider_server",
+]
 
 
 def pytest_collection_modifyitems(config, items):
