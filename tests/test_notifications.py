@@ -148,8 +148,11 @@ def test_recovery_then_a_new_breakage_notifies_again(
     down = Reply(status=503, body="down")
     scripted_server.add("/token", down, down, Reply(body=renewed), down)
 
-    for _ in range(4):
+    for _ in range(3):
         refresh_run()
+    # The renewed 60 s token is due again only near its end (a quarter of its lifetime).
+    Token.objects.update(expires_at=timezone.now() + timedelta(seconds=5))
+    refresh_run()
 
     kinds = Event.objects.order_by("id").values_list("kind", flat=True)
     assert list(kinds) == ["refresh_failed"] * 2 + ["refreshed", "recovered", "refresh_failed"]
