@@ -12,7 +12,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 
 from oauthconn import get_connection
 from oauthconn.models import Token
-from tests.conftest import consent, deliver, start
+from tests.conftest import consent, deliver, outcome, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,7 @@ def test_nothing_secret_reaches_logs_or_pages(staff_client, make_connection, as_
     }
     Token.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     get_connection("crm").get("me/")
-    replay = deliver(staff_client, connection, query)  # an error path too
+    replay = outcome(staff_client, deliver(staff_client, connection, query))  # an error path
     secrets |= set(AccessToken.objects.values_list("token", flat=True))
     secrets |= set(RefreshToken.objects.values_list("token", flat=True))
 
@@ -59,7 +59,7 @@ def test_error_messages_never_carry_what_was_sent(staff_client, make_connection)
     connection = make_connection()
     query = consent(staff_client, start(staff_client, connection))
     query["code"] = ["canary-code-4711"]
-    response = deliver(staff_client, connection, query)
+    response = outcome(staff_client, deliver(staff_client, connection, query))
     assert response.status_code == 502
     assert b"canary-code-4711" not in response.content
     event = connection.events.get(kind="authorization_failed")
