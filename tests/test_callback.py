@@ -7,6 +7,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
@@ -216,3 +217,128 @@ def test_signed_out_browser_gets_no_tokens(staff_client, connected, as_log):
     response = outcome(staff_client, deliver(staff_client, connected, query))
     assert response.status_code == 400
     assert as_log.to("/demo-oauth/token/") == []
+
+
+# --- defect 3: a refused callback ends the attempt it names -----------------------------------
+
+
+def repeated(name: str, extra: str):
+    return lambda good: {**good, name: [*good.get(name, [extra]), extra]}
+
+
+MALFORMED = {
+    "code twice": repeated("code", "other-code"),
+    "state twice": lambda good: {**good, "state": good["state"] * 2},
+    "state and another": repeated("state", "other-state"),
+    "iss twice": lambda good: {**good, "iss": ["https://as.example"] * 2},
+    "empty code": lambda good: {**good, "code": [""]},
+    "64 KB code": lambda good: {**good, "code": ["x" * 65536]},
+    "control character in code": lambda good: {**good, "code": [good["code"][0] + "\x01"]},
+    "control character in iss": lambda good: {**good, "iss": ["https://as.example\n"]},
+}
+
+
+@pytest.mark.parametrize("variant", [*MALFORMED, "POST", "another browser"])
+def test_a_refused_callback_ends_the_attempt_it_names(
+    staff_client, staff, make_connection, as_log, variant
+):
+    connection = make_connection()
+    good = consent(staff_client, start(staff_client, connection))
+    url = f"/oauthconn/callback/{connection.slug}/"
+    if variant == "POST":
+        response = staff_client.post(url, good)
+    elif variant == "another browser":
+        response = Client()
+        response.force_login(staff)
+        response = response.get(url, good)
+    else:
+        response = staff_client.get(url, MALFORMED[variant](good))
+    assert response.status_code == 303
+
+    later = outcome(staff_client, deliver(staff_client, connection, good))
+
+    assert later.status_code == 400
+    assert b"already used" in later.content
+    assert as_log.to("/demo-oauth/token/") == []
+    assert not Token.objects.filter(connection=connection).exists()
+    assert PendingAuthorization.objects.get().consumed_at is not None
+
+
+# --- defect 4: losing the permission stops a flow already started -----------------------------
+
+
+@pytest.fixture
+def operator(django_user_model):
+    """Staff allowed to authorize connections, by the permission alone (not a superuser)."""
+    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="authorize_connection"))
+    return user
+
+
+def lose_permission(user):
+    user.user_permissions.remove(Permission.objects.get(codename="authorize_connection"))
+
+
+def lose_staff(user):
+    type(user).objects.filter(pk=user.pk).update(is_staff=False)
+
+
+def lose_account(user):
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+
+
+def lose_everything(user):
+    user.delete()
+
+
+@pytest.mark.parametrize(
+    "lose, backend",
+    [
+        (lose_permission, None),
+        (lose_staff, None),
+        (lose_account, None),
+        # a backend that keeps inactive users signed in: the flow's own check must refuse
+        (lose_account, "django.contrib.auth.backends.AllowAllUsersModelBackend"),
+        (lose_everything, None),
+    ],
+)
+def test_losing_the_right_to_authorize_stops_a_started_flow(
+    client, operator, make_connection, as_log, settings, lose, backend
+):
+    if backend:
+        settings.AUTHENTICATION_BACKENDS = [backend]
+    connection = make_connection()
+    client.force_login(operator, backend=backend)
+    query = consent(client, start(client, connection))
+
+    lose(operator)
+    page = outcome(client, deliver(client, connection, query))
+
+    assert page.status_code in (400, 403)
+    assert as_log.to("/demo-oauth/token/") == []
+    assert not Token.objects.filter(connection=connection).exists()
+
+
+def test_a_deactivated_user_cannot_finish_a_personal_connection(
+    client, django_user_model, make_connection, as_log, settings
+):
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.AllowAllUsersModelBackend"]
+    connection = make_connection("drive", per_user=True)
+    alice = django_user_model.objects.create_user("alice", password="pw")
+    client.force_login(alice)
+    query = consent(client, start(client, connection))
+
+    lose_account(alice)
+    page = outcome(client, deliver(client, connection, query))
+
+    assert page.status_code == 403
+    assert b"not allowed to authorize" in page.content
+    assert as_log.to("/demo-oauth/token/") == []
+    assert not Token.objects.filter(connection=connection).exists()
+
+
+def test_the_callback_of_an_allowed_operator_still_connects(client, operator, make_connection):
+    connection = make_connection()
+    client.force_login(operator)
+    assert authorize(client, connection).status_code == 303
+    assert Token.objects.get(connection=connection).authorized_by == operator
