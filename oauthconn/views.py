@@ -109,7 +109,7 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except OAuthConnError as err:
         logger.warning("oauthconn callback refused: connection=%s code=%s", slug, err.code)
-        result = failure(request, slug, redact(str(err), query), status=failure_status(err))
+        result = failure(request, slug, str(err), status=failure_status(err))
         return private(HttpResponseSeeOther(remember_result(request, result)))
     except Exception as err:
         # A bug, not a provider: keep the traceback, but drop the frames' local variables
@@ -148,15 +148,6 @@ def take_parameters(request: HttpRequest) -> dict[str, list[str]]:
         if key in request.META:
             request.META[key] = ""
     return query
-
-
-def redact(message: str, query: dict[str, list[str]]) -> str:
-    """``message`` without any value the callback carried (a provider may echo the code)."""
-    for values in query.values():
-        for value in values:
-            if len(value) >= 8:
-                message = message.replace(value, "[redacted]")
-    return message
 
 
 def failure_status(err: OAuthConnError) -> int:

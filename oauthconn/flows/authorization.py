@@ -22,6 +22,7 @@ from oauthconn.exceptions import (
     ConfigurationError,
     InvalidCallback,
     NotPermitted,
+    OAuthConnError,
     SessionMissing,
     SignedOut,
 )
@@ -123,6 +124,16 @@ def complete_authorization(slug: str, query, *, user, session, method: str = "GE
     ``ProviderError``/``TransportError`` from the token endpoint. In every failure the stored
     tokens are unchanged.
     """
+    try:
+        return _complete(slug, query, user=user, session=session, method=method)
+    except OAuthConnError as err:
+        # A provider's error text may echo what it was sent; the message goes to pages,
+        # events and logs (also as the context of any record logged while handling it).
+        err.args = (without(str(err), *_values_of(query)),)
+        raise
+
+
+def _complete(slug: str, query, *, user, session, method: str) -> Token:
     named = end_named_attempts(named_states(query))
     if method != "GET":
         raise InvalidCallback("The authorization response must come back as a GET request.")
@@ -143,7 +154,7 @@ def complete_authorization(slug: str, query, *, user, session, method: str = "GE
             EventKind.AUTHORIZATION_FAILED,
             connection,
             actor=user,
-            message=without(str(err), params.code, params.state),
+            message=without(str(err), *_values_of(query)),
             code=getattr(err, "code", "error"),
         )
         raise
@@ -153,9 +164,20 @@ def complete_authorization(slug: str, query, *, user, session, method: str = "GE
 def without(text: str, *values: str) -> str:
     """``text`` with ``values`` blanked: a provider's error text may echo the code it got."""
     for value in values:
-        if value:
-            text = text.replace(value, "[redacted]")
+        text = text.replace(value, "[redacted]")
     return text
+
+
+def _values_of(query) -> list[str]:
+    """The callback's parameter values long enough to be a code or state."""
+    getlist = getattr(query, "getlist", None)
+    lists = [getlist(name) if getlist else query[name] for name in query]
+    return [
+        v
+        for values in lists
+        for v in ([values] if isinstance(values, str) else values)
+        if len(v) >= 8
+    ]
 
 
 #: an attempt named by a callback, and whether this callback was the one that used it up
