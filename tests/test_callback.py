@@ -342,3 +342,32 @@ def test_the_callback_of_an_allowed_operator_still_connects(client, operator, ma
     client.force_login(operator)
     assert authorize(client, connection).status_code == 303
     assert Token.objects.get(connection=connection).authorized_by == operator
+
+
+# --- defect 9a: an error answer without the promised iss says what the provider said ------------
+
+
+def test_a_denial_without_the_promised_iss_says_what_the_provider_answered(
+    staff_client, make_connection, as_log
+):
+    from oauth2_provider.models import Application
+
+    connection = make_connection()
+    Provider.objects.update(issuer="http://testserver/demo-oauth", sends_issuer=True)
+    Application.objects.update(skip_authorization=False)
+    authorize_url = start(staff_client, connection)
+    parts = urlsplit(authorize_url)
+    form = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert staff_client.get(parts.path, form).status_code == 200  # the consent page
+    denied = staff_client.post(parts.path, form)  # without "allow": the user said no
+    answer = parse_qs(urlsplit(denied["Location"]).query)
+    assert answer["error"] == ["access_denied"] and "iss" not in answer  # DOT's quirk
+
+    page = outcome(staff_client, deliver(staff_client, connection, answer))
+
+    assert page.status_code == 400
+    assert (
+        b"The provider answered access_denied, but without the iss parameter it promised, "
+        b"so the answer was refused." in page.content
+    )
+    assert as_log.to("/demo-oauth/token/") == []

@@ -169,15 +169,13 @@ def without(text: str, *values: str) -> str:
 
 
 def _values_of(query) -> list[str]:
-    """The callback's parameter values long enough to be a code or state."""
+    """The callback's code and state values (the secrets in it; error texts are not)."""
     getlist = getattr(query, "getlist", None)
-    lists = [getlist(name) if getlist else query[name] for name in query]
-    return [
-        v
-        for values in lists
-        for v in ([values] if isinstance(values, str) else values)
-        if len(v) >= 8
-    ]
+    found = []
+    for name in ("code", "state"):
+        values = getlist(name) if getlist else query.get(name, [])
+        found += [values] if isinstance(values, str) else list(values)
+    return [value for value in found if len(value) >= 8]  # shorter would blank plain words
 
 
 #: an attempt named by a callback, and whether this callback was the one that used it up
