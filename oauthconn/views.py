@@ -105,7 +105,7 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     query = take_parameters(request)
     try:
         token = flows.complete_authorization(
-            slug, query, user=request.user, session=request.session, method=request.method
+            slug, query, user=request.user, session=request.session, method=request.method or ""
         )
     except OAuthConnError as err:
         logger.warning("oauthconn callback refused: connection=%s code=%s", slug, err.code)
@@ -206,7 +206,7 @@ def callback_result(request: HttpRequest, key: str) -> HttpResponse:
     # The callback logged this outcome once, without the request. Django's own record of a
     # 4xx/5xx page would attach the request, whose Referer may be the provider's page with
     # the state in its query; mark it as logged (as Django does for responses it logged).
-    response._has_been_logged = True
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 
