@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, SuspiciousOperation
 
 #: RFC 6749 §4.1.2.1 / §5.2: error and error_description are limited to %x20-21 / %x23-5B /
 #: %x5D-7E. Anything else a provider sends is replaced, so nothing hostile reaches a page or log.
@@ -182,6 +182,24 @@ class SessionMissing(InvalidCallback):
         "The browser session was not sent with the callback. Check that "
         "SESSION_COOKIE_SAMESITE is not 'Strict' and that cookies are enabled."
     )
+
+
+class SignedOut(InvalidCallback):
+    """The callback came to a browser that is no longer signed in."""
+
+    code = "signed_out"
+    message = (
+        "Your session ended before the provider sent you back. "
+        "Sign in and start the authorization again."
+    )
+
+
+class NotPermitted(AuthorizationFailed, PermissionDenied):
+    """The user may not act on this connection (or no longer may: a flow checks again at its
+    end). Django answers a raised ``PermissionDenied`` with 403."""
+
+    code = "not_permitted"
+    message = "You are not allowed to authorize this connection."
 
 
 class IssuerMismatch(InvalidCallback):

@@ -135,6 +135,13 @@ def deliver(client, connection: Connection, query: dict):
     return client.get(reverse("oauthconn:callback", args=[connection.slug]), query)
 
 
+def outcome(client, response):
+    """Follow the callback's 303 (its only answer) to the page that shows the result."""
+    assert response.status_code == 303, response
+    assert "code=" not in response["Location"] and "state=" not in response["Location"]
+    return client.get(response["Location"])
+
+
 def authorize(client, connection: Connection):
     """The whole browser leg: start, consent at the provider, callback."""
     return deliver(client, connection, consent(client, start(client, connection)))
