@@ -76,30 +76,33 @@ def running(budget: Budget) -> Iterator[None]:
         _BUDGET.reset(token)
 
 
-@contextmanager
-def bounded(timeout: float | None, timeout_error: type[Exception]) -> Iterator[float | None]:
-    """Yield the timeout for one socket operation: its own, or the time left if shorter.
+def bounded(
+    timeout: float | None, timeout_error: type[Exception]
+) -> tuple[float | None, Budget | None]:
+    """The timeout for one socket operation: its own, or the time left if that is shorter.
 
-    Raises ``timeout_error`` (an httpcore timeout, so httpcore and httpx handle it as theirs)
-    when the deadline has passed, and marks the budget expired when the shortened timeout
-    is the one that fired.
+    Returns ``(timeout, budget)``, where ``budget`` is the current request's
+    :class:`Budget` when the deadline is the binding limit (pass it to :func:`expire` if
+    the operation then times out), else None. Raises ``timeout_error`` (an httpcore timeout,
+    so httpcore and httpx handle it as theirs) when the deadline has already passed.
+    A plain function, not a context manager: it runs on every read and write.
     """
     budget = _BUDGET.get()
     if budget is None:
-        yield timeout
-        return
-    left = budget.left()
+        return timeout, None
+    left = budget.deadline - time.monotonic()
     if left <= 0:
         budget.expired = True
         raise timeout_error("the request deadline has passed")
     if timeout is not None and timeout < left:
-        yield timeout
-        return
-    try:
-        yield left
-    except httpcore.TimeoutException:
+        return timeout, None
+    return left, budget
+
+
+def expire(budget: Budget | None) -> None:
+    """Record that an operation bounded by ``budget``'s deadline timed out."""
+    if budget is not None:
         budget.expired = True
-        raise
 
 
 def cap_pool_timeout(request: httpx.Request, budget: Budget) -> dict[str, Any]:
@@ -124,13 +127,21 @@ class DeadlineStream(httpcore.NetworkStream):
         self.inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with bounded(timeout, httpcore.ReadTimeout) as limit:
+        limit, budget = bounded(timeout, httpcore.ReadTimeout)
+        try:
             return self.inner.read(max_bytes, limit)
+        except httpcore.TimeoutException:
+            expire(budget)
+            raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         for start in range(0, len(buffer), _WRITE_PIECE):
-            with bounded(timeout, httpcore.WriteTimeout) as limit:
+            limit, budget = bounded(timeout, httpcore.WriteTimeout)
+            try:
                 self.inner.write(buffer[start : start + _WRITE_PIECE], limit)
+            except httpcore.TimeoutException:
+                expire(budget)
+                raise
 
     def close(self) -> None:
         self.inner.close()
@@ -138,8 +149,12 @@ class DeadlineStream(httpcore.NetworkStream):
     def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
-        with bounded(timeout, httpcore.ConnectTimeout) as limit:
+        limit, budget = bounded(timeout, httpcore.ConnectTimeout)
+        try:
             return DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, limit))
+        except httpcore.TimeoutException:
+            expire(budget)
+            raise
 
     def get_extra_info(self, info: str) -> Any:
         return self.inner.get_extra_info(info)
@@ -152,13 +167,21 @@ class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
         self.inner = inner
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with bounded(timeout, httpcore.ReadTimeout) as limit:
+        limit, budget = bounded(timeout, httpcore.ReadTimeout)
+        try:
             return await self.inner.read(max_bytes, limit)
+        except httpcore.TimeoutException:
+            expire(budget)
+            raise
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         for start in range(0, len(buffer), _WRITE_PIECE):
-            with bounded(timeout, httpcore.WriteTimeout) as limit:
+            limit, budget = bounded(timeout, httpcore.WriteTimeout)
+            try:
                 await self.inner.write(buffer[start : start + _WRITE_PIECE], limit)
+            except httpcore.TimeoutException:
+                expire(budget)
+                raise
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -166,8 +189,12 @@ class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
     async def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.AsyncNetworkStream:
-        with bounded(timeout, httpcore.ConnectTimeout) as limit:
+        limit, budget = bounded(timeout, httpcore.ConnectTimeout)
+        try:
             inner = await self.inner.start_tls(ssl_context, server_hostname, limit)
+        except httpcore.TimeoutException:
+            expire(budget)
+            raise
         return AsyncDeadlineStream(inner)
 
     def get_extra_info(self, info: str) -> Any:

@@ -32,6 +32,7 @@ from oauthconn.http.deadline import (
     DeadlineStream,
     bounded,
     cap_pool_timeout,
+    expire,
     running,
     translated,
 )
@@ -59,11 +60,14 @@ class GuardedBackend(httpcore.NetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host}") from err
         last_error: Exception | None = None
         for ip in validated_addresses(host, port, infos):
+            limit, budget = bounded(timeout, httpcore.ConnectTimeout)
             try:
-                with bounded(timeout, httpcore.ConnectTimeout) as limit:
-                    stream = self.inner.connect_tcp(ip, port, limit, local_address, socket_options)
+                stream = self.inner.connect_tcp(ip, port, limit, local_address, socket_options)
                 return DeadlineStream(stream)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as err:
+            except httpcore.ConnectTimeout as err:
+                expire(budget)
+                last_error = err
+            except httpcore.ConnectError as err:
                 last_error = err
         assert last_error is not None
         raise last_error
@@ -90,7 +94,7 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            with bounded(timeout, httpcore.ConnectTimeout) as limit, anyio.fail_after(limit):
+            with anyio.fail_after(bounded(timeout, httpcore.ConnectTimeout)[0]):
                 infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except TimeoutError as err:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from err
@@ -98,13 +102,16 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host}") from err
         last_error: Exception | None = None
         for ip in validated_addresses(host, port, infos):
+            limit, budget = bounded(timeout, httpcore.ConnectTimeout)
             try:
-                with bounded(timeout, httpcore.ConnectTimeout) as limit:
-                    stream = await self.inner.connect_tcp(
-                        ip, port, limit, local_address, socket_options
-                    )
+                stream = await self.inner.connect_tcp(
+                    ip, port, limit, local_address, socket_options
+                )
                 return AsyncDeadlineStream(stream)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as err:
+            except httpcore.ConnectTimeout as err:
+                expire(budget)
+                last_error = err
+            except httpcore.ConnectError as err:
                 last_error = err
         assert last_error is not None
         raise last_error
