@@ -84,10 +84,17 @@ class ConnectionClient:
     # --- HTTP ---------------------------------------------------------------------------
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        """A new ``httpx.Client`` on the API base URL that authenticates with this connection."""
+        """A new ``httpx.Client`` on the API base URL that authenticates with this connection.
+
+        Each request must end within ``REQUEST_DEADLINE`` seconds, or raises
+        :class:`~oauthconn.exceptions.DeadlineExceeded`; pass ``deadline=<seconds>`` for
+        calls that legitimately take longer (a large export). Other keyword arguments go to
+        :func:`oauthconn.http.build_client`.
+        """
         return http.build_client(base_url=self._base_url(), auth=ConnectionAuth(self), **kwargs)
 
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """The async twin of :meth:`client`, with the same deadline rule."""
         return http.build_async_client(
             base_url=self._base_url(), auth=ConnectionAuth(self), **kwargs
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied, SuspiciousOperation
 
 #: RFC 6749 §4.1.2.1 / §5.2: error and error_description are limited to %x20-21 / %x23-5B /
@@ -128,6 +129,17 @@ class TransportError(OAuthConnError):
 class ProviderTimeout(TransportError):
     code = "timeout"
     message = "The provider did not answer in time."
+
+
+class DeadlineExceeded(ProviderTimeout, httpx.TimeoutException):
+    """A request outlived its deadline (``REQUEST_DEADLINE`` or a client's ``deadline=``).
+
+    Raised by every client from :mod:`oauthconn.http`, including a connection's
+    ``client()``, ``async_client()`` and ``get()``. It is also an ``httpx.TimeoutException``,
+    so resource-call code written against httpx keeps catching it.
+    """
+
+    message = "The request took longer than its deadline."
 
 
 class TLSVerificationFailed(TransportError):
