@@ -40,9 +40,22 @@ class HttpResponseSeeOther(HttpResponseRedirect):
 
 
 def private(response: HttpResponse) -> HttpResponse:
-    """Pages near tokens and codes: no caching, no Referer to anyone (R19)."""
+    """The callback and redirects to a provider, whose URLs carry codes and state: no caching,
+    no Referer to anyone (R19).
+
+    Never for a page that holds a POST form: under ``no-referrer`` browsers send
+    ``Origin: null`` with the form, and Django's CSRF check refuses it. Use :func:`own_page`.
+    """
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def own_page(response: HttpResponse) -> HttpResponse:
+    """A user's page about their connections, with POST forms: not cached, and a Referer
+    (so an Origin on its forms) for this site only, whatever the project's default."""
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
@@ -243,7 +256,7 @@ def my_connections(request: HttpRequest) -> HttpResponse:
         for t in Token.objects.filter(owner=request.user, connection__per_user=True)
     }
     rows = [(c, tokens.get(c.pk)) for c in connections]
-    return private(render(request, "oauthconn/my_connections.html", {"rows": rows}))
+    return own_page(render(request, "oauthconn/my_connections.html", {"rows": rows}))
 
 
 @require_GET

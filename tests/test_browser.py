@@ -50,18 +50,24 @@ def page():
         yield context.new_page()
         context.close()
         browser.close()
-        # The test's ORM calls ran inside Playwright's greenlet, whose context has its own
-        # database connections; close them here, or PostgreSQL cannot drop the test database.
+        # While Playwright's loop runs, Django keeps the test's database connections in
+        # per-context storage, not the thread's: close them here, inside the block. Left to
+        # the garbage collector, a SQLite connection is freed later from a live server thread
+        # (a segfault in the next browser test), and PostgreSQL cannot drop the test database.
         connections.close_all()
+    connections.close_all()
 
 
 class Shots:
-    def __init__(self, page) -> None:
-        self.page, self.n = page, 0
+    """Numbered full-page screenshots; ``prefix`` keeps one test's files apart from another's."""
+
+    def __init__(self, page, prefix: str = "") -> None:
+        self.page, self.prefix, self.n = page, prefix, 0
 
     def __call__(self, name: str) -> None:
         self.n += 1
-        self.page.screenshot(path=str(ARTIFACTS / f"{self.n:02d}-{name}.png"), full_page=True)
+        path = ARTIFACTS / f"{self.prefix}{self.n:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
 
 
 @pytest.fixture
@@ -105,7 +111,11 @@ def test_wizard_authorize_test_disconnect(page, sites, as_log):
     shot("wizard-basics")
     page.click("input[name='_next']")
 
-    # Step 2: grant type.
+    # Step 2: grant type. "Back" first: step 1 comes back as it was typed.
+    page.click("button[name='wizard_goto_step']")
+    assert page.input_value("#id_basics-name") == "Demo browser"
+    assert page.input_value("#id_basics-preset_parameter") == provider_site
+    page.click("input[name='_next']")
     page.check("input[name='grant-grant_type'][value='authorization_code_pkce']")
     shot("wizard-grant")
     page.click("input[name='_next']")

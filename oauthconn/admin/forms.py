@@ -7,7 +7,7 @@ no user info, no fragment: SECURITY R1), and security-relevant edits follow R5.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -62,12 +62,28 @@ def grant_auth_error(grant_type: str, auth_method: str) -> str | None:
     return None
 
 
+#: RFC 6749 §3.3 says space; a few providers (Slack's v1 scopes, ...) want commas.
+SCOPE_SEPARATORS = [(" ", "Space (RFC 6749)"), (",", "Comma")]
+
+
 class ProviderForm(forms.ModelForm):
     """Providers are shared by connections: moving the endpoints of one in use is refused."""
+
+    # A choice, not a text box: a text field strips the default " " to nothing and then
+    # refuses to save the provider ("This field is required"), and a space is invisible.
+    scope_separator = forms.ChoiceField(choices=SCOPE_SEPARATORS, initial=" ")
 
     class Meta:
         model = Provider
         fields = Provider.SETTINGS_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = self.instance.scope_separator
+        if "scope_separator" in self.fields and current not in dict(SCOPE_SEPARATORS):
+            # Set elsewhere (the API accepts any short separator): keep it choosable.
+            field = cast(forms.ChoiceField, self.fields["scope_separator"])
+            field.choices = [*SCOPE_SEPARATORS, (current, f"{current!r} (current)")]
 
     def clean(self):
         cleaned = super().clean()
