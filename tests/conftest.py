@@ -35,18 +35,6 @@ def pytest_collection_modifyitems(config, items):
         items[:] = selected
 
 
-@pytest.fixture(scope="session")
-def live_server(django_db_setup, live_server):
-    """pytest-django's live server, started once the test database exists.
-
-    Session fixtures are set up first, so without this the server starts while the database
-    is still named ':memory:'; pytest-django then hands the test thread's own connection to
-    every request thread, and concurrent requests (a browser's) share one sqlite3 connection:
-    "Cannot operate on a closed database", or a segfault.
-    """
-    return live_server
-
-
 @pytest.fixture
 def as_log():
     AS_LOG.clear()
