@@ -30,7 +30,7 @@ from oauthconn.flows.discovery import discover_provider
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider, Token, TokenStatus
 from oauthconn.oauth import jwks
 from oauthconn.oauth.token import refresh_token_grant
-from tests.conftest import deliver, start
+from tests.conftest import deliver, outcome, start
 from tests.oidc_provider_server import CLIENTS, OidcServer
 
 pytestmark = [pytest.mark.strict_peer, pytest.mark.django_db(transaction=True)]
@@ -147,8 +147,9 @@ def test_a_public_client_without_pkce_is_refused_by_the_provider(
     connection = make_strict(
         "strict-public", "strict-public", grant_type=GrantType.AUTHORIZATION_CODE
     )
-    response = deliver(
-        staff_client, connection, oidc_server.sign_in(start(staff_client, connection))
+    response = outcome(
+        staff_client,
+        deliver(staff_client, connection, oidc_server.sign_in(start(staff_client, connection))),
     )
 
     assert response.status_code == 400
@@ -168,8 +169,9 @@ def test_another_authentication_method_than_registered_is_refused_clearly(
 ):
     connection = make_strict(slug, client_id, auth_method=configured)
 
-    response = deliver(
-        staff_client, connection, oidc_server.sign_in(start(staff_client, connection))
+    response = outcome(
+        staff_client,
+        deliver(staff_client, connection, oidc_server.sign_in(start(staff_client, connection))),
     )
 
     assert response.status_code == 502
