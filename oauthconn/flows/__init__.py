@@ -5,7 +5,7 @@ Edges (views, admin, API, commands, the client) call these; these call the proto
 
 from oauthconn.flows.authorization import complete_authorization, start_authorization
 from oauthconn.flows.configuration import SECURITY_RELEVANT_FIELDS, invalidate_grants
-from oauthconn.flows.probe import ProbeResult, test_connection
+from oauthconn.flows.probe import ProbeResult, probe_connection
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import get_valid_token, load_token, renew
 
@@ -19,6 +19,6 @@ __all__ = [
     "invalidate_grants",
     "load_token",
     "renew",
+    "probe_connection",
     "start_authorization",
-    "test_connection",
 ]
