@@ -258,6 +258,10 @@ def test_the_storage_seals_secrets_itself(rf):
     storage.set_step_data("client", {"client-client_secret": "other-s3cret"})
     assert "other-s3cret" not in json.dumps(request.session[f"wizard_{PREFIX}"])
     assert storage.get_step_data("client")["client-client_secret"] == "other-s3cret"
+    # What 0.1.0 stored (a wizard left open across the upgrade) still reads.
+    legacy = "sealed:" + Sealed.seal(SECRET).ciphertext
+    request.session[f"wizard_{PREFIX}"]["step_data"]["client"]["client-client_secret"] = [legacy]
+    assert storage.get_step_data("client")["client-client_secret"] == SECRET
 
 
 def test_back_and_forward_keep_what_was_typed(at_client_step):

@@ -42,7 +42,7 @@ from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.presets import preset_choices
 
 SECRET_KEY_IN_STEP = "client-client_secret"
-# Before 0.2 the storage wrote "sealed:" + ciphertext; read for wizards open across an upgrade.
+# 0.1.0 stored "sealed:" + ciphertext; still read, for a wizard left open across an upgrade.
 LEGACY_PREFIX = "sealed:"
 
 
