@@ -1,7 +1,7 @@
 """The public API for site code: ``get_connection(slug, owner=None)``.
 
 >>> crm = get_connection("crm")
->>> crm.access_token                 # valid for REFRESH_LEEWAY seconds at least
+>>> crm.access_token                 # refreshed first when Token.needs_refresh() says so
 >>> crm.get("/v1/contacts")          # relative to the API base URL, token injected
 >>> with crm.client() as http: ...   # an httpx.Client bound to the connection
 

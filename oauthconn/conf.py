@@ -62,6 +62,18 @@ DEFAULTS: dict[str, Any] = {
     "API_USER_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Items per page of the API's list endpoints.
     "API_PAGE_SIZE": 50,
+    # Notifications (docs/operations.md) when a grant needs reauthorization, is revoked, or
+    # has been failing for NOTIFY_FAILING_AFTER seconds (None: never for failing). E-mail
+    # goes to NOTIFY_EMAILS (None: settings.ADMINS via mail_admins; []: nobody) and, when
+    # NOTIFY_OWNERS, to the owner of a per-user grant (unless they caused it).
+    "NOTIFY_EMAILS": None,
+    "NOTIFY_OWNERS": True,
+    "NOTIFY_FAILING_AFTER": 3600,
+    # Signed webhooks: [{"url": "https://...", "secret": "..."}] or "secret_env": "ENV_VAR"
+    # instead of "secret". Internal receivers need ALLOWED_PRIVATE_HOSTS / _NETWORKS.
+    "WEBHOOKS": [],
+    # Delivery attempts per notification (with backoff) before it is given up.
+    "NOTIFY_MAX_ATTEMPTS": 10,
 }
 
 

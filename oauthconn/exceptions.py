@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 
-from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+import httpx
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, SuspiciousOperation
 
 #: RFC 6749 §4.1.2.1 / §5.2: error and error_description are limited to %x20-21 / %x23-5B /
 #: %x5D-7E. Anything else a provider sends is replaced, so nothing hostile reaches a page or log.
@@ -130,6 +131,17 @@ class ProviderTimeout(TransportError):
     message = "The provider did not answer in time."
 
 
+class DeadlineExceeded(ProviderTimeout, httpx.TimeoutException):
+    """A request outlived its deadline (``REQUEST_DEADLINE`` or a client's ``deadline=``).
+
+    Raised by every client from :mod:`oauthconn.http`, including a connection's
+    ``client()``, ``async_client()`` and ``get()``. It is also an ``httpx.TimeoutException``,
+    so resource-call code written against httpx keeps catching it.
+    """
+
+    message = "The request took longer than its deadline."
+
+
 class TLSVerificationFailed(TransportError):
     code = "tls_verification_failed"
     message = "TLS verification failed for the provider's certificate."
@@ -182,6 +194,24 @@ class SessionMissing(InvalidCallback):
         "The browser session was not sent with the callback. Check that "
         "SESSION_COOKIE_SAMESITE is not 'Strict' and that cookies are enabled."
     )
+
+
+class SignedOut(InvalidCallback):
+    """The callback came to a browser that is no longer signed in."""
+
+    code = "signed_out"
+    message = (
+        "Your session ended before the provider sent you back. "
+        "Sign in and start the authorization again."
+    )
+
+
+class NotPermitted(AuthorizationFailed, PermissionDenied):
+    """The user may not act on this connection (or no longer may: a flow checks again at its
+    end). Django answers a raised ``PermissionDenied`` with 403."""
+
+    code = "not_permitted"
+    message = "You are not allowed to authorize this connection."
 
 
 class IssuerMismatch(InvalidCallback):
@@ -281,10 +311,38 @@ class ProviderUnavailable(ProviderError):
 
 
 class InvalidProviderResponse(ProviderError):
-    """The response could not be understood (HTML, not JSON, missing fields, bad types)."""
+    """The response could not be understood (HTML, not JSON, missing fields, bad types).
+
+    A 200 that carried a well-formed new ``refresh_token`` but is refused for another
+    member keeps that refresh token in :attr:`salvaged_refresh_token`: a provider that
+    rotates has already invalidated the old one, so the flow must store it. It never
+    appears in ``str()``, ``repr()`` or ``args``.
+    """
 
     code = "invalid_response"
     message = "The provider sent a response that is not a valid OAuth token response."
+    _salvaged: _Withheld | None = None
+
+    @property
+    def salvaged_refresh_token(self) -> str | None:
+        return self._salvaged.value if self._salvaged is not None else None
+
+    def salvage(self, refresh_token: str) -> None:
+        self._salvaged = _Withheld(refresh_token)
+
+
+class _Withheld:
+    """A secret an error carries for the code that handles it; it prints as ``***``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
 
 
 # --- discovery and ID tokens --------------------------------------------------------------------
@@ -355,6 +413,18 @@ class IDTokenIssuedInFuture(InvalidIDToken):
 class IDTokenNonceMismatch(InvalidIDToken):
     code = "id_token_nonce"
     message = "The ID token's 'nonce' does not match this authorization attempt."
+
+
+class IdentityChanged(InvalidIDToken):
+    """A refresh answered with a validly signed ID token for another account or another
+    client (R39, OIDC Core §12.2). Retrying cannot bring the original account back, so the
+    flows treat it as terminal: the grant needs reauthorization."""
+
+    code = "id_token_identity_changed"
+    message = (
+        "The provider's refreshed ID token names another account than the one that "
+        "authorized the connection; reauthorize it."
+    )
 
 
 class UserinfoFailed(OAuthConnError):

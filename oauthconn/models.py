@@ -184,6 +184,11 @@ class TokenStatus(models.TextChoices):
     REVOKED = "revoked", _("Revoked")
 
 
+#: The largest share of an access token's lifetime that is spent as refresh leeway: a token
+#: just obtained is served for at least the other three quarters of its life.
+LEEWAY_SHARE = 0.25
+
+
 class TokenQuerySet(models.QuerySet):
     def for_owner(self, owner) -> TokenQuerySet:
         if owner is None:
@@ -207,6 +212,11 @@ class Token(models.Model):
     id_token = EncryptedTextField()
     token_type = models.CharField(max_length=40, blank=True, default="Bearer")
     expires_at = models.DateTimeField(null=True, blank=True)
+    #: the access token's lifetime as the provider gave it (expires_in, clamped), so the
+    #: refresh leeway can be kept to a share of it (see needs_refresh)
+    lifetime = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Seconds the provider said the access token lives.")
+    )
     refresh_expires_at = models.DateTimeField(null=True, blank=True)
     scope = models.TextField(_("granted scopes"), blank=True)
     subject = models.CharField(max_length=255, blank=True)
@@ -259,6 +269,20 @@ class Token(models.Model):
             return False
         now = now or timezone.now()
         return self.expires_at - timedelta(seconds=seconds) <= now
+
+    def needs_refresh(self, leeway: float | None = None, now: datetime | None = None) -> bool:
+        """The one rule for "renew before use": the access token expires within the leeway.
+
+        ``leeway`` defaults to ``REFRESH_LEEWAY``; the proactive refresh passes its window.
+        Whatever is asked, it never exceeds ``LEEWAY_SHARE`` of the lifetime the provider
+        gave: otherwise a token that lives less than the leeway is due the moment it
+        arrives, and every caller would refresh it again (a 5 s token with a 60 s leeway).
+        """
+        if leeway is None:
+            leeway = oauthconn_settings.REFRESH_LEEWAY
+        if self.lifetime:
+            leeway = min(leeway, self.lifetime * LEEWAY_SHARE)
+        return self.expires_within(leeway, now)
 
     def clear_credentials(self) -> None:
         """Forget every token value of this grant (the caller sets the status and saves)."""
@@ -366,6 +390,55 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The health overview counts events per kind over a time range (oauthconn.flows.health).
+        indexes = [models.Index(fields=["kind", "created_at"], name="oauthconn_event_kind_time")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} · {self.connection}"
+
+
+class Notification(models.Model):
+    """The outbox: one message about a state change to one destination (an e-mail or a
+    webhook), written in the transaction that changed the state and delivered afterwards by
+    ``oauthconn_refresh`` / the Celery task, with retries (see docs/operations.md).
+
+    ``payload`` holds what the message says, never a secret: kind, connection slug and name,
+    owner id, status, message, time, an admin link.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("E-mail")
+        WEBHOOK = "webhook", _("Webhook")
+
+    event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token = models.ForeignKey(
+        Token, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    #: The grant's state this tells about (needs_reauth, revoked, failing): at most one
+    #: notification per destination each time a grant enters a state.
+    state = models.CharField(max_length=20)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    #: The webhook URL, the e-mail address, or "admins" (settings.ADMINS via mail_admins).
+    destination = models.CharField(max_length=URL_LENGTH)
+    payload = models.JSONField(default=dict)
+    attempts = models.PositiveIntegerField(default=0)
+    #: None once delivered or given up.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(delivered_at__isnull=True),
+                name="oauthconn_notification_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} to {self.channel} ({self.destination})"

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from oauthconn.flows.proactive import Policy, refresh_due
+from oauthconn.notifications import deliver_due
 
 TASK_NAME = "oauthconn.refresh_connections"
 
@@ -25,9 +26,14 @@ def run_refresh(
     refresh_window: float | None = None,
     concurrency: int | None = None,
 ) -> dict[str, int]:
-    """The task's body: the same work as ``manage.py oauthconn_refresh``; returns the counts."""
+    """The task's body: the same work as ``manage.py oauthconn_refresh`` (refresh, then
+    deliver due notifications); returns the counts."""
     policy = Policy.from_settings(window=window, idle_days=idle_days, refresh_window=refresh_window)
-    return refresh_due(policy, concurrency=concurrency).as_dict()
+    counts = refresh_due(policy, concurrency=concurrency).as_dict()
+    # After the refreshes, so the notifications their state changes queued go out now. The
+    # result keeps its shape (callers compare it); failed deliveries are logged and retried.
+    deliver_due()
+    return counts
 
 
 try:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.my_connections, name="my_connections"),
     path("connect/<slug:slug>/", views.start, name="start"),
     path("callback/<slug:slug>/", views.callback, name="callback"),
+    path("result/<str:key>/", views.callback_result, name="callback_result"),
     path("disconnect/<slug:slug>/", views.disconnect, name="disconnect"),
     path("jwks/<slug:slug>/", views.jwks, name="jwks"),
 ]

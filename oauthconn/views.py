@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import traceback
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.core.exceptions import SuspiciousOperation
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
+)
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_deny
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from oauthconn import flows
-from oauthconn.exceptions import AuthorizationFailed, OAuthConnError
+from oauthconn.exceptions import AuthorizationFailed, NotPermitted, OAuthConnError, ProviderTimeout
+from oauthconn.flows.access import owner_for as permitted_owner
 from oauthconn.flows.keys import public_jwks
 from oauthconn.models import Connection, Token
 
@@ -35,16 +47,9 @@ def private(response: HttpResponse) -> HttpResponse:
 
 
 def owner_for(request: HttpRequest, connection: Connection, permission: str):
-    """The owner a user may act for on this connection, or PermissionDenied.
-
-    Shared connections need staff with the model permission; a per-user connection's grant
-    belongs to the signed-in user.
-    """
-    if connection.per_user:
-        return request.user
-    if request.user.is_staff and request.user.has_perm(f"oauthconn.{permission}"):
-        return None
-    raise PermissionDenied
+    """The owner the signed-in user may act for on this connection, or NotPermitted (a
+    PermissionDenied, so 403); the rule itself lives in :mod:`oauthconn.flows.access`."""
+    return permitted_owner(connection, request.user, permission)
 
 
 def safe_return_to(request: HttpRequest, target: str) -> str:
@@ -74,8 +79,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     return_to = safe_return_to(request, request.POST.get("next", ""))
     try:
         if not connection.uses_browser:
-            flows.renew(connection, owner, force=True)
-            messages.success(request, f"{connection.name}: a new access token was obtained.")
+            say_what_was_renewed(request, connection, flows.renew_now(connection, owner))
             return HttpResponseSeeOther(landing_url(request, connection, return_to))
         url = flows.start_authorization(
             connection,
@@ -90,35 +94,126 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     return private(HttpResponseRedirect(url))
 
 
-@require_GET
+def say_what_was_renewed(request: HttpRequest, connection: Connection, renewal) -> None:
+    if renewal.renewed:
+        messages.success(request, f"{connection.name}: a new access token was obtained.")
+    else:
+        messages.warning(request, f"{connection.name}: nothing was renewed: {renewal.reason}")
+
+
+@csrf_exempt  # a POSTed callback must still end its attempt (then it is refused); see flows
 @never_cache
+@sensitive_variables()
 def callback(request: HttpRequest, slug: str) -> HttpResponse:
-    """The redirect URI: check, redeem, store, then 303 to a clean URL (R16, R19)."""
-    if not request.user.is_authenticated:
-        return error_page(
-            request,
-            "Your session ended before the provider sent you back. "
-            "Sign in and start the authorization again.",
-            status=400,
-        )
+    """The redirect URI (R16, R19): take the parameters out of the request, complete the flow,
+    and always answer 303 to a clean URL, so neither browser history, a Referer, a log
+    record nor an error report of this request or the next one carries the code or state."""
+    query = take_parameters(request)
     try:
         token = flows.complete_authorization(
-            slug, request.GET, user=request.user, session=request.session
+            slug, query, user=request.user, session=request.session, method=request.method or ""
         )
-    except AuthorizationFailed as err:
-        logger.warning("oauthconn callback refused: connection=%s code=%s", slug, err.code)
-        return error_page(request, str(err), status=400)
     except OAuthConnError as err:
-        logger.warning("oauthconn code exchange failed: connection=%s code=%s", slug, err.code)
-        return error_page(request, f"The authorization failed: {err}", status=502)
+        logger.warning("oauthconn callback refused: connection=%s code=%s", slug, err.code)
+        result = failure(request, slug, str(err), status=failure_status(err))
+        return private(HttpResponseSeeOther(remember_result(request, result)))
+    except Exception as err:
+        # A bug, not a provider: keep the traceback, but drop the frames' local variables
+        # (the code among them) before any reporter or error tracker can read them.
+        query = {}
+        traceback.clear_frames(err.__traceback__)
+        logger.error("oauthconn callback failed: connection=%s", slug, exc_info=err)
+        message = "The authorization failed because of an error on this site."
+        result = failure(request, slug, message, status=500)
+        return private(HttpResponseSeeOther(remember_result(request, result)))
     connection = token.connection
     messages.success(request, f"{connection.name} is connected.")
     return private(HttpResponseSeeOther(landing_url(request, connection)))
 
 
-def error_page(request: HttpRequest, message: str, *, status: int) -> HttpResponse:
-    response = render(request, "oauthconn/callback_error.html", {"message": message}, status=status)
-    return private(response)
+#: request.META keys that may carry the raw query string (WSGI, gunicorn, uWSGI)
+_RAW_QUERY_KEYS = ("QUERY_STRING", "REQUEST_URI", "RAW_URI")
+
+
+def take_parameters(request: HttpRequest) -> dict[str, list[str]]:
+    """The callback's parameters (query and form), removed from ``request``.
+
+    Django's request logging and error reports print the request (its repr holds the full
+    path with the query, the reports its GET, POST and META); after this, they show none.
+    """
+    try:
+        query = {name: request.GET.getlist(name) for name in request.GET}
+        if request.method == "POST":
+            for name in request.POST:
+                query.setdefault(name, []).extend(request.POST.getlist(name))
+    except SuspiciousOperation:  # too many fields, too large: refused as malformed
+        query = {}
+    request.GET = QueryDict()
+    request.POST = QueryDict()
+    for key in _RAW_QUERY_KEYS:
+        if key in request.META:
+            request.META[key] = ""
+    return query
+
+
+def failure_status(err: OAuthConnError) -> int:
+    """The result page's status: the callback's fault, the user's, or the provider's."""
+    if isinstance(err, NotPermitted):
+        return 403
+    if isinstance(err, AuthorizationFailed):
+        return 400
+    return 504 if isinstance(err, ProviderTimeout) else 502
+
+
+def failure(request: HttpRequest, slug: str, message: str, *, status: int) -> dict:
+    """What the result page shows: fixed sentences and sanitized provider text, no secret."""
+    connection = Connection.objects.filter(slug=slug).first()
+    return {
+        "status": status,
+        "message": message,
+        "slug": connection.slug if connection else "",
+        "name": connection.name if connection else "",
+        "back": landing_url(request, connection) if connection else "",
+        "admin": bool(connection and not connection.per_user and request.user.is_staff),
+    }
+
+
+#: session key of the last few callback results, by a short random id
+RESULTS_SESSION_KEY = "oauthconn.results"
+_KEPT_RESULTS = 5
+
+
+def remember_result(request: HttpRequest, result: dict) -> str:
+    """Keep ``result`` in this browser's session; return the URL of its page."""
+    key = secrets.token_urlsafe(6)
+    kept = dict(list(request.session.get(RESULTS_SESSION_KEY, {}).items())[-_KEPT_RESULTS + 1 :])
+    kept[key] = result
+    request.session[RESULTS_SESSION_KEY] = kept
+    return reverse("oauthconn:callback_result", args=[key])
+
+
+@require_GET
+@never_cache
+@xframe_options_deny
+def callback_result(request: HttpRequest, key: str) -> HttpResponse:
+    """The outcome of a refused or failed callback, for the browser that made it."""
+    result = request.session.get(RESULTS_SESSION_KEY, {}).get(key)
+    if result is None:
+        message = "There is no authorization result to show here (it belongs to another browser)."
+        result = failure(request, "", message, status=404)
+    connection = Connection.objects.filter(slug=result["slug"]).first() if result["slug"] else None
+    context = {"result": result, "connection": connection}
+    if result["admin"] and connection is not None and request.user.is_staff:
+        context |= {**admin.site.each_context(request), "opts": Connection._meta}
+        template = "admin/oauthconn/connection/callback_result.html"
+    else:
+        template = "oauthconn/callback_result.html"
+    response = private(render(request, template, context, status=result["status"]))
+    # The callback logged this outcome once, without the request. Django's own record of a
+    # 4xx/5xx page would attach the request, whose Referer may be the provider's page with
+    # the state in its query; mark it as logged (as Django does for responses it logged).
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 @require_POST

@@ -16,7 +16,11 @@ from oauth2_provider.models import Application
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from tests.recorder import AS_LOG
 
-pytest_plugins = ["tests.scripted_server", "tests.authlib_server"]
+pytest_plugins = [
+    "tests.scripted_server",
+    "tests.authlib_server",
+    "tests.oidc_provider_server",
+]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -129,6 +133,13 @@ def consent(client, authorize_url: str) -> dict[str, list[str]]:
 def deliver(client, connection: Connection, query: dict):
     """The browser arriving at our callback with the provider's query."""
     return client.get(reverse("oauthconn:callback", args=[connection.slug]), query)
+
+
+def outcome(client, response):
+    """Follow the callback's 303 (its only answer) to the page that shows the result."""
+    assert response.status_code == 303, response
+    assert "code=" not in response["Location"] and "state=" not in response["Location"]
+    return client.get(response["Location"])
 
 
 def authorize(client, connection: Connection):

@@ -16,6 +16,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     default_file = Path(tempfile.gettempdir()) / f"oauthconn-test-{os.getpid()}.sqlite3"
     os.environ.setdefault("SQLITE_TEST_FILE", str(default_file))
     DATABASES["default"]["TEST"] = {"NAME": os.environ["SQLITE_TEST_FILE"]}
+    if DATABASES["default"]["NAME"] in ("", ":memory:"):
+        # NAME must be the file too, not only TEST NAME: pytest-django's live_server is
+        # session-scoped, so in a run whose first test uses it (one file, a -k selection) it
+        # starts before django_db_setup, sees NAME ':memory:' and hands the test thread's
+        # connection to the server thread; once the file database replaces it, both threads
+        # share one sqlite3 handle ("Cannot operate on a closed database", segfaults).
+        DATABASES["default"]["NAME"] = os.environ["SQLITE_TEST_FILE"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]

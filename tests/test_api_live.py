@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token as AuthToken
 from rest_framework.test import APIClient
 
 from oauthconn.models import ClientAuthMethod, GrantType, Provider, Token, TokenStatus
-from tests.conftest import consent, deliver
+from tests.conftest import consent, deliver, outcome
 from tests.scripted_server import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,7 +87,8 @@ def test_the_authorization_url_cannot_be_completed_in_another_session(
     url = api.post(f"{API}/connections/{connection.pk}/authorize/").json()["authorization_url"]
     query = consent(api, url)
 
-    response = deliver(logged_in(staff), connection, query)
+    other = logged_in(staff)
+    response = outcome(other, deliver(other, connection, query))
 
     assert response.status_code == 400
     assert as_log.to("/demo-oauth/token/") == []

@@ -11,7 +11,7 @@ from django.db import connection as db_connection
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from oauthconn.models import ClientAuthMethod, Event, GrantType, PendingAuthorization, Token
-from tests.conftest import authorize, consent, deliver, start
+from tests.conftest import authorize, consent, deliver, outcome, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -181,4 +181,4 @@ def test_pending_attempts_per_browser_are_bounded(staff_client, make_connection,
         start(staff_client, connection)
     assert PendingAuthorization.objects.count() == 5
     first_query = consent(staff_client, first)
-    assert deliver(staff_client, connection, first_query).status_code == 400
+    assert outcome(staff_client, deliver(staff_client, connection, first_query)).status_code == 400

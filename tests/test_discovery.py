@@ -48,13 +48,14 @@ def run(server, issuer):
 # --- where the document is looked for -------------------------------------------------------
 
 
-def test_well_known_urls_append_for_oidc_and_insert_for_rfc8414():
+def test_well_known_urls_append_for_oidc_and_insert_then_append_for_rfc8414():
     assert metadata_urls("https://as.example") == [
         "https://as.example/.well-known/openid-configuration"
     ] + ["https://as.example/.well-known/oauth-authorization-server"]
     assert metadata_urls("https://as.example/tenant/a") == [
         "https://as.example/tenant/a/.well-known/openid-configuration",
         "https://as.example/.well-known/oauth-authorization-server/tenant/a",
+        "https://as.example/tenant/a/.well-known/oauth-authorization-server",
     ]
 
 

@@ -17,7 +17,7 @@ from oauth2_provider.views.oidc import UserInfoView
 from oauthconn.flows.discovery import discover_provider
 from oauthconn.models import Event, EventKind, Provider, Token
 from oauthconn.oauth import jwks
-from tests.conftest import consent, deliver, start
+from tests.conftest import consent, deliver, outcome, start
 
 
 class UserinfoValidator(OAuth2Validator):
@@ -113,8 +113,13 @@ def test_a_wrong_issuer_at_the_provider_fails_and_stores_nothing(
     # The admin-entered issuer differs from what the server puts in its ID tokens.
     Provider.objects.filter(pk=oidc_provider.pk).update(issuer=oidc_provider.issuer + "/")
 
-    response = deliver(
-        staff_client, oidc_connection, consent(staff_client, start(staff_client, oidc_connection))
+    response = outcome(
+        staff_client,
+        deliver(
+            staff_client,
+            oidc_connection,
+            consent(staff_client, start(staff_client, oidc_connection)),
+        ),
     )
 
     assert response.status_code == 400
@@ -151,8 +156,13 @@ def test_a_failing_reauthorization_keeps_the_earlier_grant(
     before = Token.objects.get(connection=oidc_connection)
     Provider.objects.filter(pk=oidc_provider.pk).update(issuer="https://other.example")
 
-    response = deliver(
-        staff_client, oidc_connection, consent(staff_client, start(staff_client, oidc_connection))
+    response = outcome(
+        staff_client,
+        deliver(
+            staff_client,
+            oidc_connection,
+            consent(staff_client, start(staff_client, oidc_connection)),
+        ),
     )
 
     assert response.status_code == 400

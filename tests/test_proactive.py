@@ -75,7 +75,8 @@ def test_refreshes_what_is_due_and_leaves_the_rest(connect, as_log, make_connect
 
 
 def test_the_window_is_an_option(connect, as_log):
-    later = connect("later", expires_at=in_(hours=2))
+    # A 10-hour token: a window is capped to a quarter of the lifetime (Token.needs_refresh).
+    later = connect("later", expires_at=in_(hours=2), lifetime=10 * 3600)
     assert "refreshed 0" in run()
     assert "refreshed 1" in run("--window", str(3 * 3600))
     assert refreshed_tokens(as_log) != [] and Token.objects.get(connection=later).refreshed_at

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from oauthconn import get_connection
-from oauthconn.exceptions import TemporarilyUnavailable
-from oauthconn.models import Connection, Provider, Token, TokenStatus
+from oauthconn.exceptions import IdentityChanged, ReauthorizationRequired, TemporarilyUnavailable
+from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
 from tests.scripted_server import Reply
 from tests.test_idtoken import CLIENT, ISSUER, K1, public_jwk, sign
 
@@ -70,24 +71,60 @@ def test_a_refreshed_id_token_for_the_same_account_is_kept(oidc_grant, scripted_
 
 
 @pytest.mark.parametrize(
-    "claims",
-    [{"sub": "someone-else"}, {"iss": "https://evil.example"}, {"aud": "another-client"}],
-    ids=["other-account", "other-issuer", "other-audience"],
+    ("claims", "says"),
+    [({"sub": "someone-else"}, "another account"), ({"aud": "another-client"}, "another client")],
+    ids=["other-account", "other-audience"],
 )
-def test_a_refreshed_id_token_that_does_not_match_is_refused_whole(
-    oidc_grant, scripted_server, claims
-):
+def test_an_identity_change_needs_reauthorization(oidc_grant, scripted_server, claims, says):
+    """Defect 7a: no retry brings the original account back, so it is terminal, not failing."""
     refresh_answers(scripted_server, sign(nonce=None, **claims))
+
+    with pytest.raises(ReauthorizationRequired, match=says) as caught:
+        get_connection("crm").access_token
+    assert isinstance(caught.value.__cause__, IdentityChanged)
+
+    oidc_grant.refresh_from_db()
+    assert_kept_whole(oidc_grant)
+    assert oidc_grant.status == TokenStatus.NEEDS_REAUTH
+    assert says in oidc_grant.last_error and "reauthorize" in oidc_grant.last_error
+    event = Event.objects.get(kind=EventKind.NEEDS_REAUTH)
+    assert event.message == oidc_grant.last_error
+    with pytest.raises(ReauthorizationRequired):  # and no more requests: it stays terminal
+        get_connection("crm").access_token
+    assert len(scripted_server.requests_to("/token")) == 1
+
+
+def test_a_refreshed_id_token_from_another_issuer_is_refused_whole(oidc_grant, scripted_server):
+    refresh_answers(scripted_server, sign(nonce=None, iss="https://evil.example"))
 
     with pytest.raises(TemporarilyUnavailable):
         get_connection("crm").access_token
 
     oidc_grant.refresh_from_db()
-    assert oidc_grant.access_token.reveal() == OLD_ACCESS
-    assert oidc_grant.refresh_token.reveal() == OLD_REFRESH
-    assert oidc_grant.id_token.reveal() == OLD_ID
+    assert_kept_whole(oidc_grant)
     assert oidc_grant.status == TokenStatus.FAILING
     assert "ID token" in oidc_grant.last_error
+
+
+def assert_kept_whole(token: Token) -> None:
+    assert token.access_token.reveal() == OLD_ACCESS
+    assert token.refresh_token.reveal() == OLD_REFRESH
+    assert token.id_token.reveal() == OLD_ID
+
+
+def test_refresh_now_in_the_admin_says_the_account_changed(
+    oidc_grant, scripted_server, staff_client
+):
+    # Still valid: before, the old token was served and the page claimed a new one.
+    Token.objects.filter(pk=oidc_grant.pk).update(expires_at=timezone.now() + timedelta(hours=1))
+    refresh_answers(scripted_server, sign(nonce=None, sub="someone-else"))
+    url = reverse("admin:oauthconn_connection_refresh", args=[oidc_grant.connection.pk])
+
+    page = staff_client.post(url, follow=True).content.decode()
+
+    assert "the refresh failed: The provider&#x27;s refreshed ID token names another" in page
+    assert "a new access token" not in page
+    assert Token.objects.get(pk=oidc_grant.pk).status == TokenStatus.NEEDS_REAUTH
 
 
 def test_a_grant_without_a_checked_id_token_ignores_one_in_a_refresh(oidc_grant, scripted_server):

@@ -14,7 +14,7 @@ from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.debug import sensitive_post_parameters
 
 from oauthconn import flows
-from oauthconn.admin import pages
+from oauthconn.admin import health, pages
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
 from oauthconn.admin.wizard import ConnectionWizard
 from oauthconn.conf import oauthconn_settings
@@ -136,6 +136,8 @@ class ConnectionAdmin(admin.ModelAdmin):
                 ("rotate_key", pages.rotate_key_view),
             )
         ]
+        health_page = self.admin_site.admin_view(lambda request: health.health_view(self, request))
+        custom.append(path("health/", health_page, name=f"{prefix}_health"))
         return custom + super().get_urls()
 
     # --- the connection page ------------------------------------------------------------------

@@ -57,12 +57,17 @@ def refresh_view(model_admin, request: HttpRequest, object_id: str) -> HttpRespo
         )
         return back(connection)
     try:
-        token = flows.renew(connection, None, force=True)
+        renewal = flows.renew_now(connection, None)
     except OAuthConnError as err:
         messages.error(request, f"{connection.name}: the refresh failed: {err}")
-    else:
-        until = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "?"
-        messages.success(request, f"{connection.name}: a new access token, valid until {until}.")
+        return back(connection)
+    if not renewal.renewed:
+        # The flow served the still-valid old token: saying "a new access token" would lie.
+        messages.warning(request, f"{connection.name}: nothing was renewed: {renewal.reason}")
+        return back(connection)
+    token = renewal.token
+    until = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "?"
+    messages.success(request, f"{connection.name}: a new access token, valid until {until}.")
     return back(connection)
 
 

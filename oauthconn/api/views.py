@@ -22,7 +22,7 @@ from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
 from oauthconn.conf import oauthconn_settings
-from oauthconn.exceptions import DiscoveryFailed, NotConnected
+from oauthconn.exceptions import DiscoveryFailed, NotConnected, TemporarilyUnavailable
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     has_stored_grant,
@@ -218,7 +218,7 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def refresh(self, request, pk=None) -> Response:
         connection = self.get_object()
-        token = flows.renew(connection, s.owner_of(connection, request.user), force=True)
+        token = renewed(connection, s.owner_of(connection, request.user))
         return Response(s.TokenSerializer(token).data)
 
     @action(detail=True, methods=["post"])
@@ -231,6 +231,17 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def disconnect(self, request, pk=None) -> Response:
         return disconnect(request, self.get_object())
+
+
+def renewed(connection: Connection, owner) -> Token:
+    """The renewed token, or a 503 that says nothing was renewed and why (the flow served
+    the still-valid old token: backing off, or another worker's refresh)."""
+    renewal = flows.renew_now(connection, owner)
+    if not renewal.renewed:
+        raise TemporarilyUnavailable(
+            f"Nothing was renewed: {renewal.reason}", retry_after=renewal.retry_after
+        )
+    return renewal.token
 
 
 def require_secret_again(connection: Connection, data: dict, fields: list[str]) -> None:
@@ -294,7 +305,7 @@ def start(request, connection: Connection, context: dict) -> Response:
         raise s.serializers.ValidationError({"return_to": ["Enter a path on this site."]})
     owner = s.owner_of(connection, request.user)
     if not connection.uses_browser:
-        token = flows.renew(connection, owner, force=True)
+        token = renewed(connection, owner)
         return Response({"authorization_url": None, "token": s.TokenSerializer(token).data})
     url = flows.start_authorization(
         connection, user=request.user, session=request.session, owner=owner, return_to=return_to

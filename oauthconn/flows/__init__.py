@@ -7,18 +7,20 @@ from oauthconn.flows.authorization import complete_authorization, start_authoriz
 from oauthconn.flows.configuration import SECURITY_RELEVANT_FIELDS, invalidate_grants
 from oauthconn.flows.probe import ProbeResult, probe_connection
 from oauthconn.flows.revocation import DisconnectResult, disconnect
-from oauthconn.flows.tokens import get_valid_token, load_token, renew
+from oauthconn.flows.tokens import Renewal, get_valid_token, load_token, renew, renew_now
 
 __all__ = [
     "SECURITY_RELEVANT_FIELDS",
     "DisconnectResult",
     "ProbeResult",
+    "Renewal",
     "complete_authorization",
     "disconnect",
     "get_valid_token",
     "invalidate_grants",
     "load_token",
-    "renew",
     "probe_connection",
+    "renew",
+    "renew_now",
     "start_authorization",
 ]

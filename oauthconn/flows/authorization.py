@@ -21,8 +21,12 @@ from oauthconn.exceptions import (
     AuthorizationDenied,
     ConfigurationError,
     InvalidCallback,
+    NotPermitted,
+    OAuthConnError,
     SessionMissing,
+    SignedOut,
 )
+from oauthconn.flows.access import authorizing_owner, check_still_authorizes
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
 from oauthconn.flows.identity import Identity, verify_identity
 from oauthconn.models import (
@@ -34,7 +38,7 @@ from oauthconn.models import (
 )
 from oauthconn.oauth import pkce
 from oauthconn.oauth.authorize import build_authorization_url
-from oauthconn.oauth.callback import CallbackParams, check_issuer, parse_callback
+from oauthconn.oauth.callback import CallbackParams, check_issuer, named_states, parse_callback
 from oauthconn.oauth.token import TokenSet, exchange_code
 
 #: session key of a random per-browser secret; attempts store only its hash
@@ -53,9 +57,15 @@ def browser_hash(session, *, create: bool) -> str | None:
 def start_authorization(
     connection: Connection, *, user, session, owner=None, return_to: str = ""
 ) -> str:
-    """Record a new attempt and return the URL to send the browser to."""
+    """Record a new attempt and return the URL to send the browser to.
+
+    ``owner`` must be the one :func:`~oauthconn.flows.access.authorizing_owner` allows
+    ``user`` to authorize for, else NotPermitted: the callback checks the same again.
+    """
     if not connection.uses_browser:
         raise ConfigurationError("Client credentials connections do not use a browser.")
+    if getattr(authorizing_owner(connection, user), "pk", None) != getattr(owner, "pk", None):
+        raise NotPermitted()
     provider = connection.provider
     http.check_url(provider.authorization_endpoint, field="authorization endpoint")
     state = pkce.make_state()
@@ -102,17 +112,38 @@ def _forget_old_attempts(binding: str, now) -> None:
         PendingAuthorization.objects.filter(pk__in=stale_ids).delete()
 
 
-def complete_authorization(slug: str, query, *, user, session) -> Token:
+def complete_authorization(slug: str, query, *, user, session, method: str = "GET") -> Token:
     """Check the callback, consume its attempt, redeem the code once, store the grant.
 
-    Raises an ``AuthorizationFailed`` (forged, replayed or expired callback; ``iss`` mismatch;
-    an error from the provider) or a ``ProviderError``/``TransportError`` from the token
-    endpoint. In every failure the stored tokens are unchanged.
+    Every attempt the callback names by its ``state`` is ended first, whatever else is wrong
+    with the callback (a repeated or oversized parameter, a POST, a signed-out browser), so a
+    refused callback never leaves its attempt usable for a later one.
+
+    Raises an ``AuthorizationFailed`` (forged, replayed, malformed or expired callback; ``iss``
+    mismatch; an error from the provider; the user no longer allowed) or a
+    ``ProviderError``/``TransportError`` from the token endpoint. In every failure the stored
+    tokens are unchanged.
     """
+    try:
+        return _complete(slug, query, user=user, session=session, method=method)
+    except OAuthConnError as err:
+        # A provider's error text may echo what it was sent; the message goes to pages,
+        # events and logs (also as the context of any record logged while handling it).
+        err.args = (without(str(err), *_values_of(query)),)
+        raise
+
+
+def _complete(slug: str, query, *, user, session, method: str) -> Token:
+    named = end_named_attempts(named_states(query))
+    if method != "GET":
+        raise InvalidCallback("The authorization response must come back as a GET request.")
+    if not getattr(user, "is_authenticated", False):
+        raise SignedOut()
     params = parse_callback(query)
-    attempt = consume_attempt(slug, params, user=user, session=session)
+    attempt = check_attempt(slug, params, named, user=user, session=session)
     connection = attempt.connection
     try:
+        check_still_authorizes(connection, user, attempt.owner)
         check_issuer(params, connection.provider.issuer, required=connection.provider.sends_issuer)
         if params.error:
             raise AuthorizationDenied(params.error, params.error_description)
@@ -123,31 +154,68 @@ def complete_authorization(slug: str, query, *, user, session) -> Token:
             EventKind.AUTHORIZATION_FAILED,
             connection,
             actor=user,
-            message=str(err),
+            message=without(str(err), *_values_of(query)),
             code=getattr(err, "code", "error"),
         )
         raise
     return store_grant(connection, tokens, owner=attempt.owner, actor=user, identity=identity)
 
 
-def consume_attempt(slug: str, params: CallbackParams, *, user, session) -> PendingAuthorization:
-    """Find the attempt for this state in this browser, and consume it exactly once (R16)."""
+def without(text: str, *values: str) -> str:
+    """``text`` with ``values`` blanked: a provider's error text may echo the code it got."""
+    for value in values:
+        text = text.replace(value, "[redacted]")
+    return text
+
+
+def _values_of(query) -> list[str]:
+    """The callback's code and state values (the secrets in it; error texts are not)."""
+    getlist = getattr(query, "getlist", None)
+    found = []
+    for name in ("code", "state"):
+        values = getlist(name) if getlist else query.get(name, [])
+        found += [values] if isinstance(values, str) else list(values)
+    return [value for value in found if len(value) >= 8]  # shorter would blank plain words
+
+
+#: an attempt named by a callback, and whether this callback was the one that used it up
+Named = dict[str, tuple[PendingAuthorization, bool]]
+
+
+def end_named_attempts(states: list[str]) -> Named:
+    """Mark every attempt these ``state`` values name as used; return them by state hash.
+
+    Sessions are not locked: two parallel callbacks may both find a row; only the one whose
+    update marks it may go on. The verifier and nonce leave the row with that update (the
+    copy read here is the one in use).
+    """
+    hashes = {PendingAuthorization.hash(state) for state in states}
+    if not hashes:
+        return {}
+    found = PendingAuthorization.objects.select_related("connection__provider", "owner").filter(
+        state_hash__in=hashes
+    )
+    named: Named = {}
+    for attempt in found:
+        used = PendingAuthorization.objects.filter(pk=attempt.pk, consumed_at__isnull=True).update(
+            consumed_at=timezone.now(), code_verifier=None, nonce=None
+        )
+        named[attempt.state_hash] = (attempt, bool(used))
+    return named
+
+
+def check_attempt(
+    slug: str, params: CallbackParams, named: Named, *, user, session
+) -> PendingAuthorization:
+    """The attempt of this callback, if it belongs to this browser, user and connection (R16)
+    and this callback used it up; otherwise the fitting ``InvalidCallback``."""
     binding = browser_hash(session, create=False)
     if binding is None:
         raise SessionMissing()
-    attempt = (
-        PendingAuthorization.objects.select_related("connection__provider", "owner")
-        .filter(state_hash=PendingAuthorization.hash(params.state), browser_hash=binding)
-        .first()
-    )
-    if attempt is None:
+    attempt, used_now = named.get(PendingAuthorization.hash(params.state), (None, False))
+    if attempt is None or attempt.browser_hash != binding:
         raise InvalidCallback()
-    # Sessions are not locked: two parallel callbacks may both find the row; only the one whose
-    # update marks it goes on. The stored verifier and nonce go with it (this copy is in use).
-    used = PendingAuthorization.objects.filter(pk=attempt.pk, consumed_at__isnull=True).update(
-        consumed_at=timezone.now(), code_verifier=None, nonce=None
-    )
-    if not used:
+    if not used_now:
         raise AttemptAlreadyUsed()
     if attempt.expires_at <= timezone.now():
         raise InvalidCallback("This authorization attempt expired. Please start again.")

@@ -19,6 +19,7 @@ from oauthconn import http, signals
 from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import reveal
 from oauthconn.models import Connection, Event, EventKind, Token, TokenStatus
+from oauthconn.notifications.outbox import enqueue_for_event
 from oauthconn.oauth.client_auth import ClientCredentials
 from oauthconn.oauth.token import TokenSet
 
@@ -77,6 +78,8 @@ def record_event(
         message=message,
         data=data,
     )
+    # In the caller's transaction, so the outbox row commits with the state change.
+    enqueue_for_event(event)
     logger.info(
         "oauthconn %s: connection=%s owner=%s %s",
         kind,
@@ -182,6 +185,7 @@ def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool)
         token.id_token = tokens.id_token
     token.token_type = tokens.token_type
     token.expires_at = tokens.expires_at
+    token.lifetime = tokens.lifetime
     if tokens.scope is not None:
         token.scope = tokens.scope
     token.status = TokenStatus.ACTIVE

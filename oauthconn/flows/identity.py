@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 
 from oauthconn import http
 from oauthconn.crypto import reveal
-from oauthconn.exceptions import InvalidIDToken, UserinfoFailed
+from oauthconn.exceptions import (
+    IdentityChanged,
+    IDTokenAudienceMismatch,
+    InvalidIDToken,
+    UserinfoFailed,
+)
 from oauthconn.models import Connection, Provider, Token
 from oauthconn.oauth.idtoken import (
     IDTokenExpectations,
@@ -90,13 +95,18 @@ def verify_refreshed_id_token(client, token: Token, tokens: TokenSet) -> None:
     (without a nonce) and name the account the grant was authorized for.
 
     Only grants whose first ID token was validated (they have a ``subject``) take new ones;
-    others ignore it. Raises an :class:`InvalidIDToken` subclass.
+    others ignore it. Raises an :class:`InvalidIDToken` subclass: :class:`IdentityChanged`
+    when the token is for another account or another client, which no retry will cure.
     """
     if not tokens.id_token or not token.subject:
         return
     connection = token.connection
-    claims = validate_id_token(client, tokens.id_token, expectations_for(connection, None))
+    try:
+        claims = validate_id_token(client, tokens.id_token, expectations_for(connection, None))
+    except IDTokenAudienceMismatch as err:
+        raise IdentityChanged(
+            "The provider's refreshed ID token was issued to another client ('aud' or 'azp' "
+            "does not match this connection's client id); reauthorize the connection."
+        ) from err
     if claims["sub"] != token.subject:
-        raise InvalidIDToken(
-            "The refreshed ID token names another account than the one that authorized."
-        )
+        raise IdentityChanged()

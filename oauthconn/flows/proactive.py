@@ -89,7 +89,7 @@ class Policy:
         client_credentials = token.connection.grant_type == GrantType.CLIENT_CREDENTIALS
         if token.access_token is None or (token.refresh_token is None and not client_credentials):
             return False
-        if token.expires_within(self.window, now=self.now):
+        if token.needs_refresh(self.window, now=self.now):
             return True
         return token.refresh_token is not None and (self._idle(token) or self._ending(token))
 

@@ -17,7 +17,6 @@ import httpx
 from asgiref.sync import sync_to_async
 
 from oauthconn import http
-from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
 from oauthconn.flows.tokens import get_valid_token
 from oauthconn.models import Connection, Token, TokenStatus
@@ -34,10 +33,9 @@ class Grant:
         self._token = token if token is not None and _serves(token) else None
 
     def token(self, *, force_refresh: bool = False) -> Token:
-        """The current ``Token`` row, refreshed first when it expires within the leeway."""
+        """The current ``Token`` row, refreshed first when it needs it (``Token.needs_refresh``)."""
         cached = self._token
-        leeway = oauthconn_settings.REFRESH_LEEWAY
-        if cached is not None and not force_refresh and not cached.expires_within(leeway):
+        if cached is not None and not force_refresh and not cached.needs_refresh():
             return cached
         self._token = get_valid_token(
             self.connection, self.owner, force=force_refresh, stale=cached
@@ -60,12 +58,18 @@ class Grant:
         return base.rstrip("/") + "/"
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        """A new ``httpx.Client`` on the API base URL that authenticates with this grant."""
+        """A new ``httpx.Client`` on the API base URL that authenticates with this grant.
+
+        Each request must end within ``REQUEST_DEADLINE`` seconds, or raises
+        :class:`~oauthconn.exceptions.DeadlineExceeded`; pass ``deadline=<seconds>`` for
+        calls that legitimately take longer (a large export). Other keyword arguments go to
+        :func:`oauthconn.http.build_client`.
+        """
         base_url = self.api_base_url()
         return http.build_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
 
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        """The async twin of :meth:`client`."""
+        """The async twin of :meth:`client`, with the same deadline rule."""
         base_url = self.api_base_url()
         return http.build_async_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
 

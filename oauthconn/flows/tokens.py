@@ -13,12 +13,10 @@ Retry-After while a still-valid access token keeps being served; ``needs_reauth`
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass
 
 from django.db import OperationalError, transaction
 from django.db import connection as db_connection
@@ -27,9 +25,11 @@ from django.utils import timezone
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import (
     DecryptionFailed,
+    IdentityChanged,
     InvalidClient,
     InvalidGrant,
     InvalidIDToken,
+    InvalidProviderResponse,
     NotConnected,
     OAuthConnError,
     ProviderError,
@@ -39,24 +39,29 @@ from oauthconn.exceptions import (
     UnauthorizedClient,
 )
 from oauthconn.flows.common import (
-    apply_token_set,
     claim_lease,
     credentials_for,
     lock_token,
     outbound_client,
-    record_event,
     release_lease,
     token_limits,
     try_lock_token,
 )
 from oauthconn.flows.identity import verify_refreshed_id_token
-from oauthconn.models import Connection, EventKind, GrantType, Token, TokenStatus
+from oauthconn.flows.outcomes import (  # noqa: F401 - BACKOFF_CAP, backoff_delay re-exported
+    BACKOFF_CAP,
+    Outcome,
+    backoff_delay,
+    mark_failing,
+    mark_needs_reauth,
+    serve_while_failing,
+    store_renewal,
+)
+from oauthconn.models import Connection, GrantType, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
 
 #: errors after which only a new authorization helps (RFC 6749 §5.2)
 TERMINAL_ERRORS = (InvalidGrant, InvalidClient, UnauthorizedClient)
-BACKOFF_BASE = 10.0
-BACKOFF_CAP = 15 * 60.0
 BUSY = "Timed out waiting for another worker's refresh of this connection."
 #: seconds a SQLite lease outlives the token request's deadline (a dead worker's lease ends)
 LEASE_MARGIN = 10.0
@@ -78,7 +83,7 @@ def load_token(connection: Connection, owner=None) -> Token | None:
 def get_valid_token(
     connection: Connection, owner=None, *, force: bool = False, stale: Token | None = None
 ) -> Token:
-    """Return a token whose access token is valid for at least ``REFRESH_LEEWAY`` seconds.
+    """Return a token whose access token does not need a refresh (``Token.needs_refresh``).
 
     ``force`` renews even an unexpired token (after a 401), unless another worker already
     replaced ``stale``. Raises ``NotConnected``, ``ReauthorizationRequired`` or
@@ -92,9 +97,34 @@ def get_valid_token(
     raise_if_unusable(token)
     if force:
         return renew(connection, owner, stale=stale or token, force=True)
-    if not token.expires_within(oauthconn_settings.REFRESH_LEEWAY):
+    if not token.needs_refresh():
         return token
     return renew(connection, owner, stale=token)
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What "Refresh now" did: ``renewed`` is False when the flow served the old token
+    (backing off after a failure, another worker's lease), and ``reason`` says why."""
+
+    token: Token
+    renewed: bool
+    reason: str = ""
+    retry_after: float | None = None
+
+
+def renew_now(connection: Connection, owner=None) -> Renewal:
+    """Renew at a person's request (admin, API, the user's page) and say honestly whether
+    anything was renewed: a forced renewal may serve the still-valid old token instead.
+
+    Raises like :func:`renew`.
+    """
+    before = _ciphertext(load_token(connection, owner))
+    token = renew(connection, owner, force=True)
+    if before is not None and _ciphertext(token) == before:
+        why = _unavailable(token)
+        return Renewal(token, renewed=False, reason=str(why), retry_after=why.retry_after)
+    return Renewal(token, renewed=True)
 
 
 def _never_fetched(token: Token | None) -> bool:
@@ -124,14 +154,14 @@ def renew(connection: Connection, owner=None, *, stale: Token | None = None, for
             return current
         elif _backoff_remaining(current):
             # Backing off (Retry-After, capped exponential): no lock, no request.
-            return _finish(_serve_while_failing(current, _unavailable(current)))
+            return _finish(serve_while_failing(current, _unavailable(current)))
         outcome = _renew_locked(current.pk, stale, force)
     finally:
         lock.release()
     return _finish(outcome)
 
 
-def _finish(outcome: _Outcome) -> Token:
+def _finish(outcome: Outcome) -> Token:
     if outcome.error is not None:
         raise outcome.error
     return outcome.token
@@ -146,20 +176,16 @@ def _still_fresh(token: Token, stale: Token | None, force: bool) -> bool:
         return False
     if stale is not None and _ciphertext(stale) != _ciphertext(token):
         return True
-    return not force and not token.expires_within(oauthconn_settings.REFRESH_LEEWAY)
+    return not force and not token.needs_refresh()
 
 
-def _ciphertext(token: Token) -> str | None:
-    return token.access_token.ciphertext if token.access_token is not None else None
+def _ciphertext(token: Token | None) -> str | None:
+    if token is None or token.access_token is None:
+        return None
+    return token.access_token.ciphertext
 
 
-@dataclass
-class _Outcome:
-    token: Token
-    error: OAuthConnError | None = None
-
-
-def _renew_locked(pk: int, stale: Token | None, force: bool) -> _Outcome:
+def _renew_locked(pk: int, stale: Token | None, force: bool) -> Outcome:
     # Status changes must commit even when the caller gets an exception, so the error is
     # returned out of the transaction and raised after it.
     try:
@@ -170,12 +196,12 @@ def _renew_locked(pk: int, stale: Token | None, force: bool) -> _Outcome:
         # PostgreSQL's lock_timeout or SQLite's busy timeout: someone holds the row too long.
         error = TemporarilyUnavailable(BUSY)
         error.__cause__ = err
-        return _Outcome(load_token_by_pk(pk), error)
+        return Outcome(load_token_by_pk(pk), error)
     # SQLite: another process holds the lease. Its result may already be there.
     token = load_token_by_pk(pk)
     if _still_fresh(token, stale, force):
-        return _Outcome(token)
-    return _serve_while_failing(token, TemporarilyUnavailable(BUSY))
+        return Outcome(token)
+    return serve_while_failing(token, TemporarilyUnavailable(BUSY))
 
 
 @contextmanager
@@ -211,22 +237,20 @@ def load_token_by_pk(pk: int) -> Token:
     return Token.objects.select_related("connection__provider", "owner").get(pk=pk)
 
 
-def renew_locked_token(
-    token: Token, *, stale: Token | None = None, force: bool = False
-) -> _Outcome:
+def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool = False) -> Outcome:
     """Renew ``token``, which the caller holds (:func:`exclusively`) and has just re-read."""
     if _still_fresh(token, stale, force):
-        return _Outcome(token)
+        return Outcome(token)
     connection = token.connection
     if token.status == TokenStatus.NEEDS_REAUTH:
-        return _Outcome(token, ReauthorizationRequired(token.last_error or None))
+        return Outcome(token, ReauthorizationRequired(token.last_error or None))
     is_client_credentials = connection.grant_type == GrantType.CLIENT_CREDENTIALS
     if token.status == TokenStatus.REVOKED or (
         token.access_token is None and not is_client_credentials
     ):
-        return _Outcome(token, NotConnected())  # disconnected while we waited for the lock
+        return Outcome(token, NotConnected())  # disconnected while we waited for the lock
     if _backoff_remaining(token):
-        return _serve_while_failing(token, _unavailable(token))
+        return serve_while_failing(token, _unavailable(token))
     if is_client_credentials:
         return _request(token, lambda client: _client_credentials(client, connection))
     if token.refresh_token is None:
@@ -234,7 +258,7 @@ def renew_locked_token(
             "Reauthorize the connection: the access token expired and the provider gave no "
             "refresh token."
         )
-        return _mark_needs_reauth(token, error)
+        return mark_needs_reauth(token, error)
     return _request(token, lambda client: _refresh(client, token))
 
 
@@ -276,25 +300,39 @@ def _client_credentials(client, connection: Connection) -> TokenSet:
     )
 
 
-def _request(token: Token, send: Callable[[object], TokenSet]) -> _Outcome:
+def _request(token: Token, send: Callable[[object], TokenSet]) -> Outcome:
     sent_refresh_token = token.refresh_token
+    tokens: TokenSet | None = None
     try:
         with outbound_client() as client:
             tokens = send(client)
             verify_refreshed_id_token(client, token, tokens)
+    except IdentityChanged as err:
+        # Terminal, and its tokens (a new refresh token too) belong to that other account's
+        # grant: none of them is stored.
+        return mark_needs_reauth(token, ReauthorizationRequired(str(err)), cause=err)
     except TERMINAL_ERRORS as err:
         winner = _rotated_by_someone_else(token, sent_refresh_token)
         if winner is not None:
-            return _Outcome(winner)
+            return Outcome(winner)
         message = f"Reauthorize the connection: {err}"
-        return _mark_needs_reauth(token, ReauthorizationRequired(message), cause=err)
+        return mark_needs_reauth(token, ReauthorizationRequired(message), cause=err)
     except (ProviderError, TransportError, DecryptionFailed, InvalidIDToken) as err:
         # DecryptionFailed: a key was removed too early. Not terminal: once the key is back,
         # the next attempt works, so the connection must not need reauthorization for it.
-        # InvalidIDToken (R39): the response is refused whole and the grant kept as it was.
-        return _mark_failing(token, err)
-    _store_renewal(token, tokens)
-    return _Outcome(token)
+        # InvalidIDToken (R39): the response is refused whole and the grant kept as it was,
+        # except a new refresh token (see _mark_failing).
+        return mark_failing(token, err, new_refresh_token=_issued_refresh_token(err, tokens))
+    store_renewal(token, tokens)
+    return Outcome(token)
+
+
+def _issued_refresh_token(err: OAuthConnError, tokens: TokenSet | None) -> str | None:
+    """The refresh token a refused response carried (defect 11): the parse error's salvage,
+    or the one of a parsed response whose ID token failed."""
+    if isinstance(err, InvalidProviderResponse) and err.salvaged_refresh_token:
+        return err.salvaged_refresh_token
+    return tokens.refresh_token if tokens is not None else None
 
 
 def _rotated_by_someone_else(token: Token, sent) -> Token | None:
@@ -311,87 +349,3 @@ def _rotated_by_someone_else(token: Token, sent) -> Token | None:
         return None
     usable = current.status == TokenStatus.ACTIVE and current.access_token is not None
     return current if usable and not current.expires_within(0) else None
-
-
-@transaction.atomic
-def _store_renewal(token: Token, tokens: TokenSet) -> None:
-    recovering = token.status == TokenStatus.FAILING
-    first = token.access_token is None
-    # R39: a refreshed ID token replaces the original only once verified against it
-    # (verify_refreshed_id_token); a grant that never had a validated one keeps none.
-    kept = tokens if token.subject else replace(tokens, id_token=None)
-    apply_token_set(token, kept, keep_refresh_token=True)
-    token.refreshed_at = timezone.now()
-    if first:
-        token.authorized_at = token.refreshed_at
-        token.scope = tokens.scope or token.connection.scopes
-    token.save()
-    kind = EventKind.AUTHORIZED if first else EventKind.REFRESHED
-    record_event(kind, token.connection, token=token, message="New access token obtained.")
-    if recovering:
-        record_event(
-            EventKind.RECOVERED,
-            token.connection,
-            token=token,
-            message="The provider answered again.",
-        )
-
-
-@transaction.atomic
-def _mark_needs_reauth(token: Token, error: OAuthConnError, cause=None) -> _Outcome:
-    token.status = TokenStatus.NEEDS_REAUTH
-    token.last_error = str(error)
-    token.last_error_code = getattr(cause, "code", error.code)
-    token.next_attempt_at = None
-    token.save()
-    record_event(
-        EventKind.NEEDS_REAUTH,
-        token.connection,
-        token=token,
-        message=str(error),
-        error=error,
-        code=token.last_error_code,
-    )
-    if cause is not None:
-        error.__cause__ = cause
-    return _Outcome(token, error)
-
-
-@transaction.atomic
-def _mark_failing(token: Token, err: OAuthConnError) -> _Outcome:
-    token.failure_count += 1
-    delay = backoff_delay(token.failure_count, getattr(err, "retry_after", None))
-    token.status = TokenStatus.FAILING
-    token.last_error = str(err)
-    token.last_error_code = err.code
-    token.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    token.save()
-    record_event(
-        EventKind.REFRESH_FAILED,
-        token.connection,
-        token=token,
-        message=str(err),
-        error=err,
-        code=err.code,
-        failures=token.failure_count,
-        retry_in=round(delay),
-    )
-    error = TemporarilyUnavailable(str(err), retry_after=delay)
-    error.__cause__ = err
-    return _serve_while_failing(token, error)
-
-
-def _serve_while_failing(token: Token, error: TemporarilyUnavailable) -> _Outcome:
-    """A transient failure never costs a valid token: serve it until it really expires."""
-    if token.access_token is not None and not token.expires_within(0):
-        return _Outcome(token)
-    return _Outcome(token, error)
-
-
-def backoff_delay(failures: int, retry_after: float | None = None) -> float:
-    """Capped exponential backoff with jitter; a provider's Retry-After wins up to the cap."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
-    delay *= random.uniform(0.8, 1.2)
-    if retry_after:
-        delay = max(delay, min(float(retry_after), BACKOFF_CAP))
-    return delay

@@ -3,8 +3,9 @@
 Nothing else in oauthconn constructs an ``httpx.Client``: token, revocation, discovery, JWKS
 and resource calls all go through :func:`build_client` / :func:`build_async_client`, so every
 one of them gets the same timeouts, User-Agent, TLS verification, no redirects, and the SSRF
-guard. :func:`send` adds what httpx cannot express as client options: an overall deadline
-and a cap on the decoded size of the response body.
+guard. Their transports give every request an absolute deadline (``REQUEST_DEADLINE``, or a
+client's ``deadline=``) that holds whatever phase the server stalls in; see
+:mod:`oauthconn.http.deadline`. :func:`send` adds a cap on the decoded size of the body.
 
 How the SSRF guard works: httpcore opens TCP connections through a *network backend*. Ours
 (:class:`GuardedBackend`, :class:`AsyncGuardedBackend`) resolves the host once, refuses the
@@ -102,25 +103,41 @@ def _ssl_context_for(bundle: str | None) -> ssl.SSLContext:
 
 
 def build_client(
-    *, base_url: str = "", auth: httpx.Auth | None = None, **kwargs: Any
+    *,
+    base_url: str = "",
+    auth: httpx.Auth | None = None,
+    deadline: float | None = None,
+    **kwargs: Any,
 ) -> httpx.Client:
     """Return an ``httpx.Client`` with oauthconn's hardening (R46, R47, R2).
 
-    Timeouts from ``CONNECT_TIMEOUT`` / ``READ_TIMEOUT``, no redirects (callers may opt in
-    with ``follow_redirects=True``; every hop still goes through the SSRF guard),
-    ``USER_AGENT``, certificates verified against ``CA_BUNDLE`` or the default store. Other
-    keyword arguments go to ``httpx.Client``; those that would weaken TLS, the guard or the
-    proxy policy raise ``TypeError``.
+    Timeouts from ``CONNECT_TIMEOUT`` / ``READ_TIMEOUT``, and for each request as a whole
+    ``deadline`` seconds (default: ``REQUEST_DEADLINE``, read when the request starts); a
+    request still running then raises :class:`~oauthconn.exceptions.DeadlineExceeded`. No
+    redirects (callers may opt in with ``follow_redirects=True``; every hop still goes
+    through the SSRF guard), ``USER_AGENT``, certificates verified against ``CA_BUNDLE`` or
+    the default store. Other keyword arguments go to ``httpx.Client``; those that would
+    weaken TLS, the guard or the proxy policy raise ``TypeError``.
     """
     options = _client_options(kwargs)
-    transport = GuardedTransport(verify=_ssl_context())
+    transport = GuardedTransport(verify=_ssl_context(), deadline=_positive(deadline))
     return httpx.Client(base_url=base_url, auth=auth, transport=transport, **options)
 
 
 def build_async_client(
-    *, base_url: str = "", auth: httpx.Auth | None = None, **kwargs: Any
+    *,
+    base_url: str = "",
+    auth: httpx.Auth | None = None,
+    deadline: float | None = None,
+    **kwargs: Any,
 ) -> httpx.AsyncClient:
-    """The async twin of :func:`build_client`, with the async SSRF guard."""
+    """The async twin of :func:`build_client`, with the async SSRF guard and deadline."""
     options = _client_options(kwargs)
-    transport = AsyncGuardedTransport(verify=_ssl_context())
+    transport = AsyncGuardedTransport(verify=_ssl_context(), deadline=_positive(deadline))
     return httpx.AsyncClient(base_url=base_url, auth=auth, transport=transport, **options)
+
+
+def _positive(deadline: float | None) -> float | None:
+    if deadline is not None and not deadline > 0:
+        raise ValueError(f"deadline must be a positive number of seconds, not {deadline!r}.")
+    return deadline

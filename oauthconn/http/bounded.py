@@ -1,10 +1,13 @@
-"""Bounded requests: an overall deadline and a cap on the decoded response size (R46)."""
+"""Bounded requests: a cap on the decoded response size, typed errors (R46).
+
+The deadline lives in the transport (:mod:`oauthconn.http.deadline`), so it also bounds
+resource calls that never pass through :func:`send`.
+"""
 
 from __future__ import annotations
 
 import logging
 import ssl
-import time
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +18,7 @@ import httpx
 
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import (
+    DeadlineExceeded,
     ProviderTimeout,
     ResponseTooLarge,
     TLSVerificationFailed,
@@ -44,24 +48,21 @@ class BoundedResponse:
 def send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> BoundedResponse:
     """Send one request and read at most ``MAX_RESPONSE_BYTES`` of decoded body (R46).
 
-    ``REQUEST_DEADLINE`` bounds the whole exchange: no connect or read timeout may exceed
-    the time left when the request starts, and the deadline is checked after every chunk,
-    so a server dripping bytes cannot hold a worker (worst case: the deadline plus one read
-    timeout). Errors become oauthconn exceptions whose messages name the host, never the
-    URL's query or the body.
+    ``http`` comes from :func:`oauthconn.http.build_client`, whose transport bounds the whole
+    exchange by ``REQUEST_DEADLINE``: connect, TLS, status line, headers and body, however
+    slowly each arrives (:class:`~oauthconn.exceptions.DeadlineExceeded`). Errors become
+    oauthconn exceptions whose messages name the host, never the URL's query or the body.
     """
     check_url(url)
     host = httpx.URL(url).host
-    deadline = time.monotonic() + float(oauthconn_settings.REQUEST_DEADLINE)
     headers = httpx.Headers(kwargs.pop("headers", None))
     # Only codings _BoundedDecoder can cap; a server that ignores this is still handled.
     headers.setdefault("Accept-Encoding", "gzip, deflate")
-    kwargs["timeout"] = _within_deadline(
-        httpx.Timeout(kwargs.pop("timeout", http.timeout)), deadline
-    )
     try:
         with http.stream(method, url, headers=headers, **kwargs) as response:
-            content = _read_capped(response, host, deadline)
+            content = _read_capped(response, host)
+    except DeadlineExceeded:
+        raise
     except httpx.TimeoutException as err:
         raise ProviderTimeout(f"{host} did not answer in time.", host=host) from err
     except httpx.ConnectError as err:
@@ -79,21 +80,6 @@ def send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> BoundedRes
     return BoundedResponse(response.status_code, response.headers, content)
 
 
-def _within_deadline(timeout: httpx.Timeout, deadline: float) -> httpx.Timeout:
-    """Shrink each phase's timeout so that no single phase outlasts the overall deadline."""
-    budget = max(deadline - time.monotonic(), 0.001)
-
-    def cut(value: float | None) -> float:
-        return budget if value is None else min(value, budget)
-
-    return httpx.Timeout(
-        connect=cut(timeout.connect),
-        read=cut(timeout.read),
-        write=cut(timeout.write),
-        pool=cut(timeout.pool),
-    )
-
-
 def _connect_error(err: httpx.ConnectError, host: str) -> TransportError:
     """Tell TLS failures apart from unreachable hosts (both arrive as ConnectError)."""
     cause: BaseException | None = err
@@ -108,16 +94,14 @@ def _connect_error(err: httpx.ConnectError, host: str) -> TransportError:
     return TransportError(f"Cannot reach {host}.", host=host)
 
 
-def _read_capped(response: httpx.Response, host: str, deadline: float) -> bytes:
-    """Read the raw stream, decode it under the size cap, and watch the deadline."""
+def _read_capped(response: httpx.Response, host: str) -> bytes:
+    """Read the raw stream and decode it under the size cap."""
     cap = int(oauthconn_settings.MAX_RESPONSE_BYTES)
     decoder = _BoundedDecoder(response.headers.get("Content-Encoding", ""), cap, host)
     # iter_raw, not iter_bytes: httpx would inflate a whole chunk before we could count it,
     # so a small gzip bomb could take far more memory than the cap.
     for chunk in response.iter_raw():
         decoder.feed(chunk)
-        if time.monotonic() > deadline:
-            raise ProviderTimeout(f"{host} did not finish its response in time.", host=host)
     return decoder.finish()
 
 

@@ -15,7 +15,8 @@ layout changes (an httpx upgrade then fails loudly instead of silently dropping 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -23,6 +24,18 @@ import httpcore
 import httpx
 
 from oauthconn.exceptions import BlockedDestination
+from oauthconn.http.deadline import (
+    AsyncDeadlineBody,
+    AsyncDeadlineStream,
+    Budget,
+    DeadlineBody,
+    DeadlineStream,
+    bounded,
+    cap_pool_timeout,
+    expire,
+    running,
+    translated,
+)
 from oauthconn.http.policy import validated_addresses
 
 
@@ -47,9 +60,14 @@ class GuardedBackend(httpcore.NetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host}") from err
         last_error: Exception | None = None
         for ip in validated_addresses(host, port, infos):
+            limit, budget = bounded(timeout, httpcore.ConnectTimeout)
             try:
-                return self.inner.connect_tcp(ip, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as err:
+                stream = self.inner.connect_tcp(ip, port, limit, local_address, socket_options)
+                return DeadlineStream(stream)
+            except httpcore.ConnectTimeout as err:
+                expire(budget)
+                last_error = err
+            except httpcore.ConnectError as err:
                 last_error = err
         assert last_error is not None
         raise last_error
@@ -76,7 +94,7 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(bounded(timeout, httpcore.ConnectTimeout)[0]):
                 infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except TimeoutError as err:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from err
@@ -84,11 +102,16 @@ class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"cannot resolve {host}") from err
         last_error: Exception | None = None
         for ip in validated_addresses(host, port, infos):
+            limit, budget = bounded(timeout, httpcore.ConnectTimeout)
             try:
-                return await self.inner.connect_tcp(
-                    ip, port, timeout, local_address, socket_options
+                stream = await self.inner.connect_tcp(
+                    ip, port, limit, local_address, socket_options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as err:
+                return AsyncDeadlineStream(stream)
+            except httpcore.ConnectTimeout as err:
+                expire(budget)
+                last_error = err
+            except httpcore.ConnectError as err:
                 last_error = err
         assert last_error is not None
         raise last_error
@@ -119,16 +142,53 @@ def _install_backend(
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` whose connections go through :class:`GuardedBackend`."""
+    """``httpx.HTTPTransport`` whose connections go through :class:`GuardedBackend`.
 
-    def __init__(self, **kwargs: Any) -> None:
+    Each request gets an absolute deadline: ``deadline`` seconds, or ``REQUEST_DEADLINE``
+    read when the request starts. It covers the wait for a pooled connection, connect, TLS,
+    sending, and reading the status line, headers and body (see :mod:`.deadline`).
+    """
+
+    def __init__(self, *, deadline: float | None = None, **kwargs: Any) -> None:
         super().__init__(trust_env=False, **kwargs)
         _install_backend(self, GuardedBackend())
+        self.deadline = deadline
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        budget = Budget.starting_now(self.deadline)
+        with _request_scope(request, budget):
+            response = super().handle_request(request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = DeadlineBody(response.stream, budget, request)
+        return response
 
 
 class AsyncGuardedTransport(httpx.AsyncHTTPTransport):
-    """``httpx.AsyncHTTPTransport`` whose connections go through :class:`AsyncGuardedBackend`."""
+    """``httpx.AsyncHTTPTransport`` over :class:`AsyncGuardedBackend`, with the same deadline."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, deadline: float | None = None, **kwargs: Any) -> None:
         super().__init__(trust_env=False, **kwargs)
         _install_backend(self, AsyncGuardedBackend())
+        self.deadline = deadline
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        budget = Budget.starting_now(self.deadline)
+        with _request_scope(request, budget):
+            response = await super().handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = AsyncDeadlineBody(response.stream, budget, request)
+        return response
+
+
+@contextmanager
+def _request_scope(request: httpx.Request, budget: Budget) -> Iterator[None]:
+    """Send ``request`` (up to its headers) with ``budget`` as the deadline."""
+    original = request.extensions
+    # A copy, put back afterwards: an auth flow may send this request object again, and the
+    # retry gets a budget of its own.
+    request.extensions = cap_pool_timeout(request, budget)
+    try:
+        with running(budget), translated(budget, request):
+            yield
+    finally:
+        request.extensions = original

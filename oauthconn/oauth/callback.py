@@ -70,6 +70,18 @@ def parse_callback(query: Mapping[str, Sequence[str]]) -> CallbackParams:
     )
 
 
+def named_states(query: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every non-empty ``state`` value in ``query``, however malformed the rest of it is.
+
+    The flow ends the attempts these name before :func:`parse_callback` judges the response:
+    a refused response must not leave its attempt usable for a later one (SECURITY R16).
+    """
+    getlist = getattr(query, "getlist", None)
+    found = getlist("state") if getlist is not None else query.get("state", ())
+    found = [found] if isinstance(found, str) else list(found)
+    return [value for value in found if isinstance(value, str) and value]
+
+
 def _single(query: Mapping[str, Sequence[str]], name: str) -> str | None:
     """The one value of ``name``, None when absent; InvalidCallback when repeated."""
     getlist = getattr(query, "getlist", None)
@@ -101,13 +113,12 @@ def check_issuer(params: CallbackParams, expected_issuer: str, *, required: bool
       custom connection without discovery): :class:`IssuerMismatch`, because nothing can
       vouch for the value; configure the issuer, or the AS must not send ``iss``.
     - ``iss`` absent: :class:`IssuerMismatch` when ``required`` (the AS advertises
-      ``authorization_response_iss_parameter_supported`` or the admin said so), else fine.
+      ``authorization_response_iss_parameter_supported`` or the admin said so), else fine;
+      the message then repeats the provider's ``error``, if it sent one.
     """
     if params.iss is None:
         if required:
-            raise IssuerMismatch(
-                "The response has no iss parameter, but this provider is known to send one."
-            )
+            raise IssuerMismatch(_missing_issuer_message(params))
         return
     if not expected_issuer:
         raise IssuerMismatch(
@@ -116,3 +127,19 @@ def check_issuer(params: CallbackParams, expected_issuer: str, *, required: bool
         )
     if params.iss != expected_issuer:
         raise IssuerMismatch()
+
+
+def _missing_issuer_message(params: CallbackParams) -> str:
+    """Say what the provider answered, if it answered an error, and why it was not trusted.
+
+    Some servers (django-oauth-toolkit 3.x) add ``iss`` to success responses only; refusing
+    their error responses is right (RFC 9207 §2.4), but the person should still learn what
+    the provider said. ``error`` and ``error_description`` are already cleaned and capped.
+    """
+    if params.error is None:
+        return "The response has no iss parameter, but this provider is known to send one."
+    said = params.error + (f": {params.error_description}" if params.error_description else "")
+    return (
+        f"The provider answered {said}, but without the iss parameter it promised, "
+        "so the answer was refused."
+    )

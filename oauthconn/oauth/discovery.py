@@ -1,18 +1,36 @@
 """Authorization server metadata discovery (RFC 8414, OpenID Connect Discovery 1.0; SECURITY R3).
 
-:func:`discover` fetches an issuer's metadata document and validates it before anything uses
-it: the document's ``issuer`` must equal the given issuer byte for byte (RFC 8414 §3.3, OIDC
-Discovery §4.3; a trailing slash counts), every endpoint must pass
+:func:`discover` fetches an issuer's metadata documents and validates them before anything
+uses them: each document's ``issuer`` must equal the given issuer byte for byte (RFC 8414
+§3.3, OIDC Discovery §4.3; a trailing slash counts), every endpoint must pass
 :func:`oauthconn.http.check_url` (https, or http on loopback in development, R1), and the
 endpoints the code flow needs must be there (M5). Any problem raises
 :class:`~oauthconn.exceptions.DiscoveryFailed` whose message names it.
 
-Where the document is looked for, in order (the first that is not a 404 wins):
+A server may publish two documents, and they need not list the same members:
+django-oauth-toolkit, for one, names its revocation endpoint only in the RFC 8414 one. Both
+are fetched, and used together:
 
-1. ``{issuer}/.well-known/openid-configuration`` (OIDC Discovery §4.1: appended, also after
-   a path);
-2. ``{origin}/.well-known/oauth-authorization-server{path}`` (RFC 8414 §3.1: the well-known
-   part is *inserted* between the host and the issuer's path).
+1. the OpenID document, ``{issuer}/.well-known/openid-configuration`` (OIDC Discovery §4.1:
+   appended, also after a path);
+2. the RFC 8414 document, ``{origin}/.well-known/oauth-authorization-server{path}`` (§3.1: the
+   well-known part is *inserted* between the host and the issuer's path), or, when that is a
+   404 and the issuer has a path, ``{issuer}/.well-known/oauth-authorization-server`` (the
+   appended form that servers mounted under a prefix, DOT among them, answer).
+
+How they combine (:func:`merge_documents`):
+
+- a 404 means "no such document"; at least one of the two must exist;
+- any other failure of either document (not JSON, another issuer, an endpoint that is not
+  allowed, too large, a redirect, HTTP 5xx) fails discovery as a whole, even when the other
+  document is fine: using half of a server's metadata silently loses what the broken half
+  says (its revocation endpoint, say), and a document naming another issuer must not be used
+  at all (RFC 8414 §3.3);
+- an endpoint named by both with different values fails discovery: where tokens and secrets
+  are sent is not something to pick a winner for (R3, R5); the admin enters it by hand;
+- any other member named by both takes the OpenID document's value (it was the only document
+  read before, so providers discovered earlier keep their values); the RFC 8414 document
+  fills what the OpenID one leaves out.
 
 Redirects are not followed (catalogue M3 allows "none"): a metadata URL that redirects is
 reported, and the admin enters the issuer it redirects to.
@@ -80,32 +98,68 @@ class ServerMetadata:
 
 
 def metadata_urls(issuer: str) -> list[str]:
-    """The URLs to try for ``issuer``, OIDC first, then RFC 8414 path insertion (§3.1)."""
+    """Every URL that may be fetched for ``issuer``, in order: the OpenID one, then RFC 8414's."""
+    return [openid_metadata_url(issuer), *rfc8414_metadata_urls(issuer)]
+
+
+def openid_metadata_url(issuer: str) -> str:
+    """Where the OpenID document is: appended to the issuer (OIDC Discovery §4.1)."""
+    return issuer.rstrip("/") + OIDC_WELL_KNOWN
+
+
+def rfc8414_metadata_urls(issuer: str) -> list[str]:
+    """Where the RFC 8414 document may be: inserted before the path (§3.1), then appended."""
     url = httpx.URL(issuer)
     origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
-    path = url.path.rstrip("/")
-    oidc = issuer.rstrip("/") + OIDC_WELL_KNOWN
-    rfc8414 = origin + RFC8414_WELL_KNOWN + path
-    return [oidc] if oidc == rfc8414 else [oidc, rfc8414]
+    inserted = origin + RFC8414_WELL_KNOWN + url.path.rstrip("/")
+    appended = issuer.rstrip("/") + RFC8414_WELL_KNOWN
+    return [inserted] if inserted == appended else [inserted, appended]
 
 
 def discover(http: httpx.Client, issuer: str) -> ServerMetadata:
-    """Fetch and validate ``issuer``'s metadata (RFC 8414 §3, OIDC Discovery §4).
+    """Fetch, validate and combine ``issuer``'s metadata (RFC 8414 §3, OIDC Discovery §4).
 
-    Raises :class:`DiscoveryFailed` when the issuer is not an acceptable URL, no document is
-    found, the server cannot be reached, the answer is not a JSON object, its ``issuer``
-    differs, or an endpoint is missing or not allowed.
+    Raises :class:`DiscoveryFailed` when the issuer is not an acceptable URL, neither document
+    is found, the server cannot be reached, a document is not a JSON object, names another
+    issuer or an endpoint that is not allowed, the two name different endpoints, or an
+    endpoint the flows need is missing from both.
     """
     check_issuer_url(issuer)
-    tried: list[str] = []
-    for url in metadata_urls(issuer):
-        document = _fetch(http, url)
-        if document is not None:
-            return parse_metadata(document, issuer)
-        tried.append(url)
-    raise DiscoveryFailed(
-        f"No metadata document was found for {issuer} (HTTP 404 at {' and '.join(tried)})."
-    )
+    openid = _fetch_first(http, [openid_metadata_url(issuer)], issuer)
+    rfc8414 = _fetch_first(http, rfc8414_metadata_urls(issuer), issuer)
+    if openid is None and rfc8414 is None:
+        raise DiscoveryFailed(
+            f"No metadata document was found for {issuer} "
+            f"(HTTP 404 at {' and '.join(metadata_urls(issuer))})."
+        )
+    return parse_metadata(merge_documents(openid or {}, rfc8414 or {}), issuer)
+
+
+def merge_documents(openid: dict[str, Any], rfc8414: dict[str, Any]) -> dict[str, Any]:
+    """One document from both: endpoints must agree, otherwise the OpenID document wins.
+
+    Members either leaves out (absent, null or ``""``) are filled from the other. Raises
+    :class:`DiscoveryFailed` naming every endpoint the two documents disagree on.
+    """
+    conflicts = [
+        f"{name} is {_show(openid[name])} in the OpenID document but {_show(rfc8414[name])} "
+        "in the RFC 8414 one"
+        for name in _ENDPOINTS
+        if _given(openid.get(name)) and _given(rfc8414.get(name)) and openid[name] != rfc8414[name]
+    ]
+    if conflicts:
+        raise DiscoveryFailed(
+            f"The provider's two metadata documents disagree: {'; '.join(conflicts)}. Fix the "
+            "provider's metadata, or enter the endpoints by hand."
+        )
+    merged = {name: value for name, value in rfc8414.items() if _given(value)}
+    merged.update({name: value for name, value in openid.items() if _given(value)})
+    return merged
+
+
+def _given(value: object) -> bool:
+    """False for a member a document leaves out (absent, null or empty string)."""
+    return value is not None and value != ""
 
 
 def check_issuer_url(issuer: str) -> None:
@@ -116,6 +170,19 @@ def check_issuer_url(issuer: str) -> None:
         raise DiscoveryFailed(str(err)) from err
     if httpx.URL(issuer).query or "?" in issuer:
         raise DiscoveryFailed("The issuer must not contain a query (?...).")
+
+
+def _fetch_first(http: httpx.Client, urls: list[str], issuer: str) -> dict[str, Any] | None:
+    """The first of ``urls`` that is not a 404, validated on its own; None when all are 404."""
+    for url in urls:
+        document = _fetch(http, url)
+        if document is not None:
+            try:
+                parse_metadata(document, issuer, complete=False)
+            except DiscoveryFailed as err:
+                raise DiscoveryFailed(f"{err} (in {url})") from err
+            return document
+    return None
 
 
 def _fetch(http: httpx.Client, url: str) -> dict[str, Any] | None:
@@ -143,8 +210,14 @@ def _fetch(http: httpx.Client, url: str) -> dict[str, Any] | None:
     return document
 
 
-def parse_metadata(document: dict[str, Any], issuer: str) -> ServerMetadata:
-    """Validate a metadata document for ``issuer`` (RFC 8414 §3.3) and return it typed."""
+def parse_metadata(
+    document: dict[str, Any], issuer: str, *, complete: bool = True
+) -> ServerMetadata:
+    """Validate a metadata document for ``issuer`` (RFC 8414 §3.3) and return it typed.
+
+    ``complete=False`` checks the issuer and every member that is there, but not that the
+    endpoints the flows need are: for one of two documents that are used together.
+    """
     found = document.get("issuer")
     if found != issuer:
         hint = (
@@ -158,10 +231,8 @@ def parse_metadata(document: dict[str, Any], issuer: str) -> ServerMetadata:
         )
     endpoints = {name: _url(document, name) for name in _ENDPOINTS}
     grant_types = _strings(document, "grant_types_supported") or _DEFAULT_GRANT_TYPES
-    if not endpoints["token_endpoint"]:
-        raise DiscoveryFailed("The metadata has no token_endpoint.")
-    if not endpoints["authorization_endpoint"] and _BROWSER_GRANTS & set(grant_types):
-        raise DiscoveryFailed("The metadata has no authorization_endpoint.")
+    if complete:
+        _check_required(endpoints, grant_types)
     return ServerMetadata(
         issuer=issuer,
         **endpoints,
@@ -175,6 +246,13 @@ def parse_metadata(document: dict[str, Any], issuer: str) -> ServerMetadata:
         sends_issuer=document.get("authorization_response_iss_parameter_supported") is True,
         raw=document,
     )
+
+
+def _check_required(endpoints: dict[str, str], grant_types: tuple[str, ...]) -> None:
+    if not endpoints["token_endpoint"]:
+        raise DiscoveryFailed("The metadata has no token_endpoint.")
+    if not endpoints["authorization_endpoint"] and _BROWSER_GRANTS & set(grant_types):
+        raise DiscoveryFailed("The metadata has no authorization_endpoint.")
 
 
 def _url(document: dict[str, Any], name: str) -> str:

@@ -26,7 +26,7 @@ Compatibility choices, documented as SECURITY R28/§2.2 ask:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,8 @@ class TokenSet:
     refresh_expires_at: datetime | None
     scope: str | None
     id_token: str | None
+    #: seconds from ``expires_in`` (clamped) or the default lifetime; None when unknown
+    lifetime: int | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return (
@@ -207,6 +209,24 @@ def parse_token_response(
 def _token_set(
     payload: Mapping[str, Any], sent_at: datetime, default_lifetime: int | None, max_lifetime: int
 ) -> TokenSet:
+    # Read first: a provider that rotates has already spent the old refresh token, so a new
+    # one must survive the rest of the response being refused (the flow stores it).
+    refresh_token = _refresh_token(payload)
+    try:
+        return _checked_token_set(payload, refresh_token, sent_at, default_lifetime, max_lifetime)
+    except InvalidProviderResponse as err:
+        if refresh_token:
+            err.salvage(refresh_token)
+        raise
+
+
+def _checked_token_set(
+    payload: Mapping[str, Any],
+    refresh_token: str | None,
+    sent_at: datetime,
+    default_lifetime: int | None,
+    max_lifetime: int,
+) -> TokenSet:
     expires_in = payload.get("expires_in")
     if expires_in is None:
         lifetime = default_lifetime if default_lifetime and default_lifetime > 0 else None
@@ -223,7 +243,8 @@ def _token_set(
         access_token=_access_token(payload),
         token_type=_token_type(payload),
         expires_at=_expiry(sent_at, lifetime, max_lifetime),
-        refresh_token=_refresh_token(payload),
+        lifetime=_clamped(lifetime, max_lifetime),
+        refresh_token=refresh_token,
         refresh_expires_at=_expiry(sent_at, refresh_lifetime, max_lifetime),
         scope=_optional_string(payload, "scope"),
         id_token=_optional_token(payload, "id_token"),
@@ -291,8 +312,12 @@ def _seconds(value: object) -> int | None:
     return None
 
 
-def _expiry(sent_at: datetime, lifetime: int | None, max_lifetime: int) -> datetime | None:
+def _clamped(lifetime: int | None, max_lifetime: int) -> int | None:
     if lifetime is None or lifetime <= 0:
         return None
-    seconds = min(lifetime, max_lifetime, _HARD_MAX_LIFETIME)
-    return sent_at + timedelta(seconds=seconds)
+    return min(lifetime, max_lifetime, _HARD_MAX_LIFETIME)
+
+
+def _expiry(sent_at: datetime, lifetime: int | None, max_lifetime: int) -> datetime | None:
+    seconds = _clamped(lifetime, max_lifetime)
+    return None if seconds is None else sent_at + timedelta(seconds=seconds)

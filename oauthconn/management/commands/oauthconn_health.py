@@ -1,4 +1,8 @@
-"""Report grants that need attention; exit non-zero when any does (for monitoring)."""
+"""Report grants that need attention; exit non-zero when any does (for monitoring).
+
+``--summary`` prints the health overview's figures instead of one row per grant (with
+``--json``: exactly one JSON object, the same figures as the admin's health page).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from oauthconn.flows.health import Health, compute_health
 from oauthconn.models import Token
 from oauthconn.status import EXPIRING, FAILING, NEEDS_REAUTH, STATUS_LABELS, token_status
 
@@ -21,8 +26,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", help="One JSON object per line.")
+        parser.add_argument(
+            "--summary",
+            action="store_true",
+            help="Print the overview's counts instead of one row per grant (one JSON object "
+            "with --json).",
+        )
 
     def handle(self, *args, **options) -> None:
+        if options["summary"]:
+            self.summarize(compute_health(), as_json=options["json"])
+            return
         rows = list(self.rows())
         for row in rows:
             self.stdout.write(self.as_json(row) if options["json"] else self.as_text(row))
@@ -32,6 +46,16 @@ class Command(BaseCommand):
             f"{total} grant(s): {len(rows)} need attention, {alerting} failing or needing "
             "reauthorization."
         )
+        if alerting:
+            raise CommandError(f"{alerting} grant(s) failing or needing reauthorization.")
+
+    def summarize(self, health: Health, *, as_json: bool) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(health.as_dict()))
+        else:
+            for line in summary_lines(health):
+                self.stdout.write(line)
+        alerting = sum(health.by_status.get(status, 0) for status in ALERTING)
         if alerting:
             raise CommandError(f"{alerting} grant(s) failing or needing reauthorization.")
 
@@ -57,3 +81,18 @@ class Command(BaseCommand):
     @staticmethod
     def as_json(row: dict) -> str:
         return json.dumps(row)
+
+
+def summary_lines(health: Health) -> list[str]:
+    """The overview in plain words, one figure per line."""
+    statuses = ", ".join(f"{n} {status}" for status, n in health.by_status.items())
+    lines = [f"{health.grants} grant(s): {statuses}."]
+    for window, figures in health.expiring.items():
+        lines.append(
+            f"Within {window}: {figures['access_token']} access token(s) end without a refresh "
+            f"token, {figures['refresh_token']} refresh token(s) expire or go idle."
+        )
+    failures = ", ".join(f"{name}: {n}" for name, n in health.failures_by_provider) or "none"
+    lines.append(f"Refresh failures in the last 24 hours by provider: {failures}.")
+    lines.append(f"Last 7 days: {sum(health.refreshes)} refreshed, {sum(health.failures)} failed.")
+    return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from oauthconn.flows.proactive import Policy, Summary, refresh_due
+from oauthconn.notifications import deliver_due
 
 BAR_WIDTH = 30
 
@@ -45,7 +46,17 @@ class Command(BaseCommand):
         )
         if on_terminal:
             self.stdout.write("")
+        self.deliver_notifications()
         self.report(summary)
+
+    def deliver_notifications(self) -> None:
+        """Send the outbox (docs/operations.md): this run's state changes and due retries."""
+        counts = deliver_due()
+        if any(counts.values()):
+            self.stdout.write(
+                "Notifications: {delivered} delivered, {retry} to retry, "
+                "{given_up} given up.".format(**counts)
+            )
 
     def draw_bar(self, done: int, total: int) -> None:
         filled = BAR_WIDTH * done // max(total, 1)

@@ -1,0 +1,151 @@
+"""The health overview: aggregate figures over grants and events, for the admin page and
+``oauthconn_health --summary``.
+
+Everything here is ``COUNT … GROUP BY`` in the database, never a loop over rows, so the cost
+stays a constant number of queries however many grants and events there are. The event
+queries filter on ``(kind, created_at)``, which migration 0003 indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.db.models.functions import Trunc
+from django.utils import timezone
+
+from oauthconn.conf import oauthconn_settings
+from oauthconn.models import Event, EventKind, GrantType, Token, TokenStatus
+
+#: The look-ahead windows of the "expiring" figures, by name.
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+#: How far back the failures-by-provider figure and the hourly chart look.
+FAILURES_SINCE = timedelta(hours=24)
+CHART_SPAN = timedelta(days=7)
+CHART_KINDS = (EventKind.REFRESHED, EventKind.REFRESH_FAILED)
+
+
+@dataclass(frozen=True)
+class Health:
+    """The figures of the overview (no secret: counts, names and times only)."""
+
+    now: datetime
+    by_status: dict[str, int]
+    expiring: dict[str, dict[str, int]]
+    failures_by_provider: list[tuple[str, int]]
+    hours: list[datetime] = field(default_factory=list)
+    refreshes: list[int] = field(default_factory=list)
+    failures: list[int] = field(default_factory=list)
+
+    @property
+    def grants(self) -> int:
+        return sum(self.by_status.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, for monitoring systems (``oauthconn_health --summary --json``)."""
+        return {
+            "type": "summary",
+            "generated_at": self.now.isoformat(),
+            "grants": self.grants,
+            "by_status": self.by_status,
+            "expiring": self.expiring,
+            "refresh_failures_24h": dict(self.failures_by_provider),
+            "hourly": [
+                {"hour": hour.isoformat(), "refreshed": ok, "failed": failed}
+                for hour, ok, failed in zip(self.hours, self.refreshes, self.failures, strict=True)
+            ],
+        }
+
+
+def compute_health(now: datetime | None = None) -> Health:
+    """The overview's figures in four queries, whatever the number of rows."""
+    now = now or timezone.now()
+    hours, refreshes, failures = _hourly(now)
+    return Health(
+        now=now,
+        by_status=_by_status(),
+        expiring=_expiring(now),
+        failures_by_provider=_failures_by_provider(now),
+        hours=hours,
+        refreshes=refreshes,
+        failures=failures,
+    )
+
+
+def _by_status() -> dict[str, int]:
+    counts = {str(value): 0 for value in TokenStatus.values}
+    rows = Token.objects.order_by().values_list("status").annotate(n=Count("pk"))
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+def _expiring(now: datetime) -> dict[str, dict[str, int]]:
+    """Usable grants that will need someone within each window (one query, filtered counts).
+
+    ``access_token``: no refresh token and a browser grant, so when the access token expires
+    someone has to authorize again. ``refresh_token``: the refresh token's announced expiry,
+    or its idle limit (``IDLE_REFRESH_DAYS`` after its last use) falls in the window.
+    Already-past dates count too: such a grant is still marked active but will not renew.
+    """
+    aggregates = {}
+    for name, span in WINDOWS.items():
+        aggregates[f"{name}:access_token"] = Count("pk", filter=_access_ends(now + span))
+        aggregates[f"{name}:refresh_token"] = Count("pk", filter=_refresh_stale(now + span))
+    usable = Q(status__in=[TokenStatus.ACTIVE, TokenStatus.FAILING], access_token__isnull=False)
+    figures = Token.objects.filter(usable).aggregate(**aggregates)
+    result: dict[str, dict[str, int]] = {name: {} for name in WINDOWS}
+    for key, n in figures.items():
+        name, what = key.split(":")
+        result[name][what] = n
+    return result
+
+
+def _access_ends(limit: datetime) -> Q:
+    browser = ~Q(connection__grant_type=GrantType.CLIENT_CREDENTIALS)
+    return browser & Q(refresh_token__isnull=True, expires_at__lte=limit)
+
+
+def _refresh_stale(limit: datetime) -> Q:
+    stale = Q(refresh_expires_at__lte=limit)
+    idle_days = oauthconn_settings.IDLE_REFRESH_DAYS
+    if idle_days:
+        idle_before = limit - timedelta(days=idle_days)
+        stale |= Q(refreshed_at__lte=idle_before) | Q(
+            refreshed_at__isnull=True, authorized_at__lte=idle_before
+        )
+    return Q(refresh_token__isnull=False) & stale
+
+
+def _failures_by_provider(now: datetime) -> list[tuple[str, int]]:
+    rows = (
+        Event.objects.filter(kind=EventKind.REFRESH_FAILED, created_at__gte=now - FAILURES_SINCE)
+        .order_by()
+        .values_list("connection__provider__name")
+        .annotate(n=Count("pk"))
+    )
+    return sorted(rows, key=lambda row: (-row[1], row[0]))
+
+
+def _hourly(now: datetime) -> tuple[list[datetime], list[int], list[int]]:
+    """Refreshes and refresh failures per hour over :data:`CHART_SPAN`, oldest first."""
+    tz = timezone.get_current_timezone()
+    # Step back in UTC from the current local hour: wall-clock arithmetic would skip or
+    # repeat an hour at a daylight saving change.
+    last = timezone.localtime(now, tz).replace(minute=0, second=0, microsecond=0)
+    last = last.astimezone(UTC)
+    count = int(CHART_SPAN / timedelta(hours=1))
+    hours = [last - timedelta(hours=count - 1 - i) for i in range(count)]
+    rows = (
+        Event.objects.filter(kind__in=CHART_KINDS, created_at__gte=hours[0])
+        .order_by()
+        .annotate(hour=Trunc("created_at", "hour", tzinfo=tz))
+        .values_list("hour", "kind")
+        # COUNT(*), not COUNT(id): the (kind, created_at) index then answers on its own.
+        .annotate(n=Count("*"))
+    )
+    seen = {(hour, kind): n for hour, kind, n in rows}
+    refreshes = [seen.get((hour, EventKind.REFRESHED), 0) for hour in hours]
+    failures = [seen.get((hour, EventKind.REFRESH_FAILED), 0) for hour in hours]
+    return hours, refreshes, failures

@@ -1,0 +1,124 @@
+"""What a renewal's result does to a grant: stored, failing with backoff, or needs reauthorization.
+
+Called by :mod:`oauthconn.flows.tokens` under the row lock (or SQLite lease), inside its
+transaction; events are recorded here and their signals sent after commit.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from oauthconn.exceptions import OAuthConnError, TemporarilyUnavailable
+from oauthconn.flows.common import apply_token_set, record_event
+from oauthconn.models import EventKind, Token, TokenStatus
+from oauthconn.oauth.token import TokenSet
+
+BACKOFF_BASE = 10.0
+BACKOFF_CAP = 15 * 60.0
+
+
+@dataclass
+class Outcome:
+    """A renewal's result: the row as it is now, and the error to raise after commit."""
+
+    token: Token
+    error: OAuthConnError | None = None
+
+
+@transaction.atomic
+def store_renewal(token: Token, tokens: TokenSet) -> None:
+    recovering = token.status == TokenStatus.FAILING
+    first = token.access_token is None
+    # R39: a refreshed ID token replaces the original only once verified against it
+    # (verify_refreshed_id_token); a grant that never had a validated one keeps none.
+    kept = tokens if token.subject else replace(tokens, id_token=None)
+    apply_token_set(token, kept, keep_refresh_token=True)
+    token.refreshed_at = timezone.now()
+    if first:
+        token.authorized_at = token.refreshed_at
+        token.scope = tokens.scope or token.connection.scopes
+    token.save()
+    kind = EventKind.AUTHORIZED if first else EventKind.REFRESHED
+    record_event(kind, token.connection, token=token, message="New access token obtained.")
+    if recovering:
+        record_event(
+            EventKind.RECOVERED,
+            token.connection,
+            token=token,
+            message="The provider answered again.",
+        )
+
+
+@transaction.atomic
+def mark_needs_reauth(token: Token, error: OAuthConnError, cause=None) -> Outcome:
+    token.status = TokenStatus.NEEDS_REAUTH
+    token.last_error = str(error)
+    token.last_error_code = getattr(cause, "code", error.code)
+    token.next_attempt_at = None
+    token.save()
+    record_event(
+        EventKind.NEEDS_REAUTH,
+        token.connection,
+        token=token,
+        message=str(error),
+        error=error,
+        code=token.last_error_code,
+    )
+    if cause is not None:
+        error.__cause__ = cause
+    return Outcome(token, error)
+
+
+@transaction.atomic
+def mark_failing(
+    token: Token, err: OAuthConnError, *, new_refresh_token: str | None = None
+) -> Outcome:
+    token.failure_count += 1
+    delay = backoff_delay(token.failure_count, getattr(err, "retry_after", None))
+    token.status = TokenStatus.FAILING
+    token.last_error = str(err)
+    token.last_error_code = err.code
+    token.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    message = str(err)
+    if new_refresh_token:
+        # A provider that rotates has already invalidated the old one: the next attempt
+        # must use this one, or the grant is lost.
+        token.refresh_token = new_refresh_token
+        token.refresh_expires_at = None  # whatever was announced was for the old one
+        message += "; the new refresh token it sent was kept for the next attempt."
+    token.save()
+    record_event(
+        EventKind.REFRESH_FAILED,
+        token.connection,
+        token=token,
+        message=message,
+        error=err,
+        code=err.code,
+        failures=token.failure_count,
+        retry_in=round(delay),
+        kept_new_refresh_token=bool(new_refresh_token),
+    )
+    error = TemporarilyUnavailable(str(err), retry_after=delay)
+    error.__cause__ = err
+    return serve_while_failing(token, error)
+
+
+def serve_while_failing(token: Token, error: TemporarilyUnavailable) -> Outcome:
+    """A transient failure never costs a valid token: serve it until it really expires."""
+    if token.access_token is not None and not token.expires_within(0):
+        return Outcome(token)
+    return Outcome(token, error)
+
+
+def backoff_delay(failures: int, retry_after: float | None = None) -> float:
+    """Capped exponential backoff with jitter; a provider's Retry-After wins up to the cap."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
+    delay *= random.uniform(0.8, 1.2)
+    if retry_after:
+        delay = max(delay, min(float(retry_after), BACKOFF_CAP))
+    return delay
