@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from oauthconn.flows.probe import test_connection as probe
+from oauthconn.flows.probe import probe_connection as probe
 from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
 from oauthconn.status import filter_connections
 from tests.conftest import authorize

@@ -7,6 +7,8 @@ import importlib
 import io
 import subprocess
 import sys
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -219,6 +221,58 @@ def test_two_copies_on_two_hosts_refresh_each_token_once(connect, as_log):
     assert sum(counts) == len(connections)
     assert len(refreshed_tokens(as_log)) == len(connections)
     assert len(set(refreshed_tokens(as_log))) == len(connections)
+
+
+class ConcurrencyGauge:
+    """A token endpoint that counts the requests it serves at once.
+
+    Each request is held until one more than ``limit`` are in flight, or ``hold`` seconds
+    passed: a pool that runs at most ``limit`` at a time shows exactly ``limit``; one that
+    runs more shows more.
+    """
+
+    def __init__(self, limit: int, hold: float = 1.0) -> None:
+        self.limit, self.hold = limit, hold
+        self.in_flight = self.most = 0
+        self.changed = threading.Condition()
+
+    def __call__(self, request) -> Reply:
+        with self.changed:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.in_flight > self.limit, timeout=self.hold)
+            self.in_flight -= 1
+        return Reply(body={"access_token": "new", "token_type": "Bearer", "expires_in": 3600})
+
+
+@pytest.mark.postgres
+def test_concurrency_is_bounded_and_real(scripted_connection, scripted_server):
+    gauge = ConcurrencyGauge(limit=3)
+    for i in range(7):
+        scripted_connection(f"c{i}")
+        scripted_server.default(f"/c{i}/token", gauge)
+    before = database_sessions()
+
+    assert run("--concurrency", "3").strip() == (
+        "refreshed 7, failed 0, needs reauthorization 0, skipped 0"
+    )
+    assert gauge.most == 3
+    # Each worker closed its own database connection at the end of its share (a server
+    # process ends a moment after its client closed: give it up to two seconds).
+    for _ in range(40):
+        if database_sessions() == before:
+            break
+        time.sleep(0.05)
+    assert database_sessions() == before
+
+
+def database_sessions() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
 
 
 def test_a_token_without_refresh_token_is_left_to_expire(connect, as_log):

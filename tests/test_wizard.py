@@ -8,9 +8,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.sessions.backends.db import SessionStore
+from django.http import QueryDict
 from django.urls import reverse
 from oauth2_provider.models import Application
 
+from oauthconn.admin.wizard import SealedSessionStorage
+from oauthconn.crypto import Sealed
 from oauthconn.models import Connection, GrantType, Provider, TokenStatus
 from tests.conftest import consent, deliver
 from tests.scripted_server import Reply
@@ -225,9 +229,39 @@ def test_the_typed_secret_is_never_in_the_session_in_plaintext(at_client_step):
     raw = json.dumps(session[f"wizard_{PREFIX}"])
     assert SECRET not in raw
     stored = session[f"wizard_{PREFIX}"]["step_data"]["client"]["client-client_secret"][0]
-    assert stored.startswith("sealed:")
+    assert stored != SECRET and Sealed(stored).reveal() == SECRET  # ciphertext of the keyring
     assert "Client secret" in response.content.decode()
     assert SECRET not in response.content.decode()
+
+
+def test_the_storage_seals_secrets_itself(rf):
+    """No caller has to prepare anything: set_step_data alone keeps the secret sealed."""
+    request = rf.post(ADD)
+    request.session = SessionStore()
+    storage = SealedSessionStorage(PREFIX, request)
+    typed = QueryDict(mutable=True)
+    typed.update({"client-client_id": "abc", "client-client_secret": SECRET})
+
+    storage.set_step_data("client", typed)
+    raw = request.session[f"wizard_{PREFIX}"]["step_data"]["client"]
+    assert SECRET not in json.dumps(raw)
+    assert raw["client-client_id"] == ["abc"]
+    assert storage.get_step_data("client")["client-client_secret"] == SECRET
+
+    # Stored again with the field left empty (the password widget): the sealed one is kept.
+    sealed = raw["client-client_secret"]
+    storage.set_step_data("client", QueryDict("client-client_id=xyz&client-client_secret="))
+    raw = request.session[f"wizard_{PREFIX}"]["step_data"]["client"]
+    assert raw["client-client_secret"] == sealed and raw["client-client_id"] == ["xyz"]
+    assert storage.has_secret("client")
+    # A plain dict (not a QueryDict) is sealed as well.
+    storage.set_step_data("client", {"client-client_secret": "other-s3cret"})
+    assert "other-s3cret" not in json.dumps(request.session[f"wizard_{PREFIX}"])
+    assert storage.get_step_data("client")["client-client_secret"] == "other-s3cret"
+    # What 0.1.0 stored (a wizard left open across the upgrade) still reads.
+    legacy = "sealed:" + Sealed.seal(SECRET).ciphertext
+    request.session[f"wizard_{PREFIX}"]["step_data"]["client"]["client-client_secret"] = [legacy]
+    assert storage.get_step_data("client")["client-client_secret"] == SECRET
 
 
 def test_back_and_forward_keep_what_was_typed(at_client_step):

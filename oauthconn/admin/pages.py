@@ -14,7 +14,7 @@ from django.urls import reverse
 from oauthconn import flows
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.keys import KEY_TYPES, ROLLOVER_DAYS, current_key_type, rotate_key
-from oauthconn.flows.probe import test_connection
+from oauthconn.flows.probe import probe_connection
 from oauthconn.models import ClientAuthMethod, Connection, Token
 
 
@@ -84,7 +84,7 @@ def test_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse
     connection = connection_for(model_admin, request, object_id, "refresh_connection")
     context = {**page_context(model_admin, request, connection, "Test")}
     try:
-        context["result"] = test_connection(connection)
+        context["result"] = probe_connection(connection)
     except OAuthConnError as err:
         context["error"] = str(err)
     return TemplateResponse(request, "admin/oauthconn/connection/test_result.html", context)

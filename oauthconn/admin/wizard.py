@@ -1,8 +1,8 @@
 """The "Add connection" wizard (django-formtools), mounted in the admin by ConnectionAdmin.
 
 Steps: basics → grant type → client and endpoints → review. Back and forward keep what was
-typed; the client secret is sealed (encrypted with the oauthconn keyring) before the wizard
-stores a step in the session, and unsealed only in memory (SECURITY §3.2, STYLE example 7).
+typed; the storage seals the client secret (encrypts it with the oauthconn keyring) whenever a
+step is stored in the session, and unseals it only in memory (SECURITY §3.2, STYLE example 7).
 """
 
 from __future__ import annotations
@@ -35,61 +35,59 @@ from oauthconn.admin.wizard_forms import (
     preselected_auth_method,
 )
 from oauthconn.conf import oauthconn_settings
-from oauthconn.crypto import decrypt, encrypt
+from oauthconn.crypto import Sealed
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.keys import jwks_url, rotate_key
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.presets import preset_choices
 
 SECRET_KEY_IN_STEP = "client-client_secret"
-SEALED_PREFIX = "sealed:"
+# 0.1.0 stored "sealed:" + ciphertext; still read, for a wizard left open across an upgrade.
+LEGACY_PREFIX = "sealed:"
 
 
 class SealedSessionStorage(SessionStorage):
-    """Session storage that keeps the client step's secret only as ciphertext.
+    """Session storage that keeps secret fields only as ciphertext (``Sealed``, oauthconn.crypto).
 
-    An empty secret field keeps a secret typed earlier, so stepping back and forward does not
+    :attr:`secret_fields` names them as they appear in step data (``<step>-<field>``);
+    :meth:`set_step_data` seals them itself, so no caller can store one in plaintext. An
+    empty secret field keeps the secret stored earlier, so stepping back and forward does not
     lose it (the password widget never renders it back).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._previous: dict[str, list[str]] = {}
+    secret_fields: tuple[str, ...] = (SECRET_KEY_IN_STEP,)
 
     def set_step_data(self, step: str, cleaned_data: Any) -> None:
+        earlier = self.data[self.step_data_key].get(step) or {}
         super().set_step_data(step, cleaned_data)
         stored = self.data[self.step_data_key][step]
-        typed = [value for value in stored.get(SECRET_KEY_IN_STEP, []) if value]
-        if typed:
-            stored[SECRET_KEY_IN_STEP] = [SEALED_PREFIX + encrypt(typed[0])]
-        elif any(self._previous.get(step, [])):
-            stored[SECRET_KEY_IN_STEP] = self._previous[step]
-        else:
-            stored.pop(SECRET_KEY_IN_STEP, None)
-        self._previous = {}
+        for key in self.secret_fields:
+            values = stored.pop(key, [])
+            # QueryDicts are stored as lists; a plain dict may hold the string itself.
+            typed = [v for v in ([values] if isinstance(values, str) else values) if v]
+            if typed:
+                stored[key] = [Sealed.seal(typed[0]).ciphertext]
+            elif any(earlier.get(key, [])):
+                stored[key] = earlier[key]
 
     def get_step_data(self, step: str):
         values = super().get_step_data(step)
-        if values is None or not values.get(SECRET_KEY_IN_STEP):
+        if values is None or not any(values.get(key) for key in self.secret_fields):
             return values
         values = values.copy()
-        values[SECRET_KEY_IN_STEP] = unseal(values[SECRET_KEY_IN_STEP])
+        for key in self.secret_fields:
+            if values.get(key):
+                values[key] = unseal(values[key])
         return values
-
-    def remember_secret(self, step: str) -> None:
-        """Called before a step is stored again: keep its sealed secret if none is typed."""
-        raw = self.data[self.step_data_key].get(step) or {}
-        self._previous = {step: raw.get(SECRET_KEY_IN_STEP, [""])}
 
     def has_secret(self, step: str) -> bool:
         raw = self.data[self.step_data_key].get(step) or {}
-        return any(raw.get(SECRET_KEY_IN_STEP, []))
+        return any(any(raw.get(key, [])) for key in self.secret_fields)
 
 
-def unseal(value: str) -> str:
-    if value.startswith(SEALED_PREFIX):
-        return decrypt(value[len(SEALED_PREFIX) :])
-    return ""
+def unseal(ciphertext: str) -> str:
+    """The plaintext of a secret the storage sealed (DecryptionFailed if it cannot be read)."""
+    return Sealed(ciphertext.removeprefix(LEGACY_PREFIX)).reveal()
 
 
 @method_decorator(sensitive_post_parameters(SECRET_KEY_IN_STEP), name="dispatch")
@@ -158,7 +156,6 @@ class ConnectionWizard(SessionWizardView):
                     "fields": form.provider_fields,
                 }
             self.storage.extra_data = extra
-        self.storage.remember_secret(self.steps.current)
         return super().process_step(form)
 
     def render_goto_step(self, goto_step, **kwargs):
@@ -166,7 +163,6 @@ class ConnectionWizard(SessionWizardView):
         current = self.steps.current
         if any(key.startswith(f"{current}-") for key in self.request.POST):
             form = self.get_form(data=self.request.POST, files=self.request.FILES)
-            self.storage.remember_secret(current)
             self.storage.set_step_data(current, self.get_form_step_data(form))
         return super().render_goto_step(goto_step, **kwargs)
 

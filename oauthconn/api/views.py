@@ -31,7 +31,7 @@ from oauthconn.flows.configuration import (
     security_relevant,
 )
 from oauthconn.flows.discovery import discover_provider
-from oauthconn.flows.probe import test_connection
+from oauthconn.flows.probe import probe_connection
 from oauthconn.models import Connection, Event, Provider, Token
 from oauthconn.views import safe_return_to
 
@@ -225,7 +225,7 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
     def test(self, request, pk=None) -> Response:
         connection = self.get_object()
         owner = s.owner_of(connection, request.user)
-        result = test_connection(connection, owner=owner)
+        result = probe_connection(connection, owner=owner)
         return Response(s.ProbeResultSerializer(result).data)
 
     @action(detail=True, methods=["post"])

@@ -5,7 +5,7 @@ Edges (views, admin, API, commands, the client) call these; these call the proto
 
 from oauthconn.flows.authorization import complete_authorization, start_authorization
 from oauthconn.flows.configuration import SECURITY_RELEVANT_FIELDS, invalidate_grants
-from oauthconn.flows.probe import ProbeResult, test_connection
+from oauthconn.flows.probe import ProbeResult, probe_connection
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import Renewal, get_valid_token, load_token, renew, renew_now
 
@@ -19,8 +19,8 @@ __all__ = [
     "get_valid_token",
     "invalidate_grants",
     "load_token",
+    "probe_connection",
     "renew",
     "renew_now",
     "start_authorization",
-    "test_connection",
 ]

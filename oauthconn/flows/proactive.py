@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import cast
 
 from django.db import OperationalError, connections
 from django.db import connection as db_connection
@@ -162,38 +163,41 @@ def refresh_due(
     return summary
 
 
+Outcome = tuple[str | None, BaseException | None]
+
+
 def _map(function: Callable[[int], str], pks: list[int], workers: int) -> Iterator[str]:
     """Results in the order they finish, so the progress bar moves with the work.
 
-    Each worker keeps one database connection and one HTTP client for its whole share of
-    the run: opening both anew for every token cost more than the refresh itself.
+    A ``ThreadPoolExecutor`` of at most ``workers`` threads runs one share each: a share
+    takes the next token until none is left, with one database connection and one HTTP
+    client for all of them (opening both anew for every token cost more than the refresh
+    itself), and closes its database connection when done. An error is raised here, in the
+    caller's thread, once the shares have finished the rest.
     """
-    if workers <= 1:
+    if workers <= 1 or len(pks) <= 1:
         with reusing_outbound_client():
             yield from map(function, pks)
         return
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
     for pk in pks:
         todo.put(pk)
-    results: queue.SimpleQueue[tuple[str | None, BaseException | None]] = queue.SimpleQueue()
-    threads = [
-        threading.Thread(target=_work, args=(function, todo, results), name=f"oauthconn-{n}")
-        for n in range(min(workers, len(pks)))
-    ]
-    for thread in threads:
-        thread.start()
-    try:
+    finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    shares = min(workers, len(pks))
+    with ThreadPoolExecutor(max_workers=shares, thread_name_prefix="oauthconn-refresh") as pool:
+        for _ in range(shares):
+            pool.submit(_share, function, todo, finished)
         for _ in pks:
-            result, error = results.get()
+            result, error = finished.get()
             if error is not None:
                 raise error
-            yield result
-    finally:
-        for thread in threads:
-            thread.join()
+            yield cast(str, result)  # set whenever error is None
 
 
-def _work(function, todo: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+def _share(
+    function: Callable[[int], str], todo: queue.SimpleQueue[int], finished: queue.SimpleQueue
+) -> None:
+    """One worker's part of the run; every token's outcome goes to ``finished``."""
     try:
         with reusing_outbound_client():
             while True:
@@ -202,9 +206,11 @@ def _work(function, todo: queue.SimpleQueue, results: queue.SimpleQueue) -> None
                 except queue.Empty:
                     return
                 try:
-                    results.put((function(pk), None))
-                except BaseException as err:  # handed to the caller's thread, raised there
-                    results.put((None, err))
+                    finished.put((function(pk), None))
+                except BaseException as err:  # raised in the caller's thread; go on here
+                    finished.put((None, err))
+    except BaseException as err:  # no HTTP client: the caller must not wait for results
+        finished.put((None, err))
     finally:
         connections.close_all()  # this thread's own database connection
 

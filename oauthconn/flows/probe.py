@@ -1,9 +1,10 @@
 """The admin's "Test" button: one authenticated GET, reported as status and a short excerpt.
 
 The request goes to the connection's ``test_path`` under its API base URL when one is set
-(through :class:`oauthconn.client.ConnectionClient`, so the token stays on that origin and a
-401 gets one refresh and retry), else to the provider's userinfo endpoint (OpenID Connect
-Core §5.3), which the provider that issued the token serves itself.
+(through :class:`oauthconn.flows.resource.Grant`, the same authenticated client site code
+gets, so the token stays on that origin and a 401 gets one refresh and retry), else to the
+provider's userinfo endpoint (OpenID Connect Core §5.3), which the provider that issued the
+token serves itself.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 from oauthconn import http
-from oauthconn.client import ConnectionClient
 from oauthconn.exceptions import ConfigurationError
+from oauthconn.flows.resource import Grant
 from oauthconn.models import Connection
 
 #: Characters of the response body shown to the admin; the rest is cut.
@@ -46,7 +47,7 @@ def probe_url(connection: Connection) -> str:
     )
 
 
-def test_connection(connection: Connection, owner=None) -> ProbeResult:
+def probe_connection(connection: Connection, owner=None) -> ProbeResult:
     """Call the test URL with the connection's current token (refreshed first if due).
 
     Raises the token errors of ``get_valid_token`` (``NotConnected``,
@@ -54,20 +55,16 @@ def test_connection(connection: Connection, owner=None) -> ProbeResult:
     test path that leaves the API base URL's origin.
     """
     url = probe_url(connection)
-    api = ConnectionClient(connection, owner)
+    grant = Grant(connection, owner)
     if connection.test_path and connection.api_base_url:
-        with api.client() as client:
+        with grant.client() as client:
             response = http.send(client, "GET", url)
     else:
-        token = api.token()
+        token = grant.token()
         headers = {"Authorization": f"Bearer {token.access_token.reveal()}"}
         with http.build_client() as client:
             response = http.send(client, "GET", url, headers=headers)
     return ProbeResult(response.status_code, _excerpt(response.content), url)
-
-
-# pytest would collect a module-level function named test_*; this one is not a test.
-test_connection.__test__ = False  # type: ignore[attr-defined]
 
 
 def _excerpt(content: bytes) -> str:

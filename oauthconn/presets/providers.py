@@ -9,8 +9,9 @@ then the field is empty. ``sends_issuer`` (RFC 9207) is set only where the provi
 
 from __future__ import annotations
 
-from oauthconn.presets.registry import Preset, dns_label, host_name, local_origin
+from oauthconn.presets.record import Preset
 from oauthconn.presets.setup_notes import with_setup_notes
+from oauthconn.presets.validators import dns_label, host_name, local_origin
 
 CODE = ("authorization_code",)
 CODE_PKCE = ("authorization_code", "authorization_code_pkce")

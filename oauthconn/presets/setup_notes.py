@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from oauthconn.presets.registry import Preset
+from oauthconn.presets.record import Preset
 
 SETUP_NOTES: dict[str, str] = {
     "github": "Register an OAuth app in GitHub > Settings > Developer settings > OAuth Apps > "

@@ -1,0 +1,125 @@
+"""Authenticated requests to a connection's API: the one implementation.
+
+:class:`Grant` is one owner's grant of a connection as a caller holds it: the last token it
+served stays in memory while it is valid, and it asks :func:`get_valid_token` (single-flight
+refresh) for a new one when due. :class:`ConnectionAuth` is the httpx ``Auth`` that sends the
+bearer token only to the API base URL's origin (SECURITY R41) and, after a 401, refreshes
+once and retries once. The public client (:mod:`oauthconn.client`) and the admin's "Test"
+(:mod:`oauthconn.flows.probe`) both build on these, so neither rule exists twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+
+from oauthconn import http
+from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
+from oauthconn.flows.tokens import get_valid_token
+from oauthconn.models import Connection, Token, TokenStatus
+
+
+class Grant:
+    """The grant of ``owner`` (None: the shared one) for ``connection``, with its last token."""
+
+    def __init__(self, connection: Connection, owner=None, *, token: Token | None = None) -> None:
+        self.connection = connection
+        self.owner = owner
+        # A row loaded with the connection serves at once if it can; anything else (not
+        # connected, needs reauthorization) goes through the flows, which raise the reason.
+        self._token = token if token is not None and _serves(token) else None
+
+    def token(self, *, force_refresh: bool = False) -> Token:
+        """The current ``Token`` row, refreshed first when it needs it (``Token.needs_refresh``)."""
+        cached = self._token
+        if cached is not None and not force_refresh and not cached.needs_refresh():
+            return cached
+        self._token = get_valid_token(
+            self.connection, self.owner, force=force_refresh, stale=cached
+        )
+        return self._token
+
+    @property
+    def access_token(self) -> str:
+        return self.token().access_token.reveal()
+
+    def has_scope(self, scope: str) -> bool:
+        return self.token().has_scope(scope)
+
+    def api_base_url(self) -> str:
+        """The API base URL, checked against the URL policy, ending in ``/``."""
+        base = self.connection.api_base_url
+        if not base:
+            raise ConfigurationError(f"Connection {self.connection.slug!r} has no API base URL.")
+        http.check_url(base, field="API base URL")
+        return base.rstrip("/") + "/"
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A new ``httpx.Client`` on the API base URL that authenticates with this grant.
+
+        Each request must end within ``REQUEST_DEADLINE`` seconds, or raises
+        :class:`~oauthconn.exceptions.DeadlineExceeded`; pass ``deadline=<seconds>`` for
+        calls that legitimately take longer (a large export). Other keyword arguments go to
+        :func:`oauthconn.http.build_client`.
+        """
+        base_url = self.api_base_url()
+        return http.build_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """The async twin of :meth:`client`, with the same deadline rule."""
+        base_url = self.api_base_url()
+        return http.build_async_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
+
+
+def _serves(token: Token) -> bool:
+    return token.access_token is not None and token.status in (
+        TokenStatus.ACTIVE,
+        TokenStatus.FAILING,
+    )
+
+
+class ConnectionAuth(httpx.Auth):
+    """Bearer authentication (RFC 6750 §2.1) that refreshes once and retries after a 401."""
+
+    def __init__(self, grant: Grant) -> None:
+        self.grant = grant
+        base = httpx.URL(grant.connection.api_base_url)
+        self.origin = (base.scheme, base.host, base.port)
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        self._check_origin(request)
+        response = yield self._authorize(request, self.grant.token())
+        if self._should_retry(response):
+            yield self._authorize(request, self.grant.token(force_refresh=True))
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self._check_origin(request)
+        token = await sync_to_async(self.grant.token)()
+        response = yield self._authorize(request, token)
+        if self._should_retry(response):
+            token = await sync_to_async(self.grant.token)(force_refresh=True)
+            yield self._authorize(request, token)
+
+    def _check_origin(self, request: httpx.Request) -> None:
+        url = request.url
+        if (url.scheme, url.host, url.port) != self.origin:
+            raise DisallowedResourceURL(
+                f"Refusing to send the token of {self.grant.connection.slug!r} to "
+                f"{url.scheme}://{url.host}: only its API base URL's origin is allowed."
+            )
+
+    @staticmethod
+    def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
+        request.headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
+        return request
+
+    @staticmethod
+    def _should_retry(response: httpx.Response) -> bool:
+        # RFC 6750 §3.1: insufficient_scope will not be cured by a new token.
+        challenge = response.headers.get("WWW-Authenticate", "")
+        return response.status_code == 401 and "insufficient_scope" not in challenge
