@@ -260,7 +260,7 @@ def test_failed_discovery_is_an_error_with_a_code_and_creates_nothing(api, scrip
     assert response.status_code == 400
     assert response.json()["code"] == "discovery_failed"
     assert "HTTP 500" in response.json()["detail"]
-    assert b"boom" not in response.content  # no response oracle (SECURITY 3.5)
+    assert b"boom" not in response.content  # no response oracle (SECURITY §3.5)
     assert not Provider.objects.filter(slug="idp").exists()
 
 

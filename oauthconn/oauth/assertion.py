@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from oauthconn.exceptions import ConfigurationError
 
-#: RFC 7523 §3.1: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".
+#: RFC 7523 §2.2: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Seconds an assertion is valid: long enough for one request, too short to be worth stealing.
 LIFETIME = 60

@@ -9,7 +9,7 @@ malformed answer ends in a ``KeyError`` or a 500 (SECURITY §2.2, §2.3). Messag
 the provider said (``error``, a cleaned ``error_description``) and the HTTP status, never
 what we sent and never a token.
 
-Compatibility choices, documented as SECURITY R28/§2.2 ask:
+Compatibility choices, documented as SECURITY R28 and §2.2 ask:
 
 - ``expires_in`` may be a JSON integer, an integral JSON number (``3600.0``) or a digit-only
   string (``"3600"``, as some providers send); zero, negative, fractional or other values
