@@ -81,6 +81,12 @@ def test_sealed_values_compare_by_plaintext():
     assert Sealed.seal("a") != Sealed.seal("b")
 
 
+def test_an_unset_secret_reveals_as_none_and_a_set_one_as_its_plaintext(connection):
+    loaded = Connection.objects.get(pk=connection.pk)
+    assert Sealed.reveal_optional(loaded.client_secret) == "the-secret"
+    assert Sealed.reveal_optional(loaded.private_key) is None
+
+
 def test_missing_and_malformed_keys_are_check_errors(keys):
     keys()
     assert [m.id for m in check_encryption_keys()] == ["oauthconn.E001"]

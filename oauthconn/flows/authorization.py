@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from oauthconn import http
 from oauthconn.conf import oauthconn_settings
-from oauthconn.crypto import reveal
+from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
     AttemptAlreadyUsed,
     AuthorizationDenied,
@@ -148,7 +148,7 @@ def _complete(slug: str, query, *, user, session, method: str) -> Token:
         if params.error:
             raise AuthorizationDenied(params.error, params.error_description)
         tokens = redeem_code(connection, attempt, params.code)
-        identity = verify_identity(connection, tokens, reveal(attempt.nonce))
+        identity = verify_identity(connection, tokens, Sealed.reveal_optional(attempt.nonce))
     except Exception as err:
         record_event(
             EventKind.AUTHORIZATION_FAILED,
@@ -232,7 +232,7 @@ def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str
             connection.provider.token_endpoint,
             code=code,
             redirect_uri=attempt.redirect_uri,
-            code_verifier=reveal(attempt.code_verifier),
+            code_verifier=Sealed.reveal_optional(attempt.code_verifier),
             credentials=credentials_for(connection),
             extra_params=connection.extra_token_params,
             **token_limits(connection),

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from oauthconn import http, signals
 from oauthconn.conf import oauthconn_settings
-from oauthconn.crypto import reveal
+from oauthconn.crypto import Sealed
 from oauthconn.models import Connection, Event, EventKind, Token, TokenStatus
 from oauthconn.notifications.outbox import enqueue_for_event
 from oauthconn.oauth.client_auth import ClientCredentials
@@ -40,9 +40,9 @@ def credentials_for(connection: Connection) -> ClientCredentials:
     issuer when known (R49, see oauthconn.oauth.assertion), else the endpoint called."""
     return ClientCredentials(
         client_id=connection.client_id,
-        client_secret=reveal(connection.client_secret),
+        client_secret=Sealed.reveal_optional(connection.client_secret),
         method=connection.client_auth_method,
-        private_key=reveal(connection.private_key),
+        private_key=Sealed.reveal_optional(connection.private_key),
         private_key_id=connection.private_key_id,
         assertion_audience=connection.provider.issuer,
     )

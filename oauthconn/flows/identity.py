@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from oauthconn import http
-from oauthconn.crypto import reveal
+from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
     IdentityChanged,
     IDTokenAudienceMismatch,
@@ -47,7 +47,7 @@ def expectations_for(connection: Connection, nonce: str | None) -> IDTokenExpect
         nonce=nonce,
         algorithms=allowed_algorithms(provider.id_token_signing_algs),
         jwks_uri=provider.jwks_uri,
-        client_secret=reveal(connection.client_secret),
+        client_secret=Sealed.reveal_optional(connection.client_secret),
     )
 
 
