@@ -1,0 +1,25 @@
+"""Type aliases for the people in the flows: who owns a grant, who acts, who is asking.
+
+One place on purpose: owners will grow beyond users (teams, organizations; see DESIGN.md),
+and then ``Owner`` changes here rather than in every signature.
+
+``User`` is the project's ``AUTH_USER_MODEL``: django-stubs' mypy plugin expands the stubs-only
+alias ``django.contrib.auth.models._User`` to the configured model, so the type matches what
+the foreign keys accept. At runtime these are plain strings (nothing imports the user model
+before the app registry is ready); they are for annotations only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import _User as User  # noqa: F401 (used in the aliases)
+
+#: Who holds a grant: a user for a per-user connection, ``None`` for a shared connection.
+Owner: TypeAlias = "User | None"
+#: Who did something (recorded on events, tokens and attempts); ``None``: the system itself.
+Actor: TypeAlias = "User | None"
+#: Whoever sends a request: a signed-in user or Django's anonymous user.
+RequestUser: TypeAlias = "User | AnonymousUser"
