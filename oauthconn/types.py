@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AnonymousUser
-    from django.contrib.auth.models import _User as User  # noqa: F401 (used in the aliases)
+    from django.contrib.auth.models import AnonymousUser, _User
 
+#: A user of this project: ``AUTH_USER_MODEL``.
+User: TypeAlias = "_User"
 #: Who holds a grant: a user for a per-user connection, ``None`` for a shared connection.
 Owner: TypeAlias = "User | None"
 #: Who did something (recorded on events, tokens and attempts); ``None``: the system itself.

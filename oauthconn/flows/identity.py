@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import httpx
+
 from oauthconn import http
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
@@ -76,7 +78,9 @@ def _wants_userinfo(provider: Provider, shown: dict[str, str]) -> bool:
     return bool(provider.userinfo_endpoint) and not {"name", "email"} <= shown.keys()
 
 
-def _userinfo_claims(client, connection: Connection, tokens: TokenSet, subject: str) -> dict:
+def _userinfo_claims(
+    client: httpx.Client, connection: Connection, tokens: TokenSet, subject: str
+) -> dict[str, str]:
     try:
         claims = fetch_userinfo(
             client,
@@ -90,7 +94,7 @@ def _userinfo_claims(client, connection: Connection, tokens: TokenSet, subject: 
     return display_claims(claims)
 
 
-def verify_refreshed_id_token(client, token: Token, tokens: TokenSet) -> None:
+def verify_refreshed_id_token(client: httpx.Client, token: Token, tokens: TokenSet) -> None:
     """R39, OIDC Core §12.2: an ID token in a refresh response must pass the same checks
     (without a nonce) and name the account the grant was authorized for.
 
