@@ -11,7 +11,7 @@ Tokens are only ever sent to the origin of the connection's API base URL (R41).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -20,8 +20,11 @@ from oauthconn import flows, http
 from oauthconn.exceptions import ConfigurationError, ConnectionNotFound, DisallowedResourceURL
 from oauthconn.models import Connection, Token, TokenStatus
 
+if TYPE_CHECKING:
+    from oauthconn.types import Owner
 
-def get_connection(slug: str, owner=None) -> ConnectionClient:
+
+def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
     """The connection ``slug``; for a per-user connection, the grant of ``owner``.
 
     One query when the grant exists: the token row with its connection and provider, so
@@ -51,7 +54,9 @@ def _load_connection(slug: str) -> Connection:
 class ConnectionClient:
     """A connection as site code uses it. Keeps the last token in memory while it is valid."""
 
-    def __init__(self, connection: Connection, owner=None, *, token: Token | None = None) -> None:
+    def __init__(
+        self, connection: Connection, owner: Owner = None, *, token: Token | None = None
+    ) -> None:
         self.connection = connection
         self.owner = owner
         # A row loaded with the connection serves at once if it can; anything else (not
@@ -76,7 +81,7 @@ class ConnectionClient:
 
     @property
     def access_token(self) -> str:
-        return self.token().access_token.reveal()
+        return self.token().require_access_token().reveal()
 
     def has_scope(self, scope: str) -> bool:
         return self.token().has_scope(scope)
@@ -180,7 +185,7 @@ class ConnectionAuth(httpx.Auth):
 
     @staticmethod
     def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
-        request.headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
+        request.headers["Authorization"] = f"Bearer {token.require_access_token().reveal()}"
         return request
 
     @staticmethod

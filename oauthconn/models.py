@@ -14,12 +14,14 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from oauthconn.conf import oauthconn_settings
+from oauthconn.exceptions import NotConnected
 from oauthconn.fields import EncryptedTextField
 
 if TYPE_CHECKING:
     from django.db.models.expressions import Combinable
     from django_stubs_ext import StrOrPromise
 
+    from oauthconn.crypto import Sealed
     from oauthconn.types import Owner
 
 URL_LENGTH = 2000
@@ -305,6 +307,13 @@ class Token(models.Model):
     @property
     def granted_scopes(self) -> list[str]:
         return self.scope.split()
+
+    def require_access_token(self) -> Sealed:
+        """The access token, for a grant that must have one; ``NotConnected`` when it has none
+        (disconnected or never authorized). Callers reveal it where they send it."""
+        if self.access_token is None:
+            raise NotConnected()
+        return self.access_token
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.granted_scopes

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 User: TypeAlias = "_User"
 #: Who holds a grant: a user for a per-user connection, ``None`` for a shared connection.
 Owner: TypeAlias = "User | None"
-#: Who did something (recorded on events, tokens and attempts); ``None``: the system itself.
-Actor: TypeAlias = "User | None"
+#: Who did something: usually ``request.user``; ``None`` is the system itself (a command, a
+#: task). Events and tokens record only a signed-in user; an anonymous one is stored as None.
+Actor: TypeAlias = "User | AnonymousUser | None"
 #: Whoever sends a request: a signed-in user or Django's anonymous user.
 RequestUser: TypeAlias = "User | AnonymousUser"

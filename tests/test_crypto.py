@@ -16,7 +16,7 @@ from oauthconn.checks import (
     check_unknown_settings,
 )
 from oauthconn.crypto import Sealed
-from oauthconn.exceptions import DecryptionFailed
+from oauthconn.exceptions import DecryptionFailed, NotConnected
 from oauthconn.models import Connection, Provider, Token
 
 
@@ -126,3 +126,11 @@ def test_deployment_warnings(settings):
     settings.SESSION_COOKIE_SAMESITE = "Lax"
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     assert check_deployment_safety() == []
+
+
+def test_a_grant_without_an_access_token_is_not_connected(connection):
+    token = Token.objects.create(connection=connection, access_token="at")
+    assert token.require_access_token().reveal() == "at"
+    token.access_token = None
+    with pytest.raises(NotConnected):
+        token.require_access_token()

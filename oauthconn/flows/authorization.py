@@ -282,7 +282,7 @@ def store_grant(
         if tokens.scope is None:
             token.scope = connection.scopes  # RFC 6749 §5.1: omitted means as requested
         now = timezone.now()
-        token.authorized_by = actor if getattr(actor, "is_authenticated", False) else None
+        token.authorized_by = actor if actor is not None and actor.is_authenticated else None
         token.authorized_at = now
         token.refreshed_at = None
         token.revocation_pending = False

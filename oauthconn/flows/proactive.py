@@ -175,7 +175,8 @@ def _map(function: Callable[[int], str], pks: list[int], workers: int) -> Iterat
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
     for pk in pks:
         todo.put(pk)
-    results: queue.SimpleQueue[tuple[str | None, BaseException | None]] = queue.SimpleQueue()
+    # A worker's result, or the exception it raised (handed over to be raised here).
+    results: queue.SimpleQueue[str | BaseException] = queue.SimpleQueue()
     threads = [
         threading.Thread(target=_work, args=(function, todo, results), name=f"oauthconn-{n}")
         for n in range(min(workers, len(pks)))
@@ -184,16 +185,20 @@ def _map(function: Callable[[int], str], pks: list[int], workers: int) -> Iterat
         thread.start()
     try:
         for _ in pks:
-            result, error = results.get()
-            if error is not None:
-                raise error
+            result = results.get()
+            if isinstance(result, BaseException):
+                raise result
             yield result
     finally:
         for thread in threads:
             thread.join()
 
 
-def _work(function, todo: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+def _work(
+    function: Callable[[int], str],
+    todo: queue.SimpleQueue[int],
+    results: queue.SimpleQueue[str | BaseException],
+) -> None:
     try:
         with reusing_outbound_client():
             while True:
@@ -202,9 +207,9 @@ def _work(function, todo: queue.SimpleQueue, results: queue.SimpleQueue) -> None
                 except queue.Empty:
                     return
                 try:
-                    results.put((function(pk), None))
+                    results.put(function(pk))
                 except BaseException as err:  # handed to the caller's thread, raised there
-                    results.put((None, err))
+                    results.put(err)
     finally:
         connections.close_all()  # this thread's own database connection
 
