@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
@@ -11,7 +14,9 @@ from oauthconn.conf import DEFAULTS, user_settings
 from oauthconn.exceptions import EncryptionKeyError, InsecureURL
 
 
-def check_encryption_keys(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_encryption_keys(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     from oauthconn.crypto import keyring
 
     if not user_settings().get("ENCRYPTION_KEYS"):
@@ -36,7 +41,9 @@ def check_encryption_keys(app_configs=None, **kwargs) -> list[checks.CheckMessag
     return []
 
 
-def check_unknown_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_unknown_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     unknown = sorted(set(user_settings()) - set(DEFAULTS))
     if not unknown:
         return []
@@ -62,7 +69,9 @@ HTTPS_HINT = (
 )
 
 
-def check_redirect_base_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_redirect_base_url(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     from oauthconn.http import check_url
 
     base = user_settings().get("REDIRECT_BASE_URL", "")
@@ -94,8 +103,10 @@ def _is_loopback_http(url: str) -> bool:
     return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
 
-def check_deployment_safety(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    messages = []
+def check_deployment_safety(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
     if user_settings().get("ALLOW_INSECURE_LOOPBACK") and not settings.DEBUG:
         messages.append(
             checks.Warning(

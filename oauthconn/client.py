@@ -10,7 +10,7 @@ Tokens are only ever sent to the origin of the connection's API base URL (R41).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -20,8 +20,11 @@ from oauthconn.models import Connection, Token
 
 __all__ = ["ConnectionAuth", "ConnectionClient", "get_connection"]
 
+if TYPE_CHECKING:
+    from oauthconn.types import Owner
 
-def get_connection(slug: str, owner=None) -> ConnectionClient:
+
+def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
     """The connection ``slug``; for a per-user connection, the grant of ``owner``.
 
     One query when the grant exists: the token row with its connection and provider, so
@@ -55,7 +58,9 @@ class ConnectionClient(Grant):
     :class:`oauthconn.flows.resource.Grant`; this adds request shortcuts on one kept client.
     """
 
-    def __init__(self, connection: Connection, owner=None, *, token: Token | None = None) -> None:
+    def __init__(
+        self, connection: Connection, owner: Owner = None, *, token: Token | None = None
+    ) -> None:
         super().__init__(connection, owner, token=token)
         self._http: httpx.Client | None = None
 

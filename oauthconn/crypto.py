@@ -66,9 +66,19 @@ class Sealed:
         return sealed
 
     def reveal(self) -> str:
+        """The plaintext (decrypted once, then kept); raises ``DecryptionFailed``."""
         if self._plaintext is None:
             self._plaintext = decrypt(self.ciphertext)
         return self._plaintext
+
+    @staticmethod
+    def reveal_optional(value: Sealed | None) -> str | None:
+        """The plaintext of a secret that may be unset (``None`` stays ``None``).
+
+        The one way to open an optional secret (a public client's secret, a nonce only OpenID
+        attempts have); where the secret must exist, check for ``None`` and call ``reveal()``.
+        """
+        return value.reveal() if value is not None else None
 
     def rotated(self) -> Sealed:
         """The same secret encrypted with the newest key (MultiFernet.rotate)."""
@@ -87,7 +97,3 @@ class Sealed:
 
     def __repr__(self) -> str:
         return "<Sealed ***>"
-
-
-def reveal(value: Sealed | None) -> str | None:
-    return value.reveal() if value is not None else None

@@ -103,7 +103,9 @@ class TemporarilyUnavailable(TokenUnavailable):
     code = "provider_unavailable"
     message = "The provider is temporarily unavailable; try again later."
 
-    def __init__(self, message: str | None = None, *, retry_after: float | None = None, **kw):
+    def __init__(
+        self, message: str | None = None, *, retry_after: float | None = None, **kw: object
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kw)
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
 from oauthconn.crypto import Sealed
+
+if TYPE_CHECKING:
+    # django-stubs types a field by its generic (set, get) pair: assigning takes plaintext,
+    # a ``Sealed`` or ``None``; reading gives ``Sealed`` or ``None`` (see SealedDescriptor).
+    # Django's Field is not subscriptable at runtime, hence the split.
+    _TextFieldBase = models.TextField[Sealed | str | None, Sealed | None]
+else:
+    _TextFieldBase = models.TextField
 
 
 class SealedDescriptor:
@@ -26,7 +34,7 @@ class SealedDescriptor:
         instance.__dict__[self.field.attname] = value
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(_TextFieldBase):
     """Stores a secret encrypted with the keyring; empty means "not set" (``None``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

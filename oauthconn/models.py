@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -13,12 +14,22 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from oauthconn.conf import oauthconn_settings
+from oauthconn.exceptions import NotConnected
 from oauthconn.fields import EncryptedTextField
+
+if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable
+    from django_stubs_ext import StrOrPromise
+
+    from oauthconn.crypto import Sealed
+    from oauthconn.types import Owner
 
 URL_LENGTH = 2000
 
 
-def url_field(verbose_name: str, **kwargs) -> models.CharField:
+def url_field(
+    verbose_name: StrOrPromise, **kwargs: Any
+) -> models.CharField[str | int | Combinable, str]:
     # CharField, not URLField: URLField's validator rejects http://127.0.0.1:8000 without a TLD
     # rules we apply ourselves (oauthconn.http.check_url), and it must allow long URLs.
     return models.CharField(verbose_name, max_length=URL_LENGTH, blank=True, **kwargs)
@@ -190,7 +201,7 @@ LEEWAY_SHARE = 0.25
 
 
 class TokenQuerySet(models.QuerySet):
-    def for_owner(self, owner) -> TokenQuerySet:
+    def for_owner(self, owner: Owner) -> TokenQuerySet:
         if owner is None:
             return self.filter(owner__isnull=True)
         return self.filter(owner=owner)
@@ -296,6 +307,13 @@ class Token(models.Model):
     @property
     def granted_scopes(self) -> list[str]:
         return self.scope.split()
+
+    def require_access_token(self) -> Sealed:
+        """The access token, for a grant that must have one; ``NotConnected`` when it has none
+        (disconnected or never authorized). Callers reveal it where they send it."""
+        if self.access_token is None:
+            raise NotConnected()
+        return self.access_token
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.granted_scopes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import traceback
+from typing import TYPE_CHECKING
 
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
@@ -31,6 +32,9 @@ from oauthconn.exceptions import AuthorizationFailed, NotPermitted, OAuthConnErr
 from oauthconn.flows.access import owner_for as permitted_owner
 from oauthconn.flows.keys import public_jwks
 from oauthconn.models import Connection, Token
+
+if TYPE_CHECKING:
+    from oauthconn.types import Owner
 
 logger = logging.getLogger("oauthconn")
 
@@ -59,7 +63,7 @@ def own_page(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def owner_for(request: HttpRequest, connection: Connection, permission: str):
+def owner_for(request: HttpRequest, connection: Connection, permission: str) -> Owner:
     """The owner the signed-in user may act for on this connection, or NotPermitted (a
     PermissionDenied, so 403); the rule itself lives in :mod:`oauthconn.flows.access`."""
     return permitted_owner(connection, request.user, permission)
@@ -107,7 +111,9 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     return private(HttpResponseRedirect(url))
 
 
-def say_what_was_renewed(request: HttpRequest, connection: Connection, renewal) -> None:
+def say_what_was_renewed(
+    request: HttpRequest, connection: Connection, renewal: flows.Renewal
+) -> None:
     if renewal.renewed:
         messages.success(request, f"{connection.name}: a new access token was obtained.")
     else:

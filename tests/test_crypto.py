@@ -16,7 +16,7 @@ from oauthconn.checks import (
     check_unknown_settings,
 )
 from oauthconn.crypto import Sealed
-from oauthconn.exceptions import DecryptionFailed
+from oauthconn.exceptions import DecryptionFailed, NotConnected
 from oauthconn.models import Connection, Provider, Token
 
 
@@ -81,6 +81,12 @@ def test_sealed_values_compare_by_plaintext():
     assert Sealed.seal("a") != Sealed.seal("b")
 
 
+def test_an_unset_secret_reveals_as_none_and_a_set_one_as_its_plaintext(connection):
+    loaded = Connection.objects.get(pk=connection.pk)
+    assert Sealed.reveal_optional(loaded.client_secret) == "the-secret"
+    assert Sealed.reveal_optional(loaded.private_key) is None
+
+
 def test_missing_and_malformed_keys_are_check_errors(keys):
     keys()
     assert [m.id for m in check_encryption_keys()] == ["oauthconn.E001"]
@@ -120,3 +126,11 @@ def test_deployment_warnings(settings):
     settings.SESSION_COOKIE_SAMESITE = "Lax"
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     assert check_deployment_safety() == []
+
+
+def test_a_grant_without_an_access_token_is_not_connected(connection):
+    token = Token.objects.create(connection=connection, access_token="at")
+    assert token.require_access_token().reveal() == "at"
+    token.access_token = None
+    with pytest.raises(NotConnected):
+        token.require_access_token()

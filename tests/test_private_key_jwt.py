@@ -11,6 +11,8 @@ from datetime import timedelta
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from django.urls import reverse
 from django.utils import timezone
 
@@ -186,3 +188,27 @@ def test_assertion_signature_verifies_with_the_published_key():
     key = jwt.PyJWK(public).key
     claims = jwt.decode(token, key, algorithms=["RS256"], audience="https://as.example")
     assert claims["iss"] == "c"
+
+
+@pytest.mark.parametrize(
+    "make_key",
+    [
+        lambda: ed25519.Ed25519PrivateKey.generate(),
+        lambda: ec.generate_private_key(ec.SECP384R1()),
+    ],
+    ids=["ed25519", "ec-p384"],
+)
+def test_a_key_without_a_common_jws_algorithm_is_a_configuration_error(make_key):
+    pem = (
+        make_key()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    with pytest.raises(ConfigurationError, match="must be RSA or EC P-256"):
+        client_assertion(
+            client_id="c", audience="https://as.example", private_key_pem=pem, key_id="k"
+        )

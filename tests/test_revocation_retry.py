@@ -112,3 +112,18 @@ def test_a_rejected_client_is_not_retried(grant, scripted_server):
     assert not PendingRevocation.objects.exists()
     grant.refresh_from_db()
     assert grant.access_token is None and grant.revocation_pending
+
+
+def test_a_pending_revocation_without_a_value_is_given_up_not_sent(grant, scripted_server):
+    scripted_server.add("/revoke", DOWN)
+    flows.disconnect(grant)
+    PendingRevocation.objects.update(value=None)
+    make_due()
+
+    with pytest.raises(CommandError, match="given up"):
+        retry()
+
+    assert len(scripted_server.requests_to("/revoke")) == 1  # only the disconnect's attempt
+    assert not PendingRevocation.objects.exists()
+    grant.refresh_from_db()
+    assert grant.revocation_pending

@@ -5,7 +5,9 @@ reuses the ``oauthconn:start`` view). Each is a POST with CSRF protection and it
 
 from __future__ import annotations
 
-from django.contrib import messages
+from typing import Any, TypeAlias
+
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -17,13 +19,21 @@ from oauthconn.flows.keys import KEY_TYPES, ROLLOVER_DAYS, current_key_type, rot
 from oauthconn.flows.probe import probe_connection
 from oauthconn.models import ClientAuthMethod, Connection, Token
 
+#: the ConnectionAdmin these pages belong to
+ConnectionPages: TypeAlias = "admin.ModelAdmin[Connection]"
+
 
 class HttpResponseSeeOther(HttpResponseRedirect):
     status_code = 303
 
 
 def connection_for(
-    model_admin, request: HttpRequest, object_id: str, perm: str, *, per_user: bool = False
+    model_admin: ConnectionPages,
+    request: HttpRequest,
+    object_id: str,
+    perm: str,
+    *,
+    per_user: bool = False,
 ) -> Connection:
     """The connection ``object_id``, if the user holds ``oauthconn.<perm>``.
 
@@ -46,7 +56,9 @@ def back(connection: Connection) -> HttpResponse:
     return HttpResponseSeeOther(reverse("admin:oauthconn_connection_change", args=[connection.pk]))
 
 
-def refresh_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+def refresh_view(
+    model_admin: ConnectionPages, request: HttpRequest, object_id: str
+) -> HttpResponse:
     """Renew the shared token now (a refresh, or a new client credentials token)."""
     connection = connection_for(model_admin, request, object_id, "refresh_connection")
     if not renewable(connection):
@@ -79,7 +91,7 @@ def renewable(connection: Connection) -> bool:
     return token is not None and token.is_connected and token.refresh_token is not None
 
 
-def test_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+def test_view(model_admin: ConnectionPages, request: HttpRequest, object_id: str) -> HttpResponse:
     """Call the userinfo endpoint or the test path and show status and a short body."""
     connection = connection_for(model_admin, request, object_id, "refresh_connection")
     context = {**page_context(model_admin, request, connection, "Test")}
@@ -90,7 +102,9 @@ def test_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse
     return TemplateResponse(request, "admin/oauthconn/connection/test_result.html", context)
 
 
-def disconnect_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+def disconnect_view(
+    model_admin: ConnectionPages, request: HttpRequest, object_id: str
+) -> HttpResponse:
     """First POST: the confirmation page. Confirmed POST: revoke at the provider, then wipe."""
     connection = connection_for(model_admin, request, object_id, "disconnect_connection")
     token = Token.objects.filter(connection=connection, owner__isnull=True).first()
@@ -109,7 +123,9 @@ def disconnect_view(model_admin, request: HttpRequest, object_id: str) -> HttpRe
     return back(connection)
 
 
-def rotate_key_view(model_admin, request: HttpRequest, object_id: str) -> HttpResponse:
+def rotate_key_view(
+    model_admin: ConnectionPages, request: HttpRequest, object_id: str
+) -> HttpResponse:
     """Give a private_key_jwt connection a new key pair; the old public key stays published."""
     connection = connection_for(model_admin, request, object_id, "change_connection", per_user=True)
     if connection.client_auth_method != ClientAuthMethod.PRIVATE_KEY_JWT:
@@ -132,7 +148,9 @@ def rotate_key_view(model_admin, request: HttpRequest, object_id: str) -> HttpRe
     return back(connection)
 
 
-def page_context(model_admin, request: HttpRequest, connection: Connection, title: str) -> dict:
+def page_context(
+    model_admin: ConnectionPages, request: HttpRequest, connection: Connection, title: str
+) -> dict[str, Any]:
     return {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,

@@ -48,7 +48,9 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text="Stable, machine-readable error code.")
     detail = serializers.CharField(help_text="A sentence for people; never holds a secret.")
-    fields = serializers.DictField(
+    # The body's key is "fields"; the serializer metaclass moves declared fields off the class,
+    # so this does not shadow Serializer.fields at run time, which the stubs cannot know.
+    fields = serializers.DictField(  # type: ignore[assignment]
         required=False, help_text="Validation errors by field name (input errors only)."
     )
     retry_after = serializers.IntegerField(

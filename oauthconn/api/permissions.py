@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from oauthconn.conf import oauthconn_settings
 
@@ -40,7 +42,7 @@ class StaffModelPermissions(DjangoModelPermissions):
         "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
     }
 
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
         if not (user and user.is_authenticated and user.is_staff):
             return False

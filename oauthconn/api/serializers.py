@@ -7,11 +7,13 @@ events): no serializer here has a field for ``access_token``, ``refresh_token`` 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from oauthconn.exceptions import ConfigurationError
+from oauthconn.exceptions import ConfigurationError, NotPermitted
 
 # R4's rule lives with the admin's forms; the API applies the same function.
 from oauthconn.flows.configuration import issuer_conflict
@@ -27,6 +29,9 @@ from oauthconn.models import (
     TokenStatus,
 )
 from oauthconn.oauth.authorize import check_extra_parameters
+
+if TYPE_CHECKING:
+    from oauthconn.types import Owner, RequestUser
 
 PROVIDER_URL_FIELDS = Provider.URL_FIELDS
 #: Client authentication methods that need a client secret.
@@ -56,7 +61,7 @@ def string_dict() -> serializers.DictField:
 
 
 class EventSerializer(serializers.ModelSerializer):
-    actor = serializers.StringRelatedField()
+    actor: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
 
     class Meta:
         model = Event
@@ -96,7 +101,8 @@ class TokenSerializer(serializers.ModelSerializer):
         events = getattr(token, "recent_events", None)  # prefetched by the list views
         if events is None:
             events = token.events.select_related("actor")[:RECENT_EVENTS]
-        return EventSerializer(events, many=True).data
+        # The stubs type .data as one object's ReturnDict even for many=True (a ReturnList).
+        return cast("list[dict]", EventSerializer(events, many=True).data)
 
 
 class ProviderSerializer(serializers.ModelSerializer):
@@ -121,7 +127,7 @@ class ProviderSerializer(serializers.ModelSerializer):
         read_only_fields = ["metadata", "discovered_at", "created_at", "updated_at"]
 
     def validate(self, attrs: dict) -> dict:
-        errors = {}
+        errors: dict[str, Any] = {}
         for name in PROVIDER_URL_FIELDS:
             try:
                 checked_url(attrs.get(name, ""), name.replace("_", " "))
@@ -322,7 +328,7 @@ def apply_secrets(connection: Connection, secrets: dict[str, str]) -> None:
         connection.client_secret = None
 
 
-def visible_token(connection: Connection, user) -> Token | None:
+def visible_token(connection: Connection, user: RequestUser) -> Token | None:
     """The grant the caller may see: the shared one, or their own for a per-user connection."""
     tokens = getattr(connection, "visible_tokens", None)
     if tokens is None:
@@ -333,9 +339,13 @@ def visible_token(connection: Connection, user) -> Token | None:
     return next((t for t in tokens if t.owner_id == owner_id), None)
 
 
-def owner_of(connection: Connection, user):
+def owner_of(connection: Connection, user: RequestUser) -> Owner:
     """The owner whose grant the caller acts on: nobody (shared) or the caller (per-user)."""
-    return user if connection.per_user else None
+    if not connection.per_user:
+        return None
+    if not user.is_authenticated:  # the API's permission class admits only signed-in staff
+        raise NotPermitted()
+    return user
 
 
 class ConnectionFilterSerializer(serializers.Serializer):

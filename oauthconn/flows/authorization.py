@@ -8,14 +8,17 @@ exactly once, before the code is redeemed.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal, overload
 
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
 from django.utils import timezone
 
 from oauthconn import http
 from oauthconn.conf import oauthconn_settings
-from oauthconn.crypto import reveal
+from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
     AttemptAlreadyUsed,
     AuthorizationDenied,
@@ -41,11 +44,21 @@ from oauthconn.oauth.authorize import build_authorization_url
 from oauthconn.oauth.callback import CallbackParams, check_issuer, named_states, parse_callback
 from oauthconn.oauth.token import TokenSet, exchange_code
 
+if TYPE_CHECKING:
+    from oauthconn.types import Actor, Owner, RequestUser, User
+
+#: the callback's query parameters, every value of each (a QueryDict fits too)
+Query = Mapping[str, Sequence[str]]
+
 #: session key of a random per-browser secret; attempts store only its hash
 BROWSER_SESSION_KEY = "oauthconn.browser"
 
 
-def browser_hash(session, *, create: bool) -> str | None:
+@overload
+def browser_hash(session: SessionBase, *, create: Literal[True]) -> str: ...
+@overload
+def browser_hash(session: SessionBase, *, create: bool) -> str | None: ...
+def browser_hash(session: SessionBase, *, create: bool) -> str | None:
     secret = session.get(BROWSER_SESSION_KEY)
     if secret is None:
         if not create:
@@ -55,7 +68,12 @@ def browser_hash(session, *, create: bool) -> str | None:
 
 
 def start_authorization(
-    connection: Connection, *, user, session, owner=None, return_to: str = ""
+    connection: Connection,
+    *,
+    user: RequestUser,
+    session: SessionBase,
+    owner: Owner = None,
+    return_to: str = "",
 ) -> str:
     """Record a new attempt and return the URL to send the browser to.
 
@@ -64,6 +82,8 @@ def start_authorization(
     """
     if not connection.uses_browser:
         raise ConfigurationError("Client credentials connections do not use a browser.")
+    if not user.is_authenticated:  # authorizing_owner() refuses it too; this tells mypy
+        raise NotPermitted()
     if getattr(authorizing_owner(connection, user), "pk", None) != getattr(owner, "pk", None):
         raise NotPermitted()
     provider = connection.provider
@@ -100,7 +120,7 @@ def start_authorization(
     )
 
 
-def _forget_old_attempts(binding: str, now) -> None:
+def _forget_old_attempts(binding: str, now: datetime) -> None:
     """Purge expired attempts and keep at most MAX_PENDING_FLOWS per browser (R14)."""
     PendingAuthorization.objects.expired(now).delete()
     keep = max(oauthconn_settings.MAX_PENDING_FLOWS - 1, 0)
@@ -112,7 +132,9 @@ def _forget_old_attempts(binding: str, now) -> None:
         PendingAuthorization.objects.filter(pk__in=stale_ids).delete()
 
 
-def complete_authorization(slug: str, query, *, user, session, method: str = "GET") -> Token:
+def complete_authorization(
+    slug: str, query: Query, *, user: RequestUser, session: SessionBase, method: str = "GET"
+) -> Token:
     """Check the callback, consume its attempt, redeem the code once, store the grant.
 
     Every attempt the callback names by its ``state`` is ended first, whatever else is wrong
@@ -133,11 +155,13 @@ def complete_authorization(slug: str, query, *, user, session, method: str = "GE
         raise
 
 
-def _complete(slug: str, query, *, user, session, method: str) -> Token:
+def _complete(
+    slug: str, query: Query, *, user: RequestUser, session: SessionBase, method: str
+) -> Token:
     named = end_named_attempts(named_states(query))
     if method != "GET":
         raise InvalidCallback("The authorization response must come back as a GET request.")
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         raise SignedOut()
     params = parse_callback(query)
     attempt = check_attempt(slug, params, named, user=user, session=session)
@@ -148,7 +172,7 @@ def _complete(slug: str, query, *, user, session, method: str) -> Token:
         if params.error:
             raise AuthorizationDenied(params.error, params.error_description)
         tokens = redeem_code(connection, attempt, params.code)
-        identity = verify_identity(connection, tokens, reveal(attempt.nonce))
+        identity = verify_identity(connection, tokens, Sealed.reveal_optional(attempt.nonce))
     except Exception as err:
         record_event(
             EventKind.AUTHORIZATION_FAILED,
@@ -168,7 +192,7 @@ def without(text: str, *values: str) -> str:
     return text
 
 
-def _values_of(query) -> list[str]:
+def _values_of(query: Query) -> list[str]:
     """The callback's code and state values (the secrets in it; error texts are not)."""
     getlist = getattr(query, "getlist", None)
     found = []
@@ -205,7 +229,7 @@ def end_named_attempts(states: list[str]) -> Named:
 
 
 def check_attempt(
-    slug: str, params: CallbackParams, named: Named, *, user, session
+    slug: str, params: CallbackParams, named: Named, *, user: User, session: SessionBase
 ) -> PendingAuthorization:
     """The attempt of this callback, if it belongs to this browser, user and connection (R16)
     and this callback used it up; otherwise the fitting ``InvalidCallback``."""
@@ -232,7 +256,7 @@ def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str
             connection.provider.token_endpoint,
             code=code,
             redirect_uri=attempt.redirect_uri,
-            code_verifier=reveal(attempt.code_verifier),
+            code_verifier=Sealed.reveal_optional(attempt.code_verifier),
             credentials=credentials_for(connection),
             extra_params=connection.extra_token_params,
             **token_limits(connection),
@@ -244,8 +268,8 @@ def store_grant(
     connection: Connection,
     tokens: TokenSet,
     *,
-    owner=None,
-    actor=None,
+    owner: Owner = None,
+    actor: Actor = None,
     identity: Identity | None = None,
 ) -> Token:
     """Save a new grant for an owner, all or nothing, and record the events."""
@@ -258,7 +282,7 @@ def store_grant(
         if tokens.scope is None:
             token.scope = connection.scopes  # RFC 6749 §5.1: omitted means as requested
         now = timezone.now()
-        token.authorized_by = actor if getattr(actor, "is_authenticated", False) else None
+        token.authorized_by = actor if actor is not None and actor.is_authenticated else None
         token.authorized_at = now
         token.refreshed_at = None
         token.revocation_pending = False

@@ -7,25 +7,29 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from oauthconn import http, signals
 from oauthconn.conf import oauthconn_settings
-from oauthconn.crypto import reveal
+from oauthconn.crypto import Sealed
 from oauthconn.models import Connection, Event, EventKind, Token, TokenStatus
 from oauthconn.notifications.outbox import enqueue_for_event
 from oauthconn.oauth.client_auth import ClientCredentials
 from oauthconn.oauth.token import TokenSet
 
+if TYPE_CHECKING:
+    from oauthconn.types import Actor
+
 logger = logging.getLogger("oauthconn")
 
-SIGNAL_FOR_EVENT = {
+SIGNAL_FOR_EVENT: dict[str, Signal] = {
     EventKind.AUTHORIZED: signals.authorized,
     EventKind.REFRESHED: signals.refreshed,
     EventKind.REFRESH_FAILED: signals.refresh_failed,
@@ -40,9 +44,9 @@ def credentials_for(connection: Connection) -> ClientCredentials:
     issuer when known (R49, see oauthconn.oauth.assertion), else the endpoint called."""
     return ClientCredentials(
         client_id=connection.client_id,
-        client_secret=reveal(connection.client_secret),
+        client_secret=Sealed.reveal_optional(connection.client_secret),
         method=connection.client_auth_method,
-        private_key=reveal(connection.private_key),
+        private_key=Sealed.reveal_optional(connection.private_key),
         private_key_id=connection.private_key_id,
         assertion_audience=connection.provider.issuer,
     )
@@ -61,7 +65,7 @@ def record_event(
     connection: Connection,
     *,
     token: Token | None = None,
-    actor=None,
+    actor: Actor = None,
     message: str = "",
     error: Exception | None = None,
     send_signal: bool = True,
@@ -74,7 +78,7 @@ def record_event(
         token=token,
         owner=owner,
         kind=kind,
-        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        actor=actor if actor is not None and actor.is_authenticated else None,
         message=message,
         data=data,
     )
@@ -89,7 +93,7 @@ def record_event(
     )
     signal = SIGNAL_FOR_EVENT.get(kind) if send_signal else None
     if signal is not None:
-        kwargs = {
+        kwargs: dict[str, object] = {
             "connection": connection,
             "token": token,
             "owner": owner,

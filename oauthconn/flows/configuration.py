@@ -10,12 +10,15 @@ reauthorization.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
 from oauthconn.flows.common import lock_token, record_event
 from oauthconn.models import Connection, EventKind, Provider, Token, TokenStatus
+
+if TYPE_CHECKING:
+    from oauthconn.types import Actor
 
 #: Connection fields whose change moves secrets or tokens to another place (R5).
 SECURITY_RELEVANT_FIELDS: frozenset[str] = frozenset(
@@ -40,7 +43,9 @@ def has_stored_grant(connection: Connection) -> bool:
     )
 
 
-def invalidate_grants(connection: Connection, changed_fields: Iterable[str], actor=None) -> int:
+def invalidate_grants(
+    connection: Connection, changed_fields: Iterable[str], actor: Actor = None
+) -> int:
     """Wipe every token of ``connection`` locally and require reauthorization.
 
     No revocation request is sent: the configured revocation endpoint may be the new, untrusted
@@ -89,7 +94,10 @@ def issuer_conflict(fields: Mapping[str, Any], *, exclude_pk: int | None = None)
     issuer = fields.get("issuer")
     if not issuer:
         return None
-    for other in Provider.objects.filter(issuer=issuer).exclude(pk=exclude_pk):
+    others = Provider.objects.filter(issuer=issuer)
+    if exclude_pk is not None:
+        others = others.exclude(pk=exclude_pk)
+    for other in others:
         if any(getattr(other, name) != fields.get(name, "") for name in AS_ENDPOINTS):
             return (
                 f"The provider {other.name!r} already uses the issuer {issuer} with other "

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import httpx
+
 from oauthconn import http
-from oauthconn.crypto import reveal
+from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
     IdentityChanged,
     IDTokenAudienceMismatch,
@@ -47,7 +49,7 @@ def expectations_for(connection: Connection, nonce: str | None) -> IDTokenExpect
         nonce=nonce,
         algorithms=allowed_algorithms(provider.id_token_signing_algs),
         jwks_uri=provider.jwks_uri,
-        client_secret=reveal(connection.client_secret),
+        client_secret=Sealed.reveal_optional(connection.client_secret),
     )
 
 
@@ -76,7 +78,9 @@ def _wants_userinfo(provider: Provider, shown: dict[str, str]) -> bool:
     return bool(provider.userinfo_endpoint) and not {"name", "email"} <= shown.keys()
 
 
-def _userinfo_claims(client, connection: Connection, tokens: TokenSet, subject: str) -> dict:
+def _userinfo_claims(
+    client: httpx.Client, connection: Connection, tokens: TokenSet, subject: str
+) -> dict[str, str]:
     try:
         claims = fetch_userinfo(
             client,
@@ -90,7 +94,7 @@ def _userinfo_claims(client, connection: Connection, tokens: TokenSet, subject: 
     return display_claims(claims)
 
 
-def verify_refreshed_id_token(client, token: Token, tokens: TokenSet) -> None:
+def verify_refreshed_id_token(client: httpx.Client, token: Token, tokens: TokenSet) -> None:
     """R39, OIDC Core §12.2: an ID token in a refresh response must pass the same checks
     (without a nonce) and name the account the grant was authorized for.
 

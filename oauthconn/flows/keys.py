@@ -53,12 +53,12 @@ def generate_key_pair(kind: str = "RSA") -> tuple[str, dict[str, Any]]:
 def public_jwk_for(private: Any) -> dict[str, Any]:
     """The public JWK of a private key we can sign with: RSA (RS256) or EC P-256 (ES256)."""
     if isinstance(private, rsa.RSAPrivateKey):
-        algorithm, alg = jwt.algorithms.RSAAlgorithm, "RS256"
+        jwk_json, alg = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()), "RS256"
     elif isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp256r1":
-        algorithm, alg = jwt.algorithms.ECAlgorithm, "ES256"
+        jwk_json, alg = jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()), "ES256"
     else:
         raise ValueError("Only RSA and EC P-256 private keys are supported.")
-    public_jwk = json.loads(algorithm.to_jwk(private.public_key()))
+    public_jwk = json.loads(jwk_json)
     public_jwk.update({"kid": _thumbprint(public_jwk), "alg": alg, "use": "sig"})
     return public_jwk
 

@@ -55,7 +55,9 @@ def store_renewal(token: Token, tokens: TokenSet) -> None:
 
 
 @transaction.atomic
-def mark_needs_reauth(token: Token, error: OAuthConnError, cause=None) -> Outcome:
+def mark_needs_reauth(
+    token: Token, error: OAuthConnError, cause: Exception | None = None
+) -> Outcome:
     token.status = TokenStatus.NEEDS_REAUTH
     token.last_error = str(error)
     token.last_error_code = getattr(cause, "code", error.code)

@@ -10,12 +10,16 @@ token serves itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from oauthconn import http
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.resource import Grant
 from oauthconn.models import Connection
+
+if TYPE_CHECKING:
+    from oauthconn.types import Owner
 
 #: Characters of the response body shown to the admin; the rest is cut.
 EXCERPT_CHARS = 500
@@ -47,7 +51,7 @@ def probe_url(connection: Connection) -> str:
     )
 
 
-def probe_connection(connection: Connection, owner=None) -> ProbeResult:
+def probe_connection(connection: Connection, owner: Owner = None) -> ProbeResult:
     """Call the test URL with the connection's current token (refreshed first if due).
 
     Raises the token errors of ``get_valid_token`` (``NotConnected``,
@@ -61,7 +65,7 @@ def probe_connection(connection: Connection, owner=None) -> ProbeResult:
             response = http.send(client, "GET", url)
     else:
         token = grant.token()
-        headers = {"Authorization": f"Bearer {token.access_token.reveal()}"}
+        headers = {"Authorization": f"Bearer {token.require_access_token().reveal()}"}
         with http.build_client() as client:
             response = http.send(client, "GET", url, headers=headers)
     return ProbeResult(response.status_code, _excerpt(response.content), url)

@@ -11,7 +11,7 @@ once and retries once. The public client (:mod:`oauthconn.client`) and the admin
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -21,11 +21,16 @@ from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
 from oauthconn.flows.tokens import get_valid_token
 from oauthconn.models import Connection, Token, TokenStatus
 
+if TYPE_CHECKING:
+    from oauthconn.types import Owner
+
 
 class Grant:
     """The grant of ``owner`` (None: the shared one) for ``connection``, with its last token."""
 
-    def __init__(self, connection: Connection, owner=None, *, token: Token | None = None) -> None:
+    def __init__(
+        self, connection: Connection, owner: Owner = None, *, token: Token | None = None
+    ) -> None:
         self.connection = connection
         self.owner = owner
         # A row loaded with the connection serves at once if it can; anything else (not
@@ -44,7 +49,7 @@ class Grant:
 
     @property
     def access_token(self) -> str:
-        return self.token().access_token.reveal()
+        return self.token().require_access_token().reveal()
 
     def has_scope(self, scope: str) -> bool:
         return self.token().has_scope(scope)
@@ -115,7 +120,7 @@ class ConnectionAuth(httpx.Auth):
 
     @staticmethod
     def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
-        request.headers["Authorization"] = f"Bearer {token.access_token.reveal()}"
+        request.headers["Authorization"] = f"Bearer {token.require_access_token().reveal()}"
         return request
 
     @staticmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import connection as db_connection
 from django.db import transaction
@@ -21,6 +23,9 @@ from oauthconn.flows.tokens import backoff_delay
 from oauthconn.models import Connection, EventKind, PendingRevocation, Token, TokenStatus
 from oauthconn.oauth.revoke import revoke_token
 
+if TYPE_CHECKING:
+    from oauthconn.types import Actor
+
 
 @dataclass(frozen=True)
 class DisconnectResult:
@@ -31,7 +36,7 @@ class DisconnectResult:
     pending: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
-def disconnect(token: Token, *, actor=None) -> DisconnectResult:
+def disconnect(token: Token, *, actor: Actor = None) -> DisconnectResult:
     """Revoke the refresh token and the access token, then wipe both, whatever the provider says.
 
     A provider that cannot be reached marks the token ``revocation_pending`` so an admin knows
@@ -55,7 +60,7 @@ def disconnect(token: Token, *, actor=None) -> DisconnectResult:
     return result
 
 
-def _forget(token: Token, result: DisconnectResult, actor) -> None:
+def _forget(token: Token, result: DisconnectResult, actor: Actor) -> None:
     token.clear_credentials()
     token.status = TokenStatus.REVOKED
     token.revocation_pending = result.revoked_at_provider is False
@@ -80,13 +85,15 @@ def _revoke_at_provider(token: Token) -> DisconnectResult:
     if not endpoint:
         return DisconnectResult(None, "Disconnected. The provider has no revocation endpoint.")
     # Refresh token first: revoking it usually ends the whole grant (RFC 7009 §2.1).
-    pairs = [(token.refresh_token, "refresh_token"), (token.access_token, "access_token")]
-    pairs = [(value.reveal(), hint) for value, hint in pairs if value is not None]
+    stored = [(token.refresh_token, "refresh_token"), (token.access_token, "access_token")]
+    pairs = [(value.reveal(), hint) for value, hint in stored if value is not None]
     with reusing_outbound_client():  # both revocations over one connection
         return _revoke_each(token.connection, endpoint, pairs)
 
 
-def _revoke_each(connection: Connection, endpoint: str, pairs) -> DisconnectResult:
+def _revoke_each(
+    connection: Connection, endpoint: str, pairs: Sequence[tuple[str, str]]
+) -> DisconnectResult:
     for done, (value, hint) in enumerate(pairs):
         try:
             _revoke(connection, endpoint, value, hint)
@@ -130,7 +137,7 @@ class RetrySummary:
     given_up: int = 0
 
 
-def retry_pending_revocations(*, now=None) -> RetrySummary:
+def retry_pending_revocations(*, now: datetime | None = None) -> RetrySummary:
     """Retry the revocations that are due; each at most once per call (RFC 7009 §2.2.1)."""
     now = now or timezone.now()
     summary = RetrySummary()
@@ -149,6 +156,8 @@ def _retry(pending: PendingRevocation) -> str:
     if connection.provider.revocation_endpoint != pending.endpoint:
         # R45: never send a token to an endpoint that changed after it was issued.
         return _give_up(pending, "the revocation endpoint changed since the disconnect")
+    if pending.value is None:  # nothing left to send (a row written or edited by hand)
+        return _give_up(pending, "no token value is stored for it")
     try:
         _revoke(connection, pending.endpoint, pending.value.reveal(), pending.token_type_hint)
     except OAuthConnError as err:

@@ -17,7 +17,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import httpx
 from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
@@ -60,6 +62,10 @@ from oauthconn.flows.outcomes import (  # noqa: F401 - BACKOFF_CAP, backoff_dela
 from oauthconn.models import Connection, GrantType, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
 
+if TYPE_CHECKING:
+    from oauthconn.crypto import Sealed
+    from oauthconn.types import Owner
+
 #: errors after which only a new authorization helps (RFC 6749 §5.2)
 TERMINAL_ERRORS = (InvalidGrant, InvalidClient, UnauthorizedClient)
 BUSY = "Timed out waiting for another worker's refresh of this connection."
@@ -70,18 +76,18 @@ _locks_guard = threading.Lock()
 _locks: dict[tuple[int, int | None], threading.Lock] = {}
 
 
-def _local_lock(connection: Connection, owner) -> threading.Lock:
+def _local_lock(connection: Connection, owner: Owner) -> threading.Lock:
     key = (connection.pk, getattr(owner, "pk", None))
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
 
 
-def load_token(connection: Connection, owner=None) -> Token | None:
+def load_token(connection: Connection, owner: Owner = None) -> Token | None:
     return Token.objects.filter(connection=connection).for_owner(owner).first()
 
 
 def get_valid_token(
-    connection: Connection, owner=None, *, force: bool = False, stale: Token | None = None
+    connection: Connection, owner: Owner = None, *, force: bool = False, stale: Token | None = None
 ) -> Token:
     """Return a token whose access token does not need a refresh (``Token.needs_refresh``).
 
@@ -113,7 +119,7 @@ class Renewal:
     retry_after: float | None = None
 
 
-def renew_now(connection: Connection, owner=None) -> Renewal:
+def renew_now(connection: Connection, owner: Owner = None) -> Renewal:
     """Renew at a person's request (admin, API, the user's page) and say honestly whether
     anything was renewed: a forced renewal may serve the still-valid old token instead.
 
@@ -141,7 +147,9 @@ def raise_if_unusable(token: Token) -> None:
         raise NotConnected()
 
 
-def renew(connection: Connection, owner=None, *, stale: Token | None = None, force=False) -> Token:
+def renew(
+    connection: Connection, owner: Owner = None, *, stale: Token | None = None, force: bool = False
+) -> Token:
     """Refresh (or fetch a client credentials token) once, whoever else asks at the same time."""
     lock = _local_lock(connection, owner)
     if not lock.acquire(timeout=oauthconn_settings.LOCK_TIMEOUT):
@@ -253,13 +261,14 @@ def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool 
         return serve_while_failing(token, _unavailable(token))
     if is_client_credentials:
         return _request(token, lambda client: _client_credentials(client, connection))
-    if token.refresh_token is None:
+    refresh_token = token.refresh_token
+    if refresh_token is None:
         error = ReauthorizationRequired(
             "Reauthorize the connection: the access token expired and the provider gave no "
             "refresh token."
         )
         return mark_needs_reauth(token, error)
-    return _request(token, lambda client: _refresh(client, token))
+    return _request(token, lambda client: _refresh(client, token, refresh_token))
 
 
 def _backoff_remaining(token: Token) -> float:
@@ -277,19 +286,19 @@ def _unavailable(token: Token) -> TemporarilyUnavailable:
     return TemporarilyUnavailable(message, retry_after=waiting)
 
 
-def _refresh(client, token: Token) -> TokenSet:
+def _refresh(client: httpx.Client, token: Token, refresh_token: Sealed) -> TokenSet:
     connection = token.connection
     return refresh_token_grant(
         client,
         connection.provider.token_endpoint,
-        refresh_token=token.refresh_token.reveal(),
+        refresh_token=refresh_token.reveal(),
         credentials=credentials_for(connection),
         extra_params=connection.extra_token_params,
         **token_limits(connection),
     )
 
 
-def _client_credentials(client, connection: Connection) -> TokenSet:
+def _client_credentials(client: httpx.Client, connection: Connection) -> TokenSet:
     return client_credentials_grant(
         client,
         connection.provider.token_endpoint,
@@ -300,7 +309,7 @@ def _client_credentials(client, connection: Connection) -> TokenSet:
     )
 
 
-def _request(token: Token, send: Callable[[object], TokenSet]) -> Outcome:
+def _request(token: Token, send: Callable[[httpx.Client], TokenSet]) -> Outcome:
     sent_refresh_token = token.refresh_token
     tokens: TokenSet | None = None
     try:
@@ -335,7 +344,7 @@ def _issued_refresh_token(err: OAuthConnError, tokens: TokenSet | None) -> str |
     return tokens.refresh_token if tokens is not None else None
 
 
-def _rotated_by_someone_else(token: Token, sent) -> Token | None:
+def _rotated_by_someone_else(token: Token, sent: Sealed | None) -> Token | None:
     """After ``invalid_grant``: did another worker rotate the refresh token meanwhile?
 
     Under our row lock nobody should have, but a worker that does not take the lock (an

@@ -59,7 +59,7 @@ def deliver_due(now: datetime | None = None) -> dict[str, int]:
     return {key: counts[key] for key in ("delivered", "retry", "given_up")}
 
 
-def _claim(pk: int, planned: datetime, now: datetime) -> bool:
+def _claim(pk: int, planned: datetime | None, now: datetime) -> bool:
     claimed = Notification.objects.filter(pk=pk, next_attempt_at=planned, delivered_at=None)
     return bool(claimed.update(next_attempt_at=now + LEASE))
 

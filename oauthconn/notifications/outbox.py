@@ -18,7 +18,7 @@ from oauthconn.conf import oauthconn_settings
 from oauthconn.models import Event, EventKind, Notification, Token
 
 #: Events that put a grant in a state someone has to hear about, and that state.
-STATE_FOR_EVENT = {
+STATE_FOR_EVENT: dict[str, str] = {
     EventKind.NEEDS_REAUTH: "needs_reauth",
     EventKind.REVOKED: "revoked",
     EventKind.REFRESH_FAILED: "failing",
@@ -63,7 +63,7 @@ def destinations(event: Event) -> list[tuple[str, str]]:
         found += [(Notification.Channel.EMAIL, address) for address in emails]
     owner = event.owner
     owner_email = getattr(owner, "email", "") if owner is not None else ""
-    if oauthconn_settings.NOTIFY_OWNERS and owner_email and event.actor_id != owner.pk:
+    if oauthconn_settings.NOTIFY_OWNERS and owner_email and event.actor_id != event.owner_id:
         if (Notification.Channel.EMAIL, owner_email) not in found:
             found.append((Notification.Channel.EMAIL, owner_email))
     for hook in oauthconn_settings.WEBHOOKS:

@@ -27,6 +27,8 @@ from oauthconn.exceptions import ConfigurationError
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Seconds an assertion is valid: long enough for one request, too short to be worth stealing.
 LIFETIME = 60
+#: Why a private key was refused: JWS needs an algorithm every server supports for it.
+UNSUPPORTED_KEY = "The private key must be RSA or EC P-256 for private_key_jwt."
 
 
 def signing_algorithm(private_key: object) -> str:
@@ -37,7 +39,7 @@ def signing_algorithm(private_key: object) -> str:
         private_key.curve, ec.SECP256R1
     ):
         return "ES256"
-    raise ConfigurationError("The private key must be RSA or EC P-256 for private_key_jwt.")
+    raise ConfigurationError(UNSUPPORTED_KEY)
 
 
 def client_assertion(
@@ -69,6 +71,8 @@ def client_assertion(
         "exp": int((issued + timedelta(seconds=LIFETIME)).timestamp()),
     }
     headers = {"kid": key_id} if key_id else None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigurationError(UNSUPPORTED_KEY)
     return jwt.encode(claims, key, algorithm=signing_algorithm(key), headers=headers)
 
 

@@ -1,4 +1,5 @@
-"""The authorization response at the redirect URI (RFC 6749 §4.1.2, RFC 9207; SECURITY R16–R21, §2.1).
+"""The authorization response at the redirect URI (RFC 6749 §4.1.2, RFC 9207; SECURITY R16–R21,
+§2.1).
 
 :func:`parse_callback` only checks that the query is well formed; the flow layer then looks
 the ``state`` up in the session (R9, R16) and calls :func:`check_issuer` before it trusts

@@ -104,7 +104,9 @@ def _header(id_token: str) -> dict[str, Any]:
     return header
 
 
-def _key(http: httpx.Client, header: Mapping[str, Any], alg: str, expect: IDTokenExpectations):
+def _key(
+    http: httpx.Client, header: Mapping[str, Any], alg: str, expect: IDTokenExpectations
+) -> Any:  # HMAC bytes or a cryptography public key, as jwt.decode takes them
     """HMAC: the client secret's bytes (OIDC Core §10.1). Otherwise: a key from the JWKS."""
     if alg in HMAC_ALGORITHMS:
         if not expect.client_secret:
@@ -168,8 +170,8 @@ def _check_audience(claims: Mapping[str, Any], client_id: str) -> None:
 
 
 def _check_times(claims: Mapping[str, Any], now: float) -> None:
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not _is_number(exp) or not _is_number(iat):
+    exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+    if exp is None or iat is None:
         raise MalformedIDToken(f"{MalformedIDToken.message} ('exp' or 'iat' is missing).")
     if exp <= now - LEEWAY:
         raise IDTokenExpired()
@@ -177,8 +179,11 @@ def _check_times(claims: Mapping[str, Any], now: float) -> None:
         raise IDTokenIssuedInFuture()
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _number(value: object) -> float | None:
+    """A JSON number as a float; ``None`` for anything else (``true`` is not a number here)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def display_claims(claims: Mapping[str, Any]) -> dict[str, str]:

@@ -122,9 +122,13 @@ class Preset:
         filled = {name: self._value(name, values) for name in pending}
         if not filled:
             return self
+        # Any: the names are only known at run time, so mypy cannot match them to fields.
+        templated: dict[str, Any] = {
+            field: _fill(getattr(self, field), filled) for field in TEMPLATED_FIELDS
+        }
         return dataclasses.replace(
             self,
-            **{field: _fill(getattr(self, field), filled) for field in TEMPLATED_FIELDS},
+            **templated,
             extra_authorize_params={
                 k: _fill(v, filled) for k, v in self.extra_authorize_params.items()
             },

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from oauthconn.exceptions import DiscoveryFailed
@@ -15,12 +18,12 @@ class Command(BaseCommand):
         "its endpoints, JWKS URI and capabilities. Without slugs: every provider with an issuer."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "slugs", nargs="*", help="Provider slugs (default: all with an issuer)."
         )
 
-    def handle(self, *args, slugs: list[str], **options) -> None:
+    def handle(self, *args: Any, slugs: list[str], **options: Any) -> None:
         failed = 0
         for provider in self.providers(slugs):
             try:

@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import json
+from argparse import ArgumentParser
+from collections.abc import Iterator
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -24,7 +27,7 @@ class Command(BaseCommand):
         "error in plain words. Exits 1 when any is failing or needs reauthorization."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--json", action="store_true", help="One JSON object per line.")
         parser.add_argument(
             "--summary",
@@ -33,7 +36,7 @@ class Command(BaseCommand):
             "with --json).",
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["summary"]:
             self.summarize(compute_health(), as_json=options["json"])
             return
@@ -59,7 +62,7 @@ class Command(BaseCommand):
         if alerting:
             raise CommandError(f"{alerting} grant(s) failing or needing reauthorization.")
 
-    def rows(self):
+    def rows(self) -> Iterator[dict[str, Any]]:
         tokens = Token.objects.select_related("connection", "owner").order_by("connection__slug")
         for token in tokens:
             status = token_status(token)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from oauthconn.flows.proactive import Policy, Summary, refresh_due
@@ -18,7 +21,7 @@ class Command(BaseCommand):
         "another copy holds are skipped). Exits with status 1 when any refresh failed."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--window", type=float, help="Seconds (default PROACTIVE_WINDOW).")
         parser.add_argument(
             "--idle-days", type=float, help="Days (default IDLE_REFRESH_DAYS; 0 turns it off)."
@@ -30,7 +33,7 @@ class Command(BaseCommand):
             "--concurrency", type=int, help="Refreshes in flight (default PROACTIVE_CONCURRENCY)."
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["concurrency"] is not None and options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1.")
         policy = Policy.from_settings(

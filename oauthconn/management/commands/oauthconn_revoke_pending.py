@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from oauthconn.flows.revocation import retry_pending_revocations
@@ -14,7 +16,7 @@ class Command(BaseCommand):
         "when a revocation had to be given up: revoke that grant at the provider by hand."
     )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         summary = retry_pending_revocations()
         self.stdout.write(
             f"revoked {summary.revoked}, still pending {summary.pending}, "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import models, transaction
 
 from oauthconn.exceptions import DecryptionFailed
 from oauthconn.fields import EncryptedTextField
@@ -12,7 +14,7 @@ from oauthconn.models import Connection, PendingAuthorization, Token
 BATCH = 500
 
 
-def encrypted_fields(model) -> list[str]:
+def encrypted_fields(model: type[models.Model]) -> list[str]:
     return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
 
 
@@ -23,7 +25,7 @@ class Command(BaseCommand):
         "keys can be removed."
     )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         rotated, failed = 0, 0
         for model in (Connection, Token, PendingAuthorization):
             done, broken = self.rotate_model(model)
@@ -36,7 +38,9 @@ class Command(BaseCommand):
                 "key(s) until those are re-entered or reauthorized."
             )
 
-    def rotate_model(self, model) -> tuple[int, int]:
+    def rotate_model(
+        self, model: type[Connection | Token | PendingAuthorization]
+    ) -> tuple[int, int]:
         names = encrypted_fields(model)
         rotated = failed = 0
         pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
@@ -49,7 +53,7 @@ class Command(BaseCommand):
                     failed += broken
         return rotated, failed
 
-    def rotate_row(self, row, names) -> tuple[int, int]:
+    def rotate_row(self, row: models.Model, names: list[str]) -> tuple[int, int]:
         rotated = failed = 0
         changed = []
         for name in names:
