@@ -216,6 +216,38 @@ class NotPermitted(AuthorizationFailed, PermissionDenied):
     message = "You are not allowed to authorize this connection."
 
 
+class SwitchRefused(AuthorizationFailed):
+    """A confirmation of a switch to another account that cannot be used (defect 7b)."""
+
+    code = "switch_refused"
+    message = "This account change cannot be confirmed. Please authorize again."
+
+
+class SwitchNotFound(SwitchRefused, SuspiciousOperation):
+    """No pending switch by that key for this browser and user (forged, or another browser)."""
+
+    code = "switch_not_found"
+    message = (
+        "There is no account change waiting for you here (it belongs to another browser or "
+        "user). Please authorize again."
+    )
+
+
+class SwitchExpired(SwitchRefused):
+    code = "switch_expired"
+    message = (
+        "This account change was not confirmed in time; the new account's access was "
+        "discarded and the connection keeps its account. Authorize again to change it."
+    )
+
+
+class SwitchAlreadyUsed(SwitchRefused):
+    """A second answer to the same confirmation page (a reload, the back button)."""
+
+    code = "switch_already_used"
+    message = "This account change was already answered. Authorize again to change it."
+
+
 class IssuerMismatch(InvalidCallback):
     """RFC 9207: the ``iss`` in the response is not the provider's issuer."""
 

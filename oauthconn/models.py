@@ -1,4 +1,7 @@
-"""Provider, Connection, Token, PendingAuthorization and Event. Models never touch the network."""
+"""Provider, Connection, Token, PendingAuthorization, PendingSwitch, Event and the outbox.
+
+Models never touch the network.
+"""
 
 from __future__ import annotations
 
@@ -356,6 +359,38 @@ class PendingAuthorization(models.Model):
     @staticmethod
     def hash(value: str) -> str:
         return hashlib.sha256(value.encode()).hexdigest()
+
+
+class PendingSwitch(models.Model):
+    """A reauthorization by another account, waiting for the person to confirm it (defect 7b).
+
+    The new grant's token response sits here encrypted (never in the session or a URL), bound
+    to the browser session and user of the attempt, valid for ``STATE_LIFETIME`` seconds and
+    taken once; the URL names it by a random key whose hash is stored. The display claims
+    are kept to name both accounts on the confirmation page.
+    """
+
+    key_hash = models.CharField(max_length=64, unique=True)
+    browser_hash = models.CharField(max_length=64)
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    #: the token response as JSON, encrypted; dropped when the switch is taken
+    tokens = EncryptedTextField()
+    old_subject = models.CharField(max_length=255)
+    old_claims = models.JSONField(default=dict, blank=True)
+    subject = models.CharField(max_length=255)
+    claims = models.JSONField(default=dict, blank=True)
+    return_to = models.CharField(max_length=URL_LENGTH, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    #: set when confirmed or declined; kept until it expires so a replay is told "already used"
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Account switch of {self.connection} started {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class PendingRevocation(models.Model):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("connect/<slug:slug>/", views.start, name="start"),
     path("callback/<slug:slug>/", views.callback, name="callback"),
     path("result/<str:key>/", views.callback_result, name="callback_result"),
+    path("switch/<str:key>/", views.switch_account, name="switch"),
     path("disconnect/<slug:slug>/", views.disconnect, name="disconnect"),
     path("jwks/<slug:slug>/", views.jwks, name="jwks"),
 ]

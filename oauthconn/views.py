@@ -14,6 +14,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBadRequest,
     HttpResponseRedirect,
     JsonResponse,
     QueryDict,
@@ -25,12 +26,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from oauthconn import flows
 from oauthconn.exceptions import AuthorizationFailed, NotPermitted, OAuthConnError, ProviderTimeout
 from oauthconn.flows.access import owner_for as permitted_owner
 from oauthconn.flows.keys import public_jwks
+from oauthconn.flows.switch import old_and_new
 from oauthconn.models import Connection, Token
 
 if TYPE_CHECKING:
@@ -145,6 +147,8 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
         message = "The authorization failed because of an error on this site."
         result = failure(request, slug, message, status=500)
         return private(HttpResponseSeeOther(remember_result(request, result)))
+    if isinstance(token, flows.HeldSwitch):  # another account: ask first (defect 7b)
+        return private(HttpResponseSeeOther(reverse("oauthconn:switch", args=[token.key])))
     connection = token.connection
     messages.success(request, f"{connection.name} is connected.")
     return private(HttpResponseSeeOther(landing_url(request, connection)))
@@ -233,6 +237,47 @@ def callback_result(request: HttpRequest, key: str) -> HttpResponse:
     # the state in its query; mark it as logged (as Django does for responses it logged).
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@never_cache
+@xframe_options_deny
+def switch_account(request: HttpRequest, key: str) -> HttpResponse:
+    """Ask before a reauthorization as another account replaces the old one (defect 7b):
+    GET shows both accounts, POST ``use_new`` or ``keep_old`` answers, once."""
+    try:
+        if request.method == "POST":
+            return answer_switch(request, key)
+        switch = flows.pending_switch(key, user=request.user, session=request.session)
+    except OAuthConnError as err:
+        slug = str(err.details.get("slug", ""))
+        result = failure(request, slug, str(err), status=failure_status(err))
+        return private(HttpResponseSeeOther(remember_result(request, result)))
+    return own_page(render_switch(request, switch))
+
+
+def answer_switch(request: HttpRequest, key: str) -> HttpResponse:
+    if "use_new" in request.POST:
+        answer = flows.confirm_switch(key, user=request.user, session=request.session)
+    elif "keep_old" in request.POST:
+        answer = flows.decline_switch(key, user=request.user, session=request.session)
+    else:
+        return HttpResponseBadRequest("Choose the new or the old account.")
+    level = messages.SUCCESS if answer.complete else messages.WARNING
+    messages.add_message(request, level, answer.message)
+    return HttpResponseSeeOther(landing_url(request, answer.connection, answer.return_to))
+
+
+def render_switch(request: HttpRequest, switch) -> HttpResponse:
+    """The question, in the admin's look for a shared connection's staff, else the site's."""
+    connection = switch.connection
+    old, new = old_and_new(switch)
+    context = {"switch": switch, "connection": connection, "old": old, "new": new}
+    if not connection.per_user and request.user.is_staff:
+        context |= {**admin.site.each_context(request), "opts": Connection._meta}
+        return render(request, "admin/oauthconn/connection/switch_confirm.html", context)
+    return render(request, "oauthconn/switch_confirm.html", context)
 
 
 @require_POST

@@ -130,21 +130,18 @@ def test_a_wrong_issuer_at_the_provider_fails_and_stores_nothing(
     assert event.data["code"] == "id_token_issuer"
 
 
-def test_reauthorization_by_another_account_is_audited(staff_client, staff, oidc_connection):
+def test_reauthorization_by_another_account_waits_for_a_choice(staff_client, oidc_connection):
+    """Defect 7b: stored only once confirmed (the answers: tests/test_account_switch.py)."""
     authorize_once = lambda: deliver(  # noqa: E731
         staff_client, oidc_connection, consent(staff_client, start(staff_client, oidc_connection))
     )
     authorize_once()
-    authorize_once()
-    assert "Another account" not in Event.objects.filter(kind=EventKind.AUTHORIZED)[0].message
-
     # As if the earlier grant had been made by another account at the provider:
     Token.objects.filter(connection=oidc_connection).update(subject="someone-else")
-    authorize_once()
 
-    latest = Event.objects.filter(kind=EventKind.AUTHORIZED)[0]
-    assert "Another account than before" in latest.message
-    assert Token.objects.get(connection=oidc_connection).subject == str(staff.pk)
+    assert authorize_once()["Location"].startswith("/oauthconn/switch/")
+    assert Token.objects.get(connection=oidc_connection).subject == "someone-else"
+    assert Event.objects.filter(kind=EventKind.AUTHORIZED).count() == 1
 
 
 def test_a_failing_reauthorization_keeps_the_earlier_grant(

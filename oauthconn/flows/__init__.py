@@ -7,18 +7,25 @@ from oauthconn.flows.authorization import complete_authorization, start_authoriz
 from oauthconn.flows.configuration import SECURITY_RELEVANT_FIELDS, invalidate_grants
 from oauthconn.flows.probe import ProbeResult, probe_connection
 from oauthconn.flows.revocation import DisconnectResult, disconnect
+from oauthconn.flows.switch import SwitchAnswer, confirm_switch, decline_switch, pending_switch
+from oauthconn.flows.switching import HeldSwitch
 from oauthconn.flows.tokens import Renewal, get_valid_token, load_token, renew, renew_now
 
 __all__ = [
     "SECURITY_RELEVANT_FIELDS",
     "DisconnectResult",
+    "HeldSwitch",
     "ProbeResult",
     "Renewal",
+    "SwitchAnswer",
     "complete_authorization",
+    "confirm_switch",
+    "decline_switch",
     "disconnect",
     "get_valid_token",
     "invalidate_grants",
     "load_token",
+    "pending_switch",
     "probe_connection",
     "renew",
     "renew_now",

@@ -31,7 +31,8 @@ from oauthconn.exceptions import (
 )
 from oauthconn.flows.access import authorizing_owner, check_still_authorizes
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
-from oauthconn.flows.identity import Identity, verify_identity
+from oauthconn.flows.identity import Identity, describe_account, verify_identity
+from oauthconn.flows.switching import HeldSwitch, hold_switch, switching_from
 from oauthconn.models import (
     Connection,
     EventKind,
@@ -134,8 +135,12 @@ def _forget_old_attempts(binding: str, now: datetime) -> None:
 
 def complete_authorization(
     slug: str, query: Query, *, user: RequestUser, session: SessionBase, method: str = "GET"
-) -> Token:
+) -> Token | HeldSwitch:
     """Check the callback, consume its attempt, redeem the code once, store the grant.
+
+    When the ID token names another account than the connected grant's, nothing is stored
+    yet: a :class:`~oauthconn.flows.switching.HeldSwitch` is returned for the person to
+    confirm (:mod:`oauthconn.flows.switch`); the old grant keeps working meanwhile.
 
     Every attempt the callback names by its ``state`` is ended first, whatever else is wrong
     with the callback (a repeated or oversized parameter, a POST, a signed-out browser), so a
@@ -157,7 +162,7 @@ def complete_authorization(
 
 def _complete(
     slug: str, query: Query, *, user: RequestUser, session: SessionBase, method: str
-) -> Token:
+) -> Token | HeldSwitch:
     named = end_named_attempts(named_states(query))
     if method != "GET":
         raise InvalidCallback("The authorization response must come back as a GET request.")
@@ -182,6 +187,10 @@ def _complete(
             code=getattr(err, "code", "error"),
         )
         raise
+    # Defect 7b: another account than the connected grant's waits for the person to confirm.
+    old = switching_from(connection, attempt.owner, identity)
+    if old is not None and identity is not None:
+        return hold_switch(attempt, tokens, identity, old)
     return store_grant(connection, tokens, owner=attempt.owner, actor=user, identity=identity)
 
 
@@ -288,9 +297,11 @@ def store_grant(
         token.revocation_pending = False
         # R34: (issuer, sub) names the account; a different sub on reauthorization is audited.
         switched = identity is not None and token.subject not in ("", identity.subject)
+        before = describe_account(token.subject, token.claims)
         if identity is not None:
             token.subject, token.claims = identity.subject, identity.claims
         token.save()
+        account = describe_account(token.subject, token.claims)
         missing = sorted(set(connection.scope_list) - set(token.granted_scopes))
         record_event(
             EventKind.AUTHORIZED,
@@ -299,7 +310,7 @@ def store_grant(
             actor=actor,
             message="Authorized."
             + (f" Scopes not granted: {' '.join(missing)}." if missing else "")
-            + (" Another account than before (the subject changed)." if switched else ""),
+            + (f" The account changed from {before} to {account}." if switched else ""),
             scopes=token.scope,
         )
         if was_broken:

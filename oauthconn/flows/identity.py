@@ -41,6 +41,18 @@ class Identity:
     claims: dict[str, str] = field(default_factory=dict)
 
 
+def describe_account(subject: str, claims: dict) -> str:
+    """An account as people know it: its name and e-mail when known, and its subject.
+
+    For pages and event messages; display claims only, never a token.
+    """
+    email = claims.get("email", "")
+    shown = " ".join(
+        part for part in (claims.get("name", ""), f"<{email}>" if email else "") if part
+    )
+    return f"{shown} (subject {subject})" if shown else f"subject {subject}"
+
+
 def expectations_for(connection: Connection, nonce: str | None) -> IDTokenExpectations:
     provider = connection.provider
     return IDTokenExpectations(

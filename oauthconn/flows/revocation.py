@@ -65,19 +65,44 @@ def _forget(token: Token, result: DisconnectResult, actor: Actor) -> None:
     token.status = TokenStatus.REVOKED
     token.revocation_pending = result.revoked_at_provider is False
     token.save()
-    retry_at = timezone.now() + timedelta(seconds=backoff_delay(1))
-    for value, hint in result.pending:
-        PendingRevocation.objects.create(
-            connection=token.connection,
-            token=token,
-            value=value,
-            token_type_hint=hint,
-            endpoint=token.connection.provider.revocation_endpoint,
-            next_attempt_at=retry_at,
-        )
+    queue_revocations(token.connection, result.pending, token=token)
     record_event(
         EventKind.REVOKED, token.connection, token=token, actor=actor, message=result.message
     )
+
+
+def queue_revocations(
+    connection: Connection, pairs, *, token: Token | None = None, at=None
+) -> None:
+    """Leave ``(value, token_type_hint)`` pairs to ``oauthconn_revoke_pending``, due ``at``
+    (by default after the first backoff step: the provider just failed)."""
+    at = at or timezone.now() + timedelta(seconds=backoff_delay(1))
+    for value, hint in pairs:
+        PendingRevocation.objects.create(
+            connection=connection,
+            token=token,
+            value=value,
+            token_type_hint=hint,
+            endpoint=connection.provider.revocation_endpoint,
+            next_attempt_at=at,
+        )
+
+
+def revoke_unstored(connection: Connection, pairs) -> bool | None:
+    """Revoke tokens that never became a stored grant (a declined account switch), best effort.
+
+    Refresh token first, as for a disconnect; a passing failure leaves the rest to
+    ``oauthconn_revoke_pending``. True: revoked; False: the provider refused or failed; None:
+    the provider has no revocation endpoint. Never holds a transaction over the network.
+    """
+    endpoint = connection.provider.revocation_endpoint
+    if not endpoint or not pairs:
+        return None
+    with reusing_outbound_client():
+        result = _revoke_each(connection, endpoint, list(pairs))
+    if result.pending:
+        queue_revocations(connection, result.pending)
+    return result.revoked_at_provider
 
 
 def _revoke_at_provider(token: Token) -> DisconnectResult:
