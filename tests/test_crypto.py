@@ -8,6 +8,7 @@ from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection as db_connection
+from django.utils import timezone
 
 from oauthconn.checks import (
     check_deployment_safety,
@@ -17,7 +18,8 @@ from oauthconn.checks import (
 )
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import DecryptionFailed, NotConnected
-from oauthconn.models import Connection, Provider, Token
+from oauthconn.management.commands.oauthconn_rotate_keys import models_with_secrets
+from oauthconn.models import Connection, PendingRevocation, Provider, Token
 
 
 @pytest.fixture
@@ -61,6 +63,28 @@ def test_rotation_re_encrypts_with_the_newest_key(connection, keys, settings):
     assert Connection.objects.get().client_secret.reveal() == "the-secret"
     token = Token.objects.get()
     assert (token.access_token.reveal(), token.refresh_token.reveal()) == ("at", "rt")
+
+
+def test_rotation_covers_every_model_that_holds_a_secret(connection, keys, settings):
+    """A pending revocation (and any model added later) is re-encrypted too: after the old
+    key is removed, its value must still read."""
+    old_key = settings.OAUTHCONN["ENCRYPTION_KEYS"][0]
+    PendingRevocation.objects.create(
+        connection=connection,
+        value="rt-to-revoke",
+        token_type_hint="refresh_token",
+        endpoint="https://as.example/revoke",
+        next_attempt_at=timezone.now(),
+    )
+    new_key = Fernet.generate_key().decode()
+    keys(new_key, old_key)
+
+    call_command("oauthconn_rotate_keys")
+
+    keys(new_key)
+    assert PendingRevocation.objects.get().value.reveal() == "rt-to-revoke"
+    secret_models = {model.__name__ for model in models_with_secrets()}
+    assert {"Connection", "Token", "PendingAuthorization", "PendingRevocation"} <= secret_models
 
 
 def test_rotation_reports_values_no_key_can_decrypt(connection, keys):

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
 from oauthconn.exceptions import DecryptionFailed
 from oauthconn.fields import EncryptedTextField
-from oauthconn.models import Connection, PendingAuthorization, Token
 
 BATCH = 500
 
 
 def encrypted_fields(model: type[models.Model]) -> list[str]:
     return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+
+
+def models_with_secrets() -> list[type[models.Model]]:
+    """Every oauthconn model with an encrypted field, read from the app registry so that a
+    new model holding secrets (a held account switch, a pending revocation) is never missed."""
+    return [m for m in apps.get_app_config("oauthconn").get_models() if encrypted_fields(m)]
 
 
 class Command(BaseCommand):
@@ -27,7 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         rotated, failed = 0, 0
-        for model in (Connection, Token, PendingAuthorization):
+        for model in models_with_secrets():
             done, broken = self.rotate_model(model)
             rotated += done
             failed += broken
@@ -38,15 +44,14 @@ class Command(BaseCommand):
                 "key(s) until those are re-entered or reauthorized."
             )
 
-    def rotate_model(
-        self, model: type[Connection | Token | PendingAuthorization]
-    ) -> tuple[int, int]:
+    def rotate_model(self, model: type[models.Model]) -> tuple[int, int]:
         names = encrypted_fields(model)
         rotated = failed = 0
-        pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
+        manager = model._default_manager
+        pks = list(manager.order_by("pk").values_list("pk", flat=True))
         for start in range(0, len(pks), BATCH):
             with transaction.atomic():
-                rows = model.objects.select_for_update().filter(pk__in=pks[start : start + BATCH])
+                rows = manager.select_for_update().filter(pk__in=pks[start : start + BATCH])
                 for row in rows:
                     done, broken = self.rotate_row(row, names)
                     rotated += done
