@@ -195,6 +195,10 @@ class TokenQuerySet(models.QuerySet):
             return self.filter(owner__isnull=True)
         return self.filter(owner=owner)
 
+    def holding_credentials(self) -> TokenQuerySet:
+        """The rows of :attr:`Token.holds_credentials`: something to revoke or to drop."""
+        return self.exclude(access_token__isnull=True, refresh_token__isnull=True)
+
 
 class Token(models.Model):
     """The grant obtained for one owner of a connection (no owner: a shared connection)."""
@@ -259,9 +263,33 @@ class Token(models.Model):
         owner = f" for {self.owner}" if self.owner_id else ""
         return f"{self.connection}{owner}"
 
+    # The one place a grant's state is judged from its row; flows and edges ask these.
+
     @property
     def is_connected(self) -> bool:
+        """An access token was obtained and not disconnected (it may need reauthorization)."""
         return self.access_token is not None and self.status != TokenStatus.REVOKED
+
+    @property
+    def is_usable(self) -> bool:
+        """The access token may be served: active, or failing while still valid."""
+        return self.access_token is not None and self.status in (
+            TokenStatus.ACTIVE,
+            TokenStatus.FAILING,
+        )
+
+    @property
+    def never_fetched(self) -> bool:
+        """No access token yet and nothing that forbids fetching one (client credentials)."""
+        return self.access_token is None and self.status not in (
+            TokenStatus.NEEDS_REAUTH,
+            TokenStatus.REVOKED,
+        )
+
+    @property
+    def holds_credentials(self) -> bool:
+        """An access or refresh token is stored: revoke it before deleting, drop it on R5."""
+        return self.access_token is not None or self.refresh_token is not None
 
     def expires_within(self, seconds: float, now: datetime | None = None) -> bool:
         """True when the access token is (about to be) expired; unknown expiry counts as valid."""

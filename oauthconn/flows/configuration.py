@@ -33,11 +33,7 @@ def security_relevant(changed_fields: Iterable[str]) -> list[str]:
 
 def has_stored_grant(connection: Connection) -> bool:
     """True when any owner of the connection holds an access or refresh token."""
-    return (
-        Token.objects.filter(connection=connection)
-        .exclude(access_token__isnull=True, refresh_token__isnull=True)
-        .exists()
-    )
+    return Token.objects.filter(connection=connection).holding_credentials().exists()
 
 
 def invalidate_grants(connection: Connection, changed_fields: Iterable[str], actor=None) -> int:
@@ -53,7 +49,7 @@ def invalidate_grants(connection: Connection, changed_fields: Iterable[str], act
     with transaction.atomic():
         for pk in Token.objects.filter(connection=connection).values_list("pk", flat=True):
             token = lock_token(pk)
-            if token.access_token is None and token.refresh_token is None:
+            if not token.holds_credentials:
                 continue
             _wipe(token, message)
             record_event(
