@@ -212,6 +212,21 @@ def test_security_edit_with_secret_drops_tokens_without_revoking(connected, staf
     assert connected.client_secret.reveal() == "typed-again"
 
 
+def test_change_form_refuses_a_parameter_the_authorization_endpoint_has(connected, staff_client):
+    """The change form checks extra parameters against the provider's authorization endpoint,
+    as the wizard and the API do (it used to accept one that would be sent twice)."""
+    Provider.objects.filter(pk=connected.provider_id).update(
+        authorization_endpoint=connected.provider.authorization_endpoint + "?prompt=consent"
+    )
+    data = change_data(connected, extra_authorize_params='{"prompt": "login"}')
+    response = staff_client.post(url("change", connected), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["extra_authorize_params"]
+    assert "already in the endpoint's query" in errors[0]
+    connected.refresh_from_db()
+    assert connected.extra_authorize_params == {}
+
+
 def test_harmless_edit_keeps_the_grant(connected, staff_client):
     data = change_data(connected, name="Renamed")
     assert staff_client.post(url("change", connected), data).status_code == 302

@@ -78,7 +78,8 @@ class APIMixin:
 
 @extend_schema_view(
     from_issuer=extend_schema(
-        request=s.ProviderFromIssuerSerializer, responses={201: s.ProviderSerializer}
+        request=s.ProviderFromIssuerSerializer,
+        responses={201: s.ProviderSerializer, 200: s.ProviderSerializer},
     ),
     refresh_discovery=extend_schema(request=None, responses=s.ProviderSerializer),
 )
