@@ -189,11 +189,19 @@ class TokenStatus(models.TextChoices):
 LEEWAY_SHARE = 0.25
 
 
+#: Statuses in which a stored access token is served (failing: while it is still valid).
+USABLE_STATUSES = (TokenStatus.ACTIVE, TokenStatus.FAILING)
+
+
 class TokenQuerySet(models.QuerySet):
     def for_owner(self, owner) -> TokenQuerySet:
         if owner is None:
             return self.filter(owner__isnull=True)
         return self.filter(owner=owner)
+
+    def usable(self) -> TokenQuerySet:
+        """The rows of :attr:`Token.is_usable`: an access token that may be served."""
+        return self.filter(status__in=USABLE_STATUSES, access_token__isnull=False)
 
     def holding_credentials(self) -> TokenQuerySet:
         """The rows of :attr:`Token.holds_credentials`: something to revoke or to drop."""
@@ -273,10 +281,7 @@ class Token(models.Model):
     @property
     def is_usable(self) -> bool:
         """The access token may be served: active, or failing while still valid."""
-        return self.access_token is not None and self.status in (
-            TokenStatus.ACTIVE,
-            TokenStatus.FAILING,
-        )
+        return self.access_token is not None and self.status in USABLE_STATUSES
 
     @property
     def never_fetched(self) -> bool:

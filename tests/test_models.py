@@ -84,6 +84,7 @@ def test_state_predicates(
         holds,
     )
     assert Token.objects.holding_credentials().filter(pk=token.pk).exists() is holds
+    assert Token.objects.usable().filter(pk=token.pk).exists() is usable
 
 
 def test_expires_within_at_its_boundaries(connection):
