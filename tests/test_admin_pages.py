@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from oauthconn.flows.keys import rotate_key
 from oauthconn.flows.probe import probe_connection as probe
 from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
 from oauthconn.status import filter_connections
@@ -233,15 +234,14 @@ def test_harmless_edit_keeps_the_grant(connected, staff_client):
     assert connected.tokens.get().access_token is not None
 
 
-def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
-    provider = connected.provider
+def provider_data(provider: Provider, **overrides) -> dict:
     data = {
         "name": provider.name,
         "slug": provider.slug,
         "preset": "",
         "issuer": "",
         "authorization_endpoint": provider.authorization_endpoint,
-        "token_endpoint": "https://evil.example/token",
+        "token_endpoint": provider.token_endpoint,
         "revocation_endpoint": provider.revocation_endpoint,
         "userinfo_endpoint": "",
         "jwks_uri": "",
@@ -253,8 +253,33 @@ def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
         "id_token_signing_algs": "[]",
         "metadata": "{}",
     }
+    data.update(overrides)
+    return data
+
+
+def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
+    provider = connected.provider
+    data = provider_data(provider, token_endpoint="https://evil.example/token")
     response = staff_client.post(
         reverse("admin:oauthconn_provider_change", args=[provider.pk]), data
+    )
+    assert response.status_code == 200
+    assert "would send them to another server" in response.content.decode()
+    provider.refresh_from_db()
+    assert provider.token_endpoint != "https://evil.example/token"
+
+
+def test_a_signing_key_also_keeps_the_provider_in_place(make_connection, staff_client):
+    """A private_key_jwt connection holds no secret and no grant yet, but its signed
+    assertions would go to the new token endpoint: the admin refuses, as the API does."""
+    connection = make_connection("jwt", auth_method="private_key_jwt")
+    connection.client_secret = None
+    connection.save()
+    rotate_key(connection)
+    provider = connection.provider
+    response = staff_client.post(
+        reverse("admin:oauthconn_provider_change", args=[provider.pk]),
+        provider_data(provider, token_endpoint="https://evil.example/token"),
     )
     assert response.status_code == 200
     assert "would send them to another server" in response.content.decode()

@@ -16,7 +16,7 @@ from django import forms
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
-    has_stored_grant,
+    secret_holders,
     security_relevant,
 )
 from oauthconn.flows.validation import needs_secret, validate_configuration, validate_provider
@@ -72,11 +72,7 @@ class ProviderForm(forms.ModelForm):
         moved = sorted(SECURITY_RELEVANT_PROVIDER_FIELDS & set(self.changed_data))
         if not self.instance.pk or not moved:
             return
-        holders = [
-            c.name
-            for c in self.instance.connections.all()
-            if c.client_secret is not None or has_stored_grant(c)
-        ]
+        holders = [c.name for c in secret_holders(self.instance)]
         if holders:
             raise forms.ValidationError(
                 "These connections hold a client secret or tokens for this provider: %(names)s. "

@@ -28,6 +28,7 @@ from oauthconn.flows.configuration import (
     has_stored_grant,
     invalidate_grants,
     issuer_conflict,
+    secret_holders,
     security_relevant,
 )
 from oauthconn.flows.discovery import discover_provider
@@ -144,11 +145,7 @@ def refuse_if_authorized(provider: Provider, changed: list[str]) -> None:
     ]
     if not fields:
         return
-    holders = [
-        c.slug
-        for c in provider.connections.all()
-        if c.client_secret is not None or c.private_key is not None or has_stored_grant(c)
-    ]
+    holders = [c.slug for c in secret_holders(provider)]
     if holders:
         detail = (
             f"These connections hold a secret or tokens for this provider: {', '.join(holders)}. "

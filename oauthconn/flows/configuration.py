@@ -36,6 +36,16 @@ def has_stored_grant(connection: Connection) -> bool:
     return Token.objects.filter(connection=connection).holding_credentials().exists()
 
 
+def secret_holders(provider: Provider) -> list[Connection]:
+    """R5 for providers: the connections whose client secret, signing key or tokens moving
+    ``provider``'s endpoints would send to another server."""
+    return [
+        c
+        for c in provider.connections.all()
+        if c.client_secret is not None or c.private_key is not None or has_stored_grant(c)
+    ]
+
+
 def invalidate_grants(connection: Connection, changed_fields: Iterable[str], actor=None) -> int:
     """Wipe every token of ``connection`` locally and require reauthorization.
 
