@@ -9,14 +9,9 @@ from django.utils.dateparse import parse_datetime
 
 from oauthconn.models import Provider
 
-#: Fields that say two providers are the same server: the same rows serve both connections.
-IDENTITY_FIELDS = (
-    "issuer",
-    "authorization_endpoint",
-    "token_endpoint",
-    "revocation_endpoint",
-    "userinfo_endpoint",
-)
+#: Fields that say two providers are the same server: the same row serves both connections.
+#: Not the JWKS URI: the wizard does not ask for it, so a typed provider has none.
+IDENTITY_FIELDS = tuple(name for name in Provider.URL_FIELDS if name != "jwks_uri")
 
 
 def find_or_create_provider(
