@@ -7,6 +7,8 @@ events): no serializer here has a field for ``access_token``, ``refresh_token`` 
 
 from __future__ import annotations
 
+from typing import cast
+
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -31,7 +33,7 @@ RECENT_EVENTS = 5
 def field_errors(err: ConfigurationError) -> serializers.ValidationError:
     """A problem of :mod:`oauthconn.flows.validation` as DRF's field → messages error."""
     errors = err.details.get("errors") or {err.details.get("field") or "non_field_errors": str(err)}
-    return serializers.ValidationError({name: [message] for name, message in errors.items()})
+    return serializers.ValidationError({name: [msg] for name, msg in cast(dict, errors).items()})
 
 
 def string_list() -> serializers.ListField:

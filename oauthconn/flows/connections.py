@@ -69,7 +69,7 @@ def revoke_grants(
     The admin calls this before Django deletes (outside the delete's transaction, see
     ``ConnectionAdmin.delete_view``); :func:`delete_connection` for everyone else.
     """
-    tokens = Token.objects.filter(connection__in=list(connections)).holding_credentials()
+    tokens = Token.objects.holding_credentials().filter(connection__in=list(connections))
     return [
         (token.connection, disconnect(token, actor=actor))
         for token in tokens.select_related("connection__provider")

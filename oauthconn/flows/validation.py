@@ -38,7 +38,8 @@ def needs_secret(client_auth_method: str | None) -> bool:
 def url_label(name: str) -> str:
     """The name people read for a URL field, as the models spell it ("Token endpoint")."""
     model = Connection if name == "api_base_url" else Provider
-    return capfirst(str(model._meta.get_field(name).verbose_name))
+    field = model._meta.get_field(name)
+    return capfirst(str(getattr(field, "verbose_name", name)))
 
 
 def url_problems(values: Mapping[str, Any]) -> dict[str, str]:
