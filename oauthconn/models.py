@@ -203,11 +203,23 @@ class TokenStatus(models.TextChoices):
 LEEWAY_SHARE = 0.25
 
 
+#: Statuses in which a stored access token is served (failing: while it is still valid).
+USABLE_STATUSES = (TokenStatus.ACTIVE, TokenStatus.FAILING)
+
+
 class TokenQuerySet(models.QuerySet):
     def for_owner(self, owner: Owner) -> TokenQuerySet:
         if owner is None:
             return self.filter(owner__isnull=True)
         return self.filter(owner=owner)
+
+    def usable(self) -> TokenQuerySet:
+        """The rows of :attr:`Token.is_usable`: an access token that may be served."""
+        return self.filter(status__in=USABLE_STATUSES, access_token__isnull=False)
+
+    def holding_credentials(self) -> TokenQuerySet:
+        """The rows of :attr:`Token.holds_credentials`: something to revoke or to drop."""
+        return self.exclude(access_token__isnull=True, refresh_token__isnull=True)
 
 
 class Token(models.Model):
@@ -273,9 +285,30 @@ class Token(models.Model):
         owner = f" for {self.owner}" if self.owner_id else ""
         return f"{self.connection}{owner}"
 
+    # The one place a grant's state is judged from its row; flows and edges ask these.
+
     @property
     def is_connected(self) -> bool:
+        """An access token was obtained and not disconnected (it may need reauthorization)."""
         return self.access_token is not None and self.status != TokenStatus.REVOKED
+
+    @property
+    def is_usable(self) -> bool:
+        """The access token may be served: active, or failing while still valid."""
+        return self.access_token is not None and self.status in USABLE_STATUSES
+
+    @property
+    def never_fetched(self) -> bool:
+        """No access token yet and nothing that forbids fetching one (client credentials)."""
+        return self.access_token is None and self.status not in (
+            TokenStatus.NEEDS_REAUTH,
+            TokenStatus.REVOKED,
+        )
+
+    @property
+    def holds_credentials(self) -> bool:
+        """An access or refresh token is stored: revoke it before deleting, drop it on R5."""
+        return self.access_token is not None or self.refresh_token is not None
 
     def expires_within(self, seconds: float, now: datetime | None = None) -> bool:
         """True when the access token is (about to be) expired; unknown expiry counts as valid."""

@@ -29,7 +29,13 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from oauthconn import flows
-from oauthconn.exceptions import AuthorizationFailed, NotPermitted, OAuthConnError, ProviderTimeout
+from oauthconn.exceptions import (
+    AuthorizationFailed,
+    NotConnected,
+    NotPermitted,
+    OAuthConnError,
+    ProviderTimeout,
+)
 from oauthconn.flows.access import owner_for as permitted_owner
 from oauthconn.flows.keys import public_jwks
 from oauthconn.flows.switch import old_and_new
@@ -97,20 +103,16 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     owner = owner_for(request, connection, "authorize_connection")
     return_to = safe_return_to(request, request.POST.get("next", ""))
     try:
-        if not connection.uses_browser:
-            say_what_was_renewed(request, connection, flows.renew_now(connection, owner))
-            return HttpResponseSeeOther(landing_url(request, connection, return_to))
-        url = flows.start_authorization(
-            connection,
-            user=request.user,
-            session=request.session,
-            owner=owner,
-            return_to=return_to,
+        outcome = flows.connect(
+            connection, owner, user=request.user, session=request.session, return_to=return_to
         )
     except OAuthConnError as err:
         messages.error(request, f"{connection.name}: {err}")
         return HttpResponseSeeOther(landing_url(request, connection, return_to))
-    return private(HttpResponseRedirect(url))
+    if isinstance(outcome, flows.Redirect):
+        return private(HttpResponseRedirect(outcome.url))
+    say_what_was_renewed(request, connection, outcome.renewal)
+    return HttpResponseSeeOther(landing_url(request, connection, return_to))
 
 
 def say_what_was_renewed(
@@ -286,11 +288,11 @@ def render_switch(request: HttpRequest, switch) -> HttpResponse:
 def disconnect(request: HttpRequest, slug: str) -> HttpResponse:
     connection = get_object_or_404(Connection.objects.select_related("provider"), slug=slug)
     owner = owner_for(request, connection, "disconnect_connection")
-    token = Token.objects.filter(connection=connection).for_owner(owner).first()
-    if token is None or not token.is_connected:
+    try:
+        result = flows.disconnect_owner(connection, owner, actor=request.user)
+    except NotConnected:
         messages.info(request, f"{connection.name} was not connected.")
     else:
-        result = flows.disconnect(token, actor=request.user)
         level = messages.WARNING if result.revoked_at_provider is False else messages.SUCCESS
         messages.add_message(request, level, f"{connection.name}: {result.message}")
     return HttpResponseSeeOther(landing_url(request, connection, request.POST.get("next", "")))

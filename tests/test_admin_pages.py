@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from oauthconn.flows.keys import rotate_key
 from oauthconn.flows.probe import probe_connection as probe
 from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
 from oauthconn.status import filter_connections
@@ -212,21 +213,35 @@ def test_security_edit_with_secret_drops_tokens_without_revoking(connected, staf
     assert connected.client_secret.reveal() == "typed-again"
 
 
+def test_change_form_refuses_a_parameter_the_authorization_endpoint_has(connected, staff_client):
+    """The change form checks extra parameters against the provider's authorization endpoint,
+    as the wizard and the API do (it used to accept one that would be sent twice)."""
+    Provider.objects.filter(pk=connected.provider_id).update(
+        authorization_endpoint=connected.provider.authorization_endpoint + "?prompt=consent"
+    )
+    data = change_data(connected, extra_authorize_params='{"prompt": "login"}')
+    response = staff_client.post(url("change", connected), data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["extra_authorize_params"]
+    assert "already in the endpoint's query" in errors[0]
+    connected.refresh_from_db()
+    assert connected.extra_authorize_params == {}
+
+
 def test_harmless_edit_keeps_the_grant(connected, staff_client):
     data = change_data(connected, name="Renamed")
     assert staff_client.post(url("change", connected), data).status_code == 302
     assert connected.tokens.get().access_token is not None
 
 
-def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
-    provider = connected.provider
+def provider_data(provider: Provider, **overrides) -> dict:
     data = {
         "name": provider.name,
         "slug": provider.slug,
         "preset": "",
         "issuer": "",
         "authorization_endpoint": provider.authorization_endpoint,
-        "token_endpoint": "https://evil.example/token",
+        "token_endpoint": provider.token_endpoint,
         "revocation_endpoint": provider.revocation_endpoint,
         "userinfo_endpoint": "",
         "jwks_uri": "",
@@ -238,8 +253,33 @@ def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
         "id_token_signing_algs": "[]",
         "metadata": "{}",
     }
+    data.update(overrides)
+    return data
+
+
+def test_provider_in_use_cannot_move_its_endpoints(connected, staff_client):
+    provider = connected.provider
+    data = provider_data(provider, token_endpoint="https://evil.example/token")
     response = staff_client.post(
         reverse("admin:oauthconn_provider_change", args=[provider.pk]), data
+    )
+    assert response.status_code == 200
+    assert "would send them to another server" in response.content.decode()
+    provider.refresh_from_db()
+    assert provider.token_endpoint != "https://evil.example/token"
+
+
+def test_a_signing_key_also_keeps_the_provider_in_place(make_connection, staff_client):
+    """A private_key_jwt connection holds no secret and no grant yet, but its signed
+    assertions would go to the new token endpoint: the admin refuses, as the API does."""
+    connection = make_connection("jwt", auth_method="private_key_jwt")
+    connection.client_secret = None
+    connection.save()
+    rotate_key(connection)
+    provider = connection.provider
+    response = staff_client.post(
+        reverse("admin:oauthconn_provider_change", args=[provider.pk]),
+        provider_data(provider, token_endpoint="https://evil.example/token"),
     )
     assert response.status_code == 200
     assert "would send them to another server" in response.content.decode()

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from oauthconn.flows.keys import generate_key_pair, public_jwk_for
@@ -244,6 +245,31 @@ def test_invalid_connections_are_refused_naming_the_field(api, provider, fields,
     assert body["code"] == "invalid" and field in body["fields"], body
     assert field in body["detail"]
     assert not Connection.objects.exists()
+
+
+def test_configuration_errors_read_as_in_the_admin(api, provider, staff_client):
+    """One rule, one message: the API and the admin's change form both say it the same way."""
+    body = connection_body(client_auth_method="none", grant_type="authorization_code")
+    refused = api.post(f"{API}/connections/", body, format="json").json()
+    connection = Connection.objects.create(
+        slug="pub", name="Pub", provider=provider, client_id="c", client_auth_method="none"
+    )
+    page = staff_client.post(
+        reverse("admin:oauthconn_connection_change", args=[connection.pk]),
+        {
+            "name": "Pub",
+            "slug": "pub",
+            "provider": provider.pk,
+            "grant_type": "authorization_code",
+            "client_id": "c",
+            "client_auth_method": "none",
+            "extra_authorize_params": "{}",
+            "extra_token_params": "{}",
+        },
+    )
+    (message,) = refused["fields"]["client_auth_method"]
+    assert message.startswith("A public client (no client authentication) must use the code")
+    assert page.context["adminform"].form.errors["client_auth_method"] == [message]
 
 
 def test_a_public_pkce_client_needs_no_secret_and_keeps_none(api, provider):

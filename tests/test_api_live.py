@@ -138,6 +138,19 @@ def test_delete_revokes_first(api, connected, as_log):
     assert not Token.objects.exists()
 
 
+def test_delete_revokes_every_grant_that_holds_a_credential(api, connected, as_log):
+    """The API and the admin revoke the same grants before a delete: here a refresh token
+    whose access token is already gone (the API used to skip it as "not connected")."""
+    Token.objects.filter(connection=connected).update(access_token=None)
+    as_log.clear()
+
+    assert api.delete(f"{API}/connections/{connected.pk}/").status_code == 204
+
+    (revoke,) = as_log.to("/demo-oauth/revoke_token/")
+    assert revoke.form["token_type_hint"] == ["refresh_token"]
+    assert not Token.objects.exists()
+
+
 def test_client_credentials_authorize_fetches_a_token_at_once(api, make_connection, as_log):
     connection = make_connection("svc", grant_type=GrantType.CLIENT_CREDENTIALS)
 
@@ -247,6 +260,20 @@ def test_create_a_provider_from_its_issuer(api, scripted_server):
     assert provider.token_endpoint == f"{issuer}/token"
     assert provider.code_challenge_methods == ["S256"] and provider.discovered_at
     assert response.json()["token_endpoint"] == f"{issuer}/token"
+
+
+def test_from_issuer_reuses_the_provider_of_the_same_server(api, scripted_server):
+    """As the wizard does: a second discovery of one server answers with its existing row."""
+    issuer = scripted_server.url("").rstrip("/")
+    scripted_server.default("/.well-known/openid-configuration", Reply(body=metadata(issuer)))
+    url = f"{API}/providers/from-issuer/"
+    first = api.post(url, {"issuer": issuer, "slug": "idp"}, format="json")
+
+    again = api.post(url, {"issuer": issuer, "slug": "idp-2"}, format="json")
+
+    assert first.status_code == 201 and again.status_code == 200, again.json()
+    assert again.json()["id"] == first.json()["id"] and again.json()["slug"] == "idp"
+    assert list(Provider.objects.values_list("slug", flat=True)) == ["idp"]
 
 
 def test_failed_discovery_is_an_error_with_a_code_and_creates_nothing(api, scripted_server):

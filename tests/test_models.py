@@ -58,6 +58,35 @@ def test_is_connected(connection, access_token, status, connected):
     assert Token.objects.get(pk=token.pk).is_connected is connected
 
 
+@pytest.mark.parametrize(
+    ("access_token", "refresh_token", "status", "usable", "never_fetched", "holds"),
+    [
+        ("a", "r", TokenStatus.ACTIVE, True, False, True),
+        ("a", None, TokenStatus.FAILING, True, False, True),  # served while still valid
+        ("a", "r", TokenStatus.NEEDS_REAUTH, False, False, True),  # kept, revocable
+        (None, "r", TokenStatus.ACTIVE, False, True, True),
+        (None, None, TokenStatus.ACTIVE, False, True, False),
+        (None, None, TokenStatus.FAILING, False, True, False),
+        (None, None, TokenStatus.NEEDS_REAUTH, False, False, False),
+        (None, None, TokenStatus.REVOKED, False, False, False),
+    ],
+)
+def test_state_predicates(
+    connection, access_token, refresh_token, status, usable, never_fetched, holds
+):
+    token = Token.objects.create(
+        connection=connection, access_token=access_token, refresh_token=refresh_token, status=status
+    )
+    token = Token.objects.get(pk=token.pk)
+    assert (token.is_usable, token.never_fetched, token.holds_credentials) == (
+        usable,
+        never_fetched,
+        holds,
+    )
+    assert Token.objects.holding_credentials().filter(pk=token.pk).exists() is holds
+    assert Token.objects.usable().filter(pk=token.pk).exists() is usable
+
+
 def test_expires_within_at_its_boundaries(connection):
     token = Token(connection=connection, expires_at=NOW + timedelta(seconds=60))
     assert token.expires_within(60, now=NOW)  # exactly at the leeway counts as due

@@ -185,13 +185,9 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 def revoke_before_delete(request, connections) -> None:
     """SECURITY R45: deleting a connection revokes its grants at the provider first."""
-    tokens = Token.objects.filter(connection__in=list(connections)).exclude(
-        access_token__isnull=True, refresh_token__isnull=True
-    )
-    for token in tokens.select_related("connection__provider"):
-        result = flows.disconnect(token, actor=request.user)
+    for connection, result in flows.revoke_grants(connections, actor=request.user):
         if result.revoked_at_provider is False:
-            messages.warning(request, f"{token.connection.name}: {result.message}")
+            messages.warning(request, f"{connection.name}: {result.message}")
 
 
 def badge(status: str):

@@ -1,12 +1,14 @@
 """Admin forms for providers and connections, and the field checks the wizard shares.
 
-Secrets are write-only: an empty field keeps the stored value. Every URL goes through
-:func:`oauthconn.http.check_url` (https, loopback http only behind the development switch,
-no user info, no fragment: SECURITY R1), and security-relevant edits follow R5.
+Secrets are write-only: an empty field keeps the stored value. The configuration rules (URLs,
+SECURITY R1; extra parameters, R13; grant and client authentication, R7) live in
+:mod:`oauthconn.flows.validation`; these forms show its errors under their fields.
+Security-relevant edits follow R5.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django import forms
@@ -14,52 +16,24 @@ from django import forms
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
-    has_stored_grant,
-    issuer_conflict,
+    secret_holders,
     security_relevant,
 )
-from oauthconn.http import check_url
-from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
-from oauthconn.oauth.authorize import check_extra_parameters
+from oauthconn.flows.validation import needs_secret, validate_configuration, validate_provider
+from oauthconn.models import Connection, Provider
 
 PROVIDER_URL_FIELDS = Provider.URL_FIELDS
-SECRET_METHODS = (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST)
 
 
-def url_error(value: str, label: str) -> str | None:
-    """The readable reason ``value`` may not be used as an endpoint, or None."""
-    try:
-        check_url(value, field=label)
-    except ConfigurationError as err:
-        return str(err)
-    return None
-
-
-def clean_urls(form: forms.Form, names) -> None:
-    for name in names:
-        value = form.cleaned_data.get(name)
-        if value:
-            error = url_error(value, str(form.fields[name].label or name))
-            if error:
-                form.add_error(name, error)
-
-
-def params_error(params: Any, *, endpoint: str | None = None) -> str | None:
-    """Why ``params`` cannot be extra parameters (R13), or None."""
-    if not isinstance(params, dict):
-        return 'Enter a JSON object of string values, e.g. {"audience": "api"}.'
-    try:
-        check_extra_parameters(params, endpoint=endpoint or None)
-    except ConfigurationError as err:
-        return str(err)
-    return None
-
-
-def grant_auth_error(grant_type: str, auth_method: str) -> str | None:
-    """Combinations of grant and client authentication that cannot work (RFC 6749 §2.1)."""
-    if auth_method == ClientAuthMethod.NONE and grant_type != GrantType.AUTHORIZATION_CODE_PKCE:
-        return "A public client (no client authentication) must use the code grant with PKCE."
-    return None
+def add_configuration_errors(
+    form: forms.Form, err: ConfigurationError, rename: Mapping[str, str] | None = None
+) -> None:
+    """Show each problem of :mod:`oauthconn.flows.validation` under its field (``rename``
+    maps a flow's field name to this form's), or above the form when it has no such field."""
+    errors = err.details.get("errors") or {err.details.get("field"): str(err)}
+    for name, message in cast(dict, errors).items():
+        name = (rename or {}).get(name, name)
+        form.add_error(name if name in form.fields else None, message)
 
 
 #: RFC 6749 §3.3 says space; a few providers (Slack's v1 scopes, ...) want commas.
@@ -87,10 +61,10 @@ class ProviderForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        clean_urls(self, PROVIDER_URL_FIELDS)
-        conflict = issuer_conflict(cleaned, exclude_pk=self.instance.pk)
-        if conflict:
-            self.add_error("issuer", conflict)
+        try:
+            validate_provider(cleaned, instance=self.instance)
+        except ConfigurationError as err:
+            add_configuration_errors(self, err)
         self._refuse_moving_secrets()
         return cleaned
 
@@ -98,11 +72,7 @@ class ProviderForm(forms.ModelForm):
         moved = sorted(SECURITY_RELEVANT_PROVIDER_FIELDS & set(self.changed_data))
         if not self.instance.pk or not moved:
             return
-        holders = [
-            c.name
-            for c in self.instance.connections.all()
-            if c.client_secret is not None or has_stored_grant(c)
-        ]
+        holders = [c.name for c in secret_holders(self.instance)]
         if holders:
             raise forms.ValidationError(
                 "These connections hold a client secret or tokens for this provider: %(names)s. "
@@ -158,27 +128,27 @@ class ConnectionForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        clean_urls(self, ["api_base_url"])
-        for name in ("extra_authorize_params", "extra_token_params"):
-            error = params_error(cleaned.get(name))
-            if error:
-                self.add_error(name, error)
-        error = grant_auth_error(cleaned.get("grant_type", ""), cleaned.get("client_auth_method"))
-        if error:
-            self.add_error("client_auth_method", error)
+        typed = bool(cleaned.get("new_client_secret"))
+        try:
+            validate_configuration(
+                cleaned,
+                has_secret=typed or self.instance.client_secret is not None,
+                provider=cleaned.get("provider"),
+            )
+        except ConfigurationError as err:
+            add_configuration_errors(self, err, rename={"client_secret": "new_client_secret"})
         self._require_secret()
         return cleaned
 
     def _require_secret(self) -> None:
         method = self.cleaned_data.get("client_auth_method")
         typed = self.cleaned_data.get("new_client_secret")
-        if method not in SECRET_METHODS or typed:
+        # No secret at all is validate_configuration's to say; this is R5's re-entry.
+        if not needs_secret(method) or typed or self.instance.client_secret is None:
             return
         if self.instance.pk:
             self.r5_fields = security_relevant(self.changed_data)
-        if self.instance.client_secret is None:
-            self.add_error("new_client_secret", "This client authentication needs a secret.")
-        elif self.r5_fields:
+        if self.r5_fields:
             self.add_error(
                 "new_client_secret",
                 "You changed {}: re-enter the client secret, so that it is never sent to a "

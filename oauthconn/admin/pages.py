@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from oauthconn import flows
-from oauthconn.exceptions import OAuthConnError
+from oauthconn.exceptions import NotConnected, OAuthConnError
 from oauthconn.flows.keys import KEY_TYPES, ROLLOVER_DAYS, current_key_type, rotate_key
 from oauthconn.flows.probe import probe_connection
 from oauthconn.models import ClientAuthMethod, Connection, Token
@@ -107,8 +107,9 @@ def disconnect_view(
 ) -> HttpResponse:
     """First POST: the confirmation page. Confirmed POST: revoke at the provider, then wipe."""
     connection = connection_for(model_admin, request, object_id, "disconnect_connection")
-    token = Token.objects.filter(connection=connection, owner__isnull=True).first()
-    if token is None or not token.is_connected:
+    try:
+        token = flows.connected_grant(connection, None)
+    except NotConnected:
         messages.info(request, f"{connection.name} was not connected.")
         return back(connection)
     if request.POST.get("confirm") != "yes":

@@ -15,7 +15,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.debug import sensitive_post_parameters
@@ -23,7 +22,6 @@ from formtools.wizard.storage.session import SessionStorage
 from formtools.wizard.views import SessionWizardView
 
 from oauthconn import flows
-from oauthconn.admin.forms import SECRET_METHODS
 from oauthconn.admin.wizard_forms import (
     KEY_TYPE_LABELS,
     PRIVATE_KEY_JWT,
@@ -38,8 +36,11 @@ from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.keys import jwks_url, rotate_key
+from oauthconn.flows.providers import find_or_create_provider
+from oauthconn.flows.validation import needs_secret
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.presets import preset_choices
+from oauthconn.views import private
 
 SECRET_KEY_IN_STEP = "client-client_secret"
 # 0.1.0 stored "sealed:" + ciphertext; still read, for a wizard left open across an upgrade.
@@ -227,6 +228,7 @@ class ConnectionWizard(SessionWizardView):
     def _save(self, forms) -> Connection:
         basics = forms["basics"].cleaned_data
         client = forms["client"].cleaned_data
+        method = client["client_auth_method"]
         with transaction.atomic():
             provider = self._provider(forms["basics"], client, basics)
             connection = Connection.objects.create(
@@ -237,8 +239,8 @@ class ConnectionWizard(SessionWizardView):
                 grant_type=forms["grant"].cleaned_data["grant_type"],
                 client_id=client["client_id"],
                 # A public client has no secret: one typed before switching to "none" is dropped.
-                client_secret=client["client_secret"] if uses_secret(client) else "",
-                client_auth_method=client["client_auth_method"],
+                client_secret=client["client_secret"] if needs_secret(method) else "",
+                client_auth_method=method,
                 scopes=client["scopes"],
                 extra_authorize_params=client.get("extra_authorize_params") or {},
                 extra_token_params=client.get("extra_token_params") or {},
@@ -256,16 +258,8 @@ class ConnectionWizard(SessionWizardView):
         if "pk" in fields:
             return Provider.objects.get(pk=fields["pk"])
         fields.update({name: client.get(name, "") for name in ClientForm.ENDPOINTS})
-        if isinstance(fields.get("discovered_at"), str):
-            fields["discovered_at"] = parse_datetime(fields["discovered_at"])
-        same = Provider.objects.filter(
-            **{name: fields.get(name, "") for name in ("issuer", *ClientForm.ENDPOINTS)}
-        ).first()
-        if same is not None:
-            return same
-        fields["slug"] = unique_provider_slug(fields.get("slug") or basics["slug"])
-        fields.setdefault("name", basics["name"])
-        return Provider.objects.create(**fields)
+        provider, _ = find_or_create_provider(fields, slug=basics["slug"], name=basics["name"])
+        return provider
 
     def _after_save(self, connection: Connection) -> HttpResponse:
         request = self.request
@@ -287,27 +281,17 @@ class ConnectionWizard(SessionWizardView):
             )
             return HttpResponseRedirect(page)
         try:
-            if connection.grant_type == GrantType.CLIENT_CREDENTIALS:
-                token = flows.renew(connection, None, force=True)
-                messages.success(request, token_obtained(connection, token))
-                return HttpResponseRedirect(page)
-            url = flows.start_authorization(
-                connection, user=request.user, session=request.session, owner=None
-            )
+            outcome = flows.connect(connection, None, user=request.user, session=request.session)
         except OAuthConnError as err:
             hint = ""
             if connection.client_auth_method == PRIVATE_KEY_JWT:
                 hint = " Register the JWKS URL at the provider, then fetch a token again."
             messages.error(request, f"{connection.name} was saved, but: {err}{hint}")
             return HttpResponseRedirect(page)
-        response = HttpResponseRedirect(url)
-        response["Cache-Control"] = "no-store"
-        response["Referrer-Policy"] = "no-referrer"
-        return response
-
-
-def uses_secret(client: dict[str, Any]) -> bool:
-    return client.get("client_auth_method") in SECRET_METHODS
+        if isinstance(outcome, flows.Redirect):
+            return private(HttpResponseRedirect(outcome.url))
+        messages.success(request, token_obtained(connection, outcome.renewal.token))
+        return HttpResponseRedirect(page)
 
 
 def key_generated(connection: Connection) -> str:
@@ -324,10 +308,3 @@ def token_obtained(connection: Connection, token) -> str:
     return (
         f"{connection.name} was saved and a token obtained: valid until {until}, scopes: {scopes}."
     )
-
-
-def unique_provider_slug(base: str) -> str:
-    slug, n = base[:45], 2
-    while Provider.objects.filter(slug=slug).exists():
-        slug, n = f"{base[:45]}-{n}", n + 1
-    return slug

@@ -7,16 +7,11 @@ from typing import Any
 from django import forms
 from django.utils.text import slugify
 
-from oauthconn.admin.forms import (
-    PROVIDER_URL_FIELDS,
-    SECRET_METHODS,
-    clean_urls,
-    grant_auth_error,
-    params_error,
-)
-from oauthconn.exceptions import DiscoveryFailed
+from oauthconn.admin.forms import PROVIDER_URL_FIELDS, add_configuration_errors
+from oauthconn.exceptions import ConfigurationError, DiscoveryFailed
 from oauthconn.flows.configuration import issuer_conflict
 from oauthconn.flows.discovery import discover_provider
+from oauthconn.flows.validation import validate_configuration
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
 from oauthconn.presets import get_preset, preset_choices
 
@@ -317,32 +312,19 @@ class ClientForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        clean_urls(self, (*self.ENDPOINTS, "api_base_url"))
-        self._check_grant(cleaned)
-        endpoint = cleaned.get("authorization_endpoint")
-        for name in ("extra_authorize_params", "extra_token_params"):
-            value = cleaned.get(name)
-            error = params_error({} if value is None else value, endpoint=endpoint)
-            if error:
-                self.add_error(name, error)
+        try:
+            validate_configuration(
+                {**cleaned, "grant_type": self.grant_type},
+                has_secret=bool(cleaned.get("client_secret") or self.secret_set),
+            )
+        except ConfigurationError as err:
+            add_configuration_errors(self, err)
         if "pk" not in self.provider_fields:
             fields = {**self.provider_fields, **{n: cleaned.get(n, "") for n in self.ENDPOINTS}}
             conflict = issuer_conflict(fields)
             if conflict:
                 raise forms.ValidationError(conflict)
         return cleaned
-
-    def _check_grant(self, cleaned: dict) -> None:
-        method = cleaned.get("client_auth_method")
-        error = grant_auth_error(self.grant_type, method)
-        if error:
-            self.add_error("client_auth_method", error)
-        if method in SECRET_METHODS and not (cleaned.get("client_secret") or self.secret_set):
-            self.add_error("client_secret", "Enter the client secret for this authentication.")
-        if self.grant_type != GrantType.CLIENT_CREDENTIALS and not cleaned.get(
-            "authorization_endpoint"
-        ):
-            self.add_error("authorization_endpoint", "The code grant needs this endpoint.")
 
 
 def preset_setup(key: str | None) -> str:

@@ -14,39 +14,29 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from oauthconn.exceptions import ConfigurationError, NotPermitted
-
-# R4's rule lives with the admin's forms; the API applies the same function.
-from oauthconn.flows.configuration import issuer_conflict
 from oauthconn.flows.keys import install_key, public_jwk_for, rotate_key
-from oauthconn.http import check_url
+
+# The configuration rules the admin's forms and the wizard apply too: one source.
+from oauthconn.flows.validation import url_problems, validate_configuration, validate_provider
 from oauthconn.models import (
     ClientAuthMethod,
     Connection,
     Event,
-    GrantType,
     Provider,
     Token,
     TokenStatus,
 )
-from oauthconn.oauth.authorize import check_extra_parameters
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner, RequestUser
 
-PROVIDER_URL_FIELDS = Provider.URL_FIELDS
-#: Client authentication methods that need a client secret.
-SECRET_METHODS = (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST)
 RECENT_EVENTS = 5
 
 
-def checked_url(value: str, label: str) -> str:
-    """``check_url`` (https, or loopback http in development) as a field validation error."""
-    if value:
-        try:
-            check_url(value, field=label)
-        except ConfigurationError as err:
-            raise serializers.ValidationError(str(err)) from err
-    return value
+def field_errors(err: ConfigurationError) -> serializers.ValidationError:
+    """A problem of :mod:`oauthconn.flows.validation` as DRF's field → messages error."""
+    errors = err.details.get("errors") or {err.details.get("field") or "non_field_errors": str(err)}
+    return serializers.ValidationError({name: [msg] for name, msg in cast(dict, errors).items()})
 
 
 def string_list() -> serializers.ListField:
@@ -127,18 +117,10 @@ class ProviderSerializer(serializers.ModelSerializer):
         read_only_fields = ["metadata", "discovered_at", "created_at", "updated_at"]
 
     def validate(self, attrs: dict) -> dict:
-        errors: dict[str, Any] = {}
-        for name in PROVIDER_URL_FIELDS:
-            try:
-                checked_url(attrs.get(name, ""), name.replace("_", " "))
-            except serializers.ValidationError as err:
-                errors[name] = err.detail
-        merged = {n: attrs.get(n, getattr(self.instance, n, "")) for n in PROVIDER_URL_FIELDS}
-        conflict = issuer_conflict(merged, exclude_pk=getattr(self.instance, "pk", None))
-        if conflict and "issuer" not in errors:
-            errors["issuer"] = [conflict]
-        if errors:
-            raise serializers.ValidationError(errors)
+        try:
+            validate_provider(attrs, instance=self.instance)
+        except ConfigurationError as err:
+            raise field_errors(err) from err
         return attrs
 
 
@@ -150,7 +132,10 @@ class ProviderFromIssuerSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
 
     def validate_issuer(self, value: str) -> str:
-        return checked_url(value, "issuer")
+        problem = url_problems({"issuer": value}).get("issuer")
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     def validate_slug(self, value: str) -> str:
         if Provider.objects.filter(slug=value).exists():
@@ -228,9 +213,6 @@ class ConnectionSerializer(serializers.ModelSerializer):
         token = visible_token(connection, self.context["request"].user)
         return TokenSerializer(token).data if token is not None else None
 
-    def validate_api_base_url(self, value: str) -> str:
-        return checked_url(value, "API base URL")
-
     def validate_private_key(self, value: str) -> str:
         if value:
             try:
@@ -243,24 +225,23 @@ class ConnectionSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict) -> dict:
         merged = {**self.current_values(), **attrs}
-        errors = {}
-        for name, endpoint in (
-            ("extra_authorize_params", merged["provider"].authorization_endpoint),
-            ("extra_token_params", None),
-        ):
-            try:
-                check_extra_parameters(merged.get(name) or {}, endpoint=endpoint)
-            except ConfigurationError as err:
-                errors[name] = [str(err)]
-        errors.update(self.credential_errors(merged, attrs))
-        if errors:
-            raise serializers.ValidationError(errors)
+        stored = self.instance is not None and self.instance.client_secret is not None
+        try:
+            validate_configuration(
+                merged,
+                has_secret=bool(attrs.get("client_secret")) or stored,
+                provider=merged["provider"],
+            )
+        except ConfigurationError as err:
+            raise field_errors(err) from err
         return attrs
 
     def current_values(self) -> dict:
+        """What ``attrs`` leaves as it is: the instance's values, or a new row's defaults."""
         instance = self.instance
         if instance is None:
-            return {}
+            new = Connection()
+            return {n: getattr(new, n) for n in ("grant_type", "client_auth_method")}
         return {
             "provider": instance.provider,
             "grant_type": instance.grant_type,
@@ -268,18 +249,6 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "extra_authorize_params": instance.extra_authorize_params,
             "extra_token_params": instance.extra_token_params,
         }
-
-    def credential_errors(self, merged: dict, attrs: dict) -> dict:
-        """A method that needs a secret or key has one; a public client uses PKCE (R7)."""
-        method = merged.get("client_auth_method", ClientAuthMethod.CLIENT_SECRET_BASIC)
-        grant = merged.get("grant_type", GrantType.AUTHORIZATION_CODE_PKCE)
-        instance = self.instance
-        if method == ClientAuthMethod.NONE and grant != GrantType.AUTHORIZATION_CODE_PKCE:
-            return {"client_auth_method": ["A public client must use the PKCE grant type."]}
-        if method in SECRET_METHODS and not attrs.get("client_secret"):
-            if instance is None or instance.client_secret is None:
-                return {"client_secret": ["This authentication method needs a client secret."]}
-        return {}
 
     def create(self, validated_data: dict) -> Connection:
         secrets = pop_secrets(validated_data)

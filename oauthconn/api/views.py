@@ -22,18 +22,20 @@ from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
 from oauthconn.conf import oauthconn_settings
-from oauthconn.exceptions import DiscoveryFailed, NotConnected, TemporarilyUnavailable
+from oauthconn.exceptions import DiscoveryFailed, TemporarilyUnavailable
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     has_stored_grant,
     invalidate_grants,
     issuer_conflict,
+    secret_holders,
     security_relevant,
 )
 from oauthconn.flows.discovery import discover_provider
 from oauthconn.flows.probe import probe_connection
+from oauthconn.flows.providers import find_or_create_provider
 from oauthconn.models import Connection, Event, Provider, Token
-from oauthconn.views import safe_return_to
+from oauthconn.views import private, safe_return_to
 
 #: Error statuses any operation may answer with, each with an ``ErrorSerializer`` body.
 ERROR_STATUSES = ("400", "401", "403", "404", "409", "502", "503", "504")
@@ -77,7 +79,8 @@ class APIMixin:
 
 @extend_schema_view(
     from_issuer=extend_schema(
-        request=s.ProviderFromIssuerSerializer, responses={201: s.ProviderSerializer}
+        request=s.ProviderFromIssuerSerializer,
+        responses={201: s.ProviderSerializer, 200: s.ProviderSerializer},
     ),
     refresh_discovery=extend_schema(request=None, responses=s.ProviderSerializer),
 )
@@ -104,10 +107,12 @@ class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
         conflict = issuer_conflict(fields)
         if conflict:
             raise s.serializers.ValidationError({"issuer": [conflict]})
-        provider = Provider.objects.create(
-            slug=data["slug"], name=data.get("name") or fields["issuer"], **fields
+        # The same server already set up (as the wizard finds it): that row, not a twin.
+        provider, created = find_or_create_provider(
+            fields, slug=data["slug"], name=data.get("name") or fields["issuer"]
         )
-        return Response(self.get_serializer(provider).data, status=status.HTTP_201_CREATED)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(self.get_serializer(provider).data, status=code)
 
     @action(detail=True, methods=["post"], url_path="refresh-discovery")
     def refresh_discovery(self, request, pk=None) -> Response:
@@ -140,11 +145,7 @@ def refuse_if_authorized(provider: Provider, changed: list[str]) -> None:
     ]
     if not fields:
         return
-    holders = [
-        c.slug
-        for c in provider.connections.all()
-        if c.client_secret is not None or c.private_key is not None or has_stored_grant(c)
-    ]
+    holders = [c.slug for c in secret_holders(provider)]
     if holders:
         detail = (
             f"These connections hold a secret or tokens for this provider: {', '.join(holders)}. "
@@ -206,10 +207,7 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
 
     def perform_destroy(self, connection: Connection) -> None:
         """Revoke every grant at the provider first (RFC 7009), then delete."""
-        for token in Token.objects.filter(connection=connection):
-            if token.is_connected:
-                flows.disconnect(token, actor=self.request.user)
-        connection.delete()
+        flows.delete_connection(connection, actor=self.request.user)
 
     @action(detail=True, methods=["post"])
     def authorize(self, request, pk=None) -> Response:
@@ -236,7 +234,11 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
 def renewed(connection: Connection, owner) -> Token:
     """The renewed token, or a 503 that says nothing was renewed and why (the flow served
     the still-valid old token: backing off, or another worker's refresh)."""
-    renewal = flows.renew_now(connection, owner)
+    return renewed_token(flows.renew_now(connection, owner))
+
+
+def renewed_token(renewal: flows.Renewal) -> Token:
+    """``renewal``'s new token, or TemporarilyUnavailable (503) saying why there is none."""
     if not renewal.renewed:
         raise TemporarilyUnavailable(
             f"Nothing was renewed: {renewal.reason}", retry_after=renewal.retry_after
@@ -304,26 +306,19 @@ def start(request, connection: Connection, context: dict) -> Response:
     if return_to and not safe_return_to(request, return_to):
         raise s.serializers.ValidationError({"return_to": ["Enter a path on this site."]})
     owner = s.owner_of(connection, request.user)
-    if not connection.uses_browser:
-        token = renewed(connection, owner)
-        return Response({"authorization_url": None, "token": s.TokenSerializer(token).data})
-    url = flows.start_authorization(
-        connection, user=request.user, session=request.session, owner=owner, return_to=return_to
+    outcome = flows.connect(
+        connection, owner, user=request.user, session=request.session, return_to=return_to
     )
-    response = Response({"authorization_url": url, "token": None})
-    response["Cache-Control"] = "no-store"  # the URL holds a fresh state (R19)
-    return response
+    if isinstance(outcome, flows.Connected):
+        token = renewed_token(outcome.renewal)
+        return Response({"authorization_url": None, "token": s.TokenSerializer(token).data})
+    # The URL holds a fresh state (R19): not cached, not leaked in a Referer.
+    return private(Response({"authorization_url": outcome.url, "token": None}))
 
 
 def disconnect(request, connection: Connection) -> Response:
-    token = (
-        Token.objects.filter(connection=connection)
-        .for_owner(s.owner_of(connection, request.user))
-        .first()
-    )
-    if token is None or not token.is_connected:
-        raise NotConnected(f"{connection.name} is not connected.")
-    result = flows.disconnect(token, actor=request.user)
+    owner = s.owner_of(connection, request.user)
+    result = flows.disconnect_owner(connection, owner, actor=request.user)
     return Response(s.DisconnectResultSerializer(result).data)
 
 

@@ -36,11 +36,17 @@ def security_relevant(changed_fields: Iterable[str]) -> list[str]:
 
 def has_stored_grant(connection: Connection) -> bool:
     """True when any owner of the connection holds an access or refresh token."""
-    return (
-        Token.objects.filter(connection=connection)
-        .exclude(access_token__isnull=True, refresh_token__isnull=True)
-        .exists()
-    )
+    return Token.objects.filter(connection=connection).holding_credentials().exists()
+
+
+def secret_holders(provider: Provider) -> list[Connection]:
+    """R5 for providers: the connections whose client secret, signing key or tokens moving
+    ``provider``'s endpoints would send to another server."""
+    return [
+        c
+        for c in provider.connections.all()
+        if c.client_secret is not None or c.private_key is not None or has_stored_grant(c)
+    ]
 
 
 def invalidate_grants(
@@ -58,7 +64,7 @@ def invalidate_grants(
     with transaction.atomic():
         for pk in Token.objects.filter(connection=connection).values_list("pk", flat=True):
             token = lock_token(pk)
-            if token.access_token is None and token.refresh_token is None:
+            if not token.holds_credentials:
                 continue
             _wipe(token, message)
             record_event(

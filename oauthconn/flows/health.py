@@ -93,8 +93,7 @@ def _expiring(now: datetime) -> dict[str, dict[str, int]]:
     for name, span in WINDOWS.items():
         aggregates[f"{name}:access_token"] = Count("pk", filter=_access_ends(now + span))
         aggregates[f"{name}:refresh_token"] = Count("pk", filter=_refresh_stale(now + span))
-    usable = Q(status__in=[TokenStatus.ACTIVE, TokenStatus.FAILING], access_token__isnull=False)
-    figures = Token.objects.filter(usable).aggregate(**aggregates)
+    figures = Token.objects.usable().aggregate(**aggregates)
     result: dict[str, dict[str, int]] = {name: {} for name in WINDOWS}
     for key, n in figures.items():
         name, what = key.split(":")

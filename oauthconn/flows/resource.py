@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from oauthconn import http
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
 from oauthconn.flows.tokens import get_valid_token
-from oauthconn.models import Connection, Token, TokenStatus
+from oauthconn.models import Connection, Token
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner
@@ -35,7 +35,7 @@ class Grant:
         self.owner = owner
         # A row loaded with the connection serves at once if it can; anything else (not
         # connected, needs reauthorization) goes through the flows, which raise the reason.
-        self._token = token if token is not None and _serves(token) else None
+        self._token = token if token is not None and token.is_usable else None
 
     def token(self, *, force_refresh: bool = False) -> Token:
         """The current ``Token`` row, refreshed first when it needs it (``Token.needs_refresh``)."""
@@ -77,13 +77,6 @@ class Grant:
         """The async twin of :meth:`client`, with the same deadline rule."""
         base_url = self.api_base_url()
         return http.build_async_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
-
-
-def _serves(token: Token) -> bool:
-    return token.access_token is not None and token.status in (
-        TokenStatus.ACTIVE,
-        TokenStatus.FAILING,
-    )
 
 
 class ConnectionAuth(httpx.Auth):

@@ -134,17 +134,16 @@ def renew_now(connection: Connection, owner: Owner = None) -> Renewal:
 
 
 def _never_fetched(token: Token | None) -> bool:
-    return token is None or (
-        token.access_token is None
-        and token.status not in (TokenStatus.NEEDS_REAUTH, TokenStatus.REVOKED)
-    )
+    return token is None or token.never_fetched
 
 
 def raise_if_unusable(token: Token) -> None:
+    """Why ``token`` cannot serve (``Token.is_usable``), as the exception callers expect."""
+    if token.is_usable:
+        return
     if token.status == TokenStatus.NEEDS_REAUTH:
         raise ReauthorizationRequired(token.last_error or None)
-    if token.status == TokenStatus.REVOKED or token.access_token is None:
-        raise NotConnected()
+    raise NotConnected()
 
 
 def renew(
@@ -177,10 +176,7 @@ def _finish(outcome: Outcome) -> Token:
 
 def _still_fresh(token: Token, stale: Token | None, force: bool) -> bool:
     """True when someone else renewed since ``stale`` was read, or nothing needs doing."""
-    if token.access_token is None or token.status in (
-        TokenStatus.NEEDS_REAUTH,
-        TokenStatus.REVOKED,
-    ):
+    if not token.is_usable:
         return False
     if stale is not None and _ciphertext(stale) != _ciphertext(token):
         return True

@@ -1,0 +1,83 @@
+"""What the edges ask of a connection: connect it, disconnect an owner, delete it.
+
+Views, the admin and the API parse their input, call one of these and render the result, so
+"client credentials fetch a token, everything else starts a browser flow" and "revoke
+before delete" are each decided here only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from oauthconn.exceptions import NotConnected
+from oauthconn.flows.authorization import start_authorization
+from oauthconn.flows.revocation import DisconnectResult, disconnect
+from oauthconn.flows.tokens import Renewal, load_token, renew_now
+from oauthconn.models import Connection, Token
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A client credentials connection got its token at once (``renewal.renewed`` says if a
+    new one came, or why the still-valid old one was served)."""
+
+    renewal: Renewal
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Send the browser to ``url``, the provider's authorization page (it carries a state)."""
+
+    url: str
+
+
+def connect(
+    connection: Connection, owner, *, user, session, return_to: str = ""
+) -> Connected | Redirect:
+    """Client credentials fetch a token now; every other grant starts a browser flow.
+
+    ``owner`` is the one :func:`oauthconn.flows.access.owner_for` allowed ``user``. Raises
+    any ``OAuthConnError`` of :func:`renew_now` or :func:`start_authorization`.
+    """
+    if not connection.uses_browser:
+        return Connected(renew_now(connection, owner))
+    url = start_authorization(
+        connection, user=user, session=session, owner=owner, return_to=return_to
+    )
+    return Redirect(url)
+
+
+def connected_grant(connection: Connection, owner) -> Token:
+    """The owner's grant (``Token.is_connected``), else NotConnected."""
+    token = load_token(connection, owner)
+    if token is None or not token.is_connected:
+        raise NotConnected(f"{connection.name} is not connected.")
+    return token
+
+
+def disconnect_owner(connection: Connection, owner, *, actor=None) -> DisconnectResult:
+    """Revoke the owner's grant at the provider and forget it; NotConnected if there is none."""
+    return disconnect(connected_grant(connection, owner), actor=actor)
+
+
+def revoke_grants(
+    connections: Iterable[Connection], *, actor=None
+) -> list[tuple[Connection, DisconnectResult]]:
+    """SECURITY R45: revoke every grant that holds a credential, for each connection.
+
+    The admin calls this before Django deletes (outside the delete's transaction, see
+    ``ConnectionAdmin.delete_view``); :func:`delete_connection` for everyone else.
+    """
+    tokens = Token.objects.holding_credentials().filter(connection__in=list(connections))
+    return [
+        (token.connection, disconnect(token, actor=actor))
+        for token in tokens.select_related("connection__provider")
+    ]
+
+
+def delete_connection(connection: Connection, *, actor=None) -> list[DisconnectResult]:
+    """Revoke every grant of ``connection`` at the provider first (RFC 7009), then delete it."""
+    results = [result for _, result in revoke_grants([connection], actor=actor)]
+    connection.delete()
+    return results
