@@ -29,7 +29,9 @@ from django.views.decorators.http import require_GET, require_POST
 from oauthconn import flows
 from oauthconn.exceptions import AuthorizationFailed, NotPermitted, OAuthConnError, ProviderTimeout
 from oauthconn.flows.access import owner_for as permitted_owner
+from oauthconn.flows.authorization import started_from
 from oauthconn.flows.keys import public_jwks
+from oauthconn.flows.outcomes import renewing_as
 from oauthconn.models import Connection, Token
 
 logger = logging.getLogger("oauthconn")
@@ -92,7 +94,9 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     return_to = safe_return_to(request, request.POST.get("next", ""))
     try:
         if not connection.uses_browser:
-            say_what_was_renewed(request, connection, flows.renew_now(connection, owner))
+            with renewing_as(actor=request.user):
+                renewal = flows.renew_now(connection, owner)
+            say_what_was_renewed(request, connection, renewal)
             return HttpResponseSeeOther(landing_url(request, connection, return_to))
         url = flows.start_authorization(
             connection,
@@ -122,13 +126,14 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     and always answer 303 to a clean URL, so neither browser history, a Referer, a log
     record nor an error report of this request or the next one carries the code or state."""
     query = take_parameters(request)
+    return_to = safe_return_to(request, started_from(query, session=request.session))
     try:
         token = flows.complete_authorization(
             slug, query, user=request.user, session=request.session, method=request.method or ""
         )
     except OAuthConnError as err:
         logger.warning("oauthconn callback refused: connection=%s code=%s", slug, err.code)
-        result = failure(request, slug, str(err), status=failure_status(err))
+        result = failure(request, slug, str(err), status=failure_status(err), back=return_to)
         return private(HttpResponseSeeOther(remember_result(request, result)))
     except Exception as err:
         # A bug, not a provider: keep the traceback, but drop the frames' local variables
@@ -137,11 +142,11 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
         traceback.clear_frames(err.__traceback__)
         logger.error("oauthconn callback failed: connection=%s", slug, exc_info=err)
         message = "The authorization failed because of an error on this site."
-        result = failure(request, slug, message, status=500)
+        result = failure(request, slug, message, status=500, back=return_to)
         return private(HttpResponseSeeOther(remember_result(request, result)))
     connection = token.connection
     messages.success(request, f"{connection.name} is connected.")
-    return private(HttpResponseSeeOther(landing_url(request, connection)))
+    return private(HttpResponseSeeOther(landing_url(request, connection, return_to)))
 
 
 #: request.META keys that may carry the raw query string (WSGI, gunicorn, uWSGI)
@@ -178,17 +183,30 @@ def failure_status(err: OAuthConnError) -> int:
     return 504 if isinstance(err, ProviderTimeout) else 502
 
 
-def failure(request: HttpRequest, slug: str, message: str, *, status: int) -> dict:
-    """What the result page shows: fixed sentences and sanitized provider text, no secret."""
+def failure(request: HttpRequest, slug: str, message: str, *, status: int, back: str = "") -> dict:
+    """What the result page shows: fixed sentences and sanitized provider text, no secret.
+
+    ``back`` is where the flow started (checked), else the connection's landing page.
+    """
     connection = Connection.objects.filter(slug=slug).first()
     return {
         "status": status,
         "message": message,
         "slug": connection.slug if connection else "",
         "name": connection.name if connection else "",
-        "back": landing_url(request, connection) if connection else "",
+        "back": landing_url(request, connection, back) if connection else back,
+        "back_label": back_label(request, connection, back),
         "admin": bool(connection and not connection.per_user and request.user.is_staff),
     }
+
+
+def back_label(request: HttpRequest, connection: Connection | None, back: str) -> str:
+    """The result page's link text, naming the page it leads to."""
+    if back:
+        return "Back to where you started"
+    if connection is not None and not connection.per_user and request.user.is_staff:
+        return f"Back to {connection.name}"
+    return "Back to your connections"
 
 
 #: session key of the last few callback results, by a short random id
