@@ -202,9 +202,10 @@ def failure(request: HttpRequest, slug: str, message: str, *, status: int, back:
 
 def back_label(request: HttpRequest, connection: Connection | None, back: str) -> str:
     """The result page's link text, naming the page it leads to."""
-    if back:
+    usual = landing_url(request, connection) if connection is not None else ""
+    if back and back != usual:
         return "Back to where you started"
-    if connection is not None and not connection.per_user and request.user.is_staff:
+    if connection is not None and usual != reverse("oauthconn:my_connections"):
         return f"Back to {connection.name}"
     return "Back to your connections"
 

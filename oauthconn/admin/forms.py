@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from django import forms
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.configuration import (
@@ -41,7 +42,7 @@ AUTH_METHOD_HELP = {
 }
 
 
-def chosen_value(form: forms.Form, name: str) -> Any:
+def chosen_value(form: forms.BaseForm, name: str) -> Any:
     """The value a field shows, read without building (and caching) its BoundField, so its
     label and help may still change."""
     if form.is_bound:
@@ -54,7 +55,7 @@ def auth_method_help(selected: str | None, methods=None):
     methods = methods or list(AUTH_METHOD_HELP)
     if selected not in methods:  # a select with nothing chosen shows its first option
         selected = methods[0]
-    hidden = format_html(" hidden")
+    hidden = mark_safe(" hidden")  # a fixed attribute, no data in it
     lines = format_html_join(
         "",
         '<span class="oauthconn-auth-help" data-auth-help="{}"{}>{}</span>',
