@@ -51,7 +51,7 @@ document.addEventListener("DOMContentLoaded", function () {
   // prefilled with the site's value (PRESET_PARAMETERS) or the preset's default.
   var parameter = document.getElementById("id_basics-preset_parameter");
   var preset = document.getElementById("id_basics-preset");
-  var prefilled = parameter ? parameter.value : "";
+  var prefilled = "";  // the value this script put there, replaced when the preset changes
   var describe = function () {
     var texts = JSON.parse(parameter.dataset.presets || "{}");
     var text = texts[preset.value];
