@@ -74,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOKS": [],
     # Delivery attempts per notification (with backoff) before it is given up.
     "NOTIFY_MAX_ATTEMPTS": 10,
+    # Values the wizard prefills for presets' parameters, by preset and parameter, e.g.
+    # {"okta": {"domain": "acme.okta.com"}} (the demo: its own server's base URL).
+    "PRESET_PARAMETERS": {},
 }
 
 

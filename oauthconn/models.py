@@ -482,6 +482,29 @@ class Event(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} · {self.connection}"
 
+    @property
+    def actor_label(self) -> str:
+        """Who caused the event, for people: the user, else the job that recorded itself in
+        ``data["source"]`` (e.g. ``oauthconn_refresh``), else "automatic" for a renewal that
+        site code triggered by using the token; "" when nobody is known."""
+        if self.actor_id is not None:
+            return str(self.actor)
+        source = self.data.get("source") if isinstance(self.data, dict) else None
+        if source:
+            return str(source)
+        return "automatic" if self.kind in RENEWAL_EVENTS else ""
+
+
+#: The events a renewal records: made by whoever used the token, when no user asked for them.
+RENEWAL_EVENTS = frozenset(
+    {
+        EventKind.REFRESHED,
+        EventKind.REFRESH_FAILED,
+        EventKind.NEEDS_REAUTH,
+        EventKind.RECOVERED,
+    }
+)
+
 
 class Notification(models.Model):
     """The outbox: one message about a state change to one destination (an e-mail or a

@@ -29,7 +29,7 @@ def run_refresh(
     """The task's body: the same work as ``manage.py oauthconn_refresh`` (refresh, then
     deliver due notifications); returns the counts."""
     policy = Policy.from_settings(window=window, idle_days=idle_days, refresh_window=refresh_window)
-    counts = refresh_due(policy, concurrency=concurrency).as_dict()
+    counts = refresh_due(policy, concurrency=concurrency, source=TASK_NAME).as_dict()
     # After the refreshes, so the notifications their state changes queued go out now. The
     # result keeps its shape (callers compare it); failed deliveries are logged and retried.
     deliver_due()

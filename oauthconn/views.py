@@ -37,7 +37,9 @@ from oauthconn.exceptions import (
     ProviderTimeout,
 )
 from oauthconn.flows.access import owner_for as permitted_owner
+from oauthconn.flows.authorization import started_from
 from oauthconn.flows.keys import public_jwks
+from oauthconn.flows.outcomes import renewing_as
 from oauthconn.flows.switch import old_and_new
 from oauthconn.models import Connection, Token
 
@@ -103,9 +105,10 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     owner = owner_for(request, connection, "authorize_connection")
     return_to = safe_return_to(request, request.POST.get("next", ""))
     try:
-        outcome = flows.connect(
-            connection, owner, user=request.user, session=request.session, return_to=return_to
-        )
+        with renewing_as(actor=request.user):
+            outcome = flows.connect(
+                connection, owner, user=request.user, session=request.session, return_to=return_to
+            )
     except OAuthConnError as err:
         messages.error(request, f"{connection.name}: {err}")
         return HttpResponseSeeOther(landing_url(request, connection, return_to))
@@ -132,13 +135,14 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     and always answer 303 to a clean URL, so neither browser history, a Referer, a log
     record nor an error report of this request or the next one carries the code or state."""
     query = take_parameters(request)
+    return_to = safe_return_to(request, started_from(query, session=request.session))
     try:
         token = flows.complete_authorization(
             slug, query, user=request.user, session=request.session, method=request.method or ""
         )
     except OAuthConnError as err:
         logger.warning("oauthconn callback refused: connection=%s code=%s", slug, err.code)
-        result = failure(request, slug, str(err), status=failure_status(err))
+        result = failure(request, slug, str(err), status=failure_status(err), back=return_to)
         return private(HttpResponseSeeOther(remember_result(request, result)))
     except Exception as err:
         # A bug, not a provider: keep the traceback, but drop the frames' local variables
@@ -147,13 +151,13 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
         traceback.clear_frames(err.__traceback__)
         logger.error("oauthconn callback failed: connection=%s", slug, exc_info=err)
         message = "The authorization failed because of an error on this site."
-        result = failure(request, slug, message, status=500)
+        result = failure(request, slug, message, status=500, back=return_to)
         return private(HttpResponseSeeOther(remember_result(request, result)))
     if isinstance(token, flows.HeldSwitch):  # another account: ask first (defect 7b)
         return private(HttpResponseSeeOther(reverse("oauthconn:switch", args=[token.key])))
     connection = token.connection
     messages.success(request, f"{connection.name} is connected.")
-    return private(HttpResponseSeeOther(landing_url(request, connection)))
+    return private(HttpResponseSeeOther(landing_url(request, connection, return_to)))
 
 
 #: request.META keys that may carry the raw query string (WSGI, gunicorn, uWSGI)
@@ -190,17 +194,31 @@ def failure_status(err: OAuthConnError) -> int:
     return 504 if isinstance(err, ProviderTimeout) else 502
 
 
-def failure(request: HttpRequest, slug: str, message: str, *, status: int) -> dict:
-    """What the result page shows: fixed sentences and sanitized provider text, no secret."""
+def failure(request: HttpRequest, slug: str, message: str, *, status: int, back: str = "") -> dict:
+    """What the result page shows: fixed sentences and sanitized provider text, no secret.
+
+    ``back`` is where the flow started (checked), else the connection's landing page.
+    """
     connection = Connection.objects.filter(slug=slug).first()
     return {
         "status": status,
         "message": message,
         "slug": connection.slug if connection else "",
         "name": connection.name if connection else "",
-        "back": landing_url(request, connection) if connection else "",
+        "back": landing_url(request, connection, back) if connection else back,
+        "back_label": back_label(request, connection, back),
         "admin": bool(connection and not connection.per_user and request.user.is_staff),
     }
+
+
+def back_label(request: HttpRequest, connection: Connection | None, back: str) -> str:
+    """The result page's link text, naming the page it leads to."""
+    usual = landing_url(request, connection) if connection is not None else ""
+    if back and back != usual:
+        return "Back to where you started"
+    if connection is not None and usual != reverse("oauthconn:my_connections"):
+        return f"Back to {connection.name}"
+    return "Back to your connections"
 
 
 #: session key of the last few callback results, by a short random id

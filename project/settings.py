@@ -88,6 +88,10 @@ OAUTHCONN = {
     "REDIRECT_BASE_URL": env("OAUTHCONN_REDIRECT_BASE_URL", default="http://127.0.0.1:8000"),
     # The demo authorization server runs on this machine over plain http.
     "ALLOW_INSECURE_LOOPBACK": env.bool("OAUTHCONN_ALLOW_INSECURE_LOOPBACK", default=True),
+    # The wizard prefills the demo preset's base URL with the demo server's (scripts/demo).
+    "PRESET_PARAMETERS": {
+        "demo": {"base": env("DEMO_PROVIDER_URL", default="http://localhost:8000")},
+    },
 }
 
 # The demo authorization server (django-oauth-toolkit). Refresh tokens rotate, as at most

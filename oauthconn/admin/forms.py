@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from django import forms
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.configuration import (
@@ -20,9 +22,45 @@ from oauthconn.flows.configuration import (
     security_relevant,
 )
 from oauthconn.flows.validation import needs_secret, validate_configuration, validate_provider
-from oauthconn.models import Connection, Provider
+from oauthconn.models import ClientAuthMethod, Connection, Provider
 
 PROVIDER_URL_FIELDS = Provider.URL_FIELDS
+
+#: One help line per client authentication method (RFC 6749 §2.3, RFC 7523 §2.2); the page
+#: shows the chosen method's line only (admin.js follows the select).
+AUTH_METHOD_HELP = {
+    ClientAuthMethod.CLIENT_SECRET_BASIC: "The client id and secret go in an HTTP Basic "
+    "Authorization header of each token request; what most providers expect.",
+    ClientAuthMethod.CLIENT_SECRET_POST: "The client id and secret go in the body of each "
+    "token request, for providers that do not take HTTP Basic.",
+    ClientAuthMethod.NONE: "A public client: no secret is sent; the code is protected by PKCE "
+    "alone, so use the authorization code with PKCE grant.",
+    ClientAuthMethod.PRIVATE_KEY_JWT: "Signed JWT: no secret; a key pair is generated when the "
+    "connection is saved, and the provider checks the signature with the public key served at "
+    "the JWKS URL, which you register there.",
+}
+
+
+def chosen_value(form: forms.BaseForm, name: str) -> Any:
+    """The value a field shows, read without building (and caching) its BoundField, so its
+    label and help may still change."""
+    if form.is_bound:
+        return form.data.get(form.add_prefix(name))
+    return form.get_initial_for_field(form.fields[name], name)
+
+
+def auth_method_help(selected: str | None, methods=None):
+    """The help lines of ``methods`` (all by default), every one but ``selected`` hidden."""
+    methods = methods or list(AUTH_METHOD_HELP)
+    if selected not in methods:  # a select with nothing chosen shows its first option
+        selected = methods[0]
+    hidden = mark_safe(" hidden")  # a fixed attribute, no data in it
+    lines = format_html_join(
+        "",
+        '<span class="oauthconn-auth-help" data-auth-help="{}"{}>{}</span>',
+        ((m, "" if m == selected else hidden, AUTH_METHOD_HELP[m]) for m in methods),
+    )
+    return format_html("{}", lines)
 
 
 def add_configuration_errors(
@@ -121,10 +159,8 @@ class ConnectionForm(forms.ModelForm):
                 "client authentication or API base URL requires entering it again."
             )
         if "client_auth_method" in self.fields:  # absent for users who may only view
-            self.fields["client_auth_method"].help_text = (
-                "Signed JWT (private_key_jwt): saving generates a key pair when the connection "
-                "has none; register the JWKS URL shown above at the provider."
-            )
+            selected = chosen_value(self, "client_auth_method")
+            self.fields["client_auth_method"].help_text = auth_method_help(selected)
 
     def clean(self):
         cleaned = super().clean()

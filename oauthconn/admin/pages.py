@@ -12,12 +12,15 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from oauthconn import flows
 from oauthconn.exceptions import NotConnected, OAuthConnError
 from oauthconn.flows.keys import KEY_TYPES, ROLLOVER_DAYS, current_key_type, rotate_key
+from oauthconn.flows.outcomes import renewing_as
 from oauthconn.flows.probe import probe_connection
-from oauthconn.models import ClientAuthMethod, Connection, Token
+from oauthconn.models import ClientAuthMethod, Connection, Token, TokenStatus
 
 #: the ConnectionAdmin these pages belong to
 ConnectionPages: TypeAlias = "admin.ModelAdmin[Connection]"
@@ -61,6 +64,10 @@ def refresh_view(
 ) -> HttpResponse:
     """Renew the shared token now (a refresh, or a new client credentials token)."""
     connection = connection_for(model_admin, request, object_id, "refresh_connection")
+    if needs_reauth(connection):
+        # The provider refused the grant: a refresh would only be refused again.
+        messages.warning(request, f"{connection.name} needs reauthorization: authorize it again.")
+        return back(connection)
     if not renewable(connection):
         # A forced renewal without a refresh token would end a still-valid grant.
         messages.warning(
@@ -69,7 +76,8 @@ def refresh_view(
         )
         return back(connection)
     try:
-        renewal = flows.renew_now(connection, None)
+        with renewing_as(actor=request.user):
+            renewal = flows.renew_now(connection, None)
     except OAuthConnError as err:
         messages.error(request, f"{connection.name}: the refresh failed: {err}")
         return back(connection)
@@ -77,10 +85,23 @@ def refresh_view(
         # The flow served the still-valid old token: saying "a new access token" would lie.
         messages.warning(request, f"{connection.name}: nothing was renewed: {renewal.reason}")
         return back(connection)
-    token = renewal.token
-    until = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "?"
+    until = when(renewal.token.expires_at)
     messages.success(request, f"{connection.name}: a new access token, valid until {until}.")
     return back(connection)
+
+
+def when(moment) -> str:
+    """A time as the admin's pages show it (DATETIME_FORMAT, current time zone): messages
+    and the page beside them must agree."""
+    if moment is None:
+        return "an unknown time"
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def needs_reauth(connection: Connection) -> bool:
+    return Token.objects.filter(
+        connection=connection, owner__isnull=True, status=TokenStatus.NEEDS_REAUTH
+    ).exists()
 
 
 def renewable(connection: Connection) -> bool:

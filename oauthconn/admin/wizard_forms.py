@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.utils.text import slugify
 
-from oauthconn.admin.forms import PROVIDER_URL_FIELDS, add_configuration_errors
+from oauthconn.admin.forms import (
+    PROVIDER_URL_FIELDS,
+    add_configuration_errors,
+    auth_method_help,
+    chosen_value,
+)
+from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DiscoveryFailed
 from oauthconn.flows.configuration import issuer_conflict
 from oauthconn.flows.discovery import discover_provider
@@ -53,6 +60,48 @@ GRANT_ORDER = (
 )
 
 
+PARAMETER_HELP = "Only for presets that need one: the tenant, domain, subdomain or base URL."
+
+
+def site_parameter_defaults() -> dict[str, str]:
+    """This site's value for each parameterized preset's one parameter (PRESET_PARAMETERS)."""
+    configured = oauthconn_settings.PRESET_PARAMETERS or {}
+    found = {}
+    for key, values in configured.items():
+        try:
+            name = get_preset(key).parameters[0]
+        except (KeyError, IndexError):  # a preset that is gone, or takes no parameter
+            continue
+        if values.get(name):
+            found[key] = str(values[name])
+    return found
+
+
+def parameter_texts() -> dict[str, dict[str, str]]:
+    """Label, help and prefill of each parameterized preset's parameter, for admin.js."""
+    defaults = site_parameter_defaults()
+    texts = {}
+    for key, _name in preset_choices():
+        preset = get_preset(key)
+        if preset.parameters:
+            name = preset.parameters[0]
+            label, help_text = preset.parameter_text(name)
+            value = defaults.get(key) or preset.parameter_defaults.get(name, "")
+            texts[key] = {"label": label, "help": help_text, "value": value}
+    return texts
+
+
+def describe_preset_parameter(form: forms.Form) -> None:
+    """Name the parameter after the chosen preset (admin.js follows later choices) and hand
+    the texts of all presets to the page."""
+    texts = parameter_texts()
+    field = form.fields["preset_parameter"]
+    field.widget.attrs["data-presets"] = json.dumps(texts)
+    chosen = texts.get(chosen_value(form, "preset") or "")
+    if chosen:
+        field.label, field.help_text = chosen["label"], chosen["help"] or PARAMETER_HELP
+
+
 class BasicsForm(forms.Form):
     """Step 1: name, slug, shared or per-user, and where the provider comes from."""
 
@@ -79,7 +128,7 @@ class BasicsForm(forms.Form):
         required=False,
         max_length=253,
         widget=forms.TextInput(URL_INPUT),
-        help_text="Only for presets that need one: the tenant, domain, subdomain or base URL.",
+        help_text=PARAMETER_HELP,
     )
     issuer = url_field("Issuer URL")
     existing_provider = forms.ModelChoiceField(Provider.objects.all(), required=False)
@@ -87,6 +136,7 @@ class BasicsForm(forms.Form):
     def __init__(self, *args: Any, discovered: dict | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["preset"].choices = [("", "---------"), *preset_choices()]
+        describe_preset_parameter(self)
         self.discovered = discovered or {}
         #: Provider keyword arguments (not saved) and connection defaults, set by clean().
         self.provider_fields: dict[str, Any] = {}
@@ -113,7 +163,7 @@ class BasicsForm(forms.Form):
             self.add_error("preset", "Choose a preset.")
             return
         preset = get_preset(cleaned["preset"])
-        value = cleaned.get("preset_parameter", "")
+        value = cleaned.get("preset_parameter", "") or site_parameter_defaults().get(preset.key)
         try:
             pending = preset.pending_parameters
             resolved = preset.resolve(**({pending[0]: value} if pending and value else {}))
@@ -299,10 +349,12 @@ class ClientForm(forms.Form):
             for name in self.ENDPOINTS:
                 self.fields[name].disabled = True
         self.offers_private_key_jwt = offers_private_key_jwt(self.provider_fields)
+        method = self.fields["client_auth_method"]
         if not self.offers_private_key_jwt:
-            method = self.fields["client_auth_method"]
             method.choices = [c for c in method.choices if c[0] != PRIVATE_KEY_JWT]
             del self.fields["key_type"]
+        offered = [value for value, _label in method.choices]
+        method.help_text = auth_method_help(chosen_value(self, "client_auth_method"), offered)
 
     def clean_key_type(self) -> str:
         return self.cleaned_data.get("key_type") or "RSA"

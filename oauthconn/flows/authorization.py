@@ -194,6 +194,20 @@ def _complete(
     return store_grant(connection, tokens, owner=attempt.owner, actor=user, identity=identity)
 
 
+def started_from(query, *, session) -> str:
+    """The ``return_to`` of the attempt this callback names, if this browser started it.
+
+    Read before :func:`complete_authorization` ends the attempt, so the result page (success
+    or failure) can lead back to where the flow began; "" when there is none to trust.
+    """
+    binding = browser_hash(session, create=False)
+    hashes = [PendingAuthorization.hash(state) for state in named_states(query)]
+    if binding is None or not hashes:
+        return ""
+    attempt = PendingAuthorization.objects.filter(state_hash__in=hashes, browser_hash=binding)
+    return attempt.values_list("return_to", flat=True).first() or ""
+
+
 def without(text: str, *values: str) -> str:
     """``text`` with ``values`` blanked: a provider's error text may echo the code it got."""
     for value in values:

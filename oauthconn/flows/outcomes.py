@@ -7,8 +7,12 @@ transaction; events are recorded here and their signals sent after commit.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +24,27 @@ from oauthconn.oauth.token import TokenSet
 
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 15 * 60.0
+
+#: Who renews in this context, for the events below: the renewal functions take no actor, and
+#: their callers (admin buttons, the proactive job) know it while tokens.py need not.
+_renewer: ContextVar[tuple[Any, str]] = ContextVar("oauthconn_renewer", default=(None, ""))
+
+
+@contextmanager
+def renewing_as(*, actor: Any = None, source: str = "") -> Iterator[None]:
+    """Name the user (``actor``) or the job (``source``, e.g. ``"oauthconn_refresh"``) that
+    renews tokens inside this block; the renewal events record it. Neither: "automatic"."""
+    reset = _renewer.set((actor, source))
+    try:
+        yield
+    finally:
+        _renewer.reset(reset)
+
+
+def renewer() -> dict[str, Any]:
+    """``record_event`` keywords naming who renews (see :func:`renewing_as`)."""
+    actor, source = _renewer.get()
+    return {"actor": actor, **({"source": source} if source else {})}
 
 
 @dataclass
@@ -44,13 +69,16 @@ def store_renewal(token: Token, tokens: TokenSet) -> None:
         token.scope = tokens.scope or token.connection.scopes
     token.save()
     kind = EventKind.AUTHORIZED if first else EventKind.REFRESHED
-    record_event(kind, token.connection, token=token, message="New access token obtained.")
+    record_event(
+        kind, token.connection, token=token, message="New access token obtained.", **renewer()
+    )
     if recovering:
         record_event(
             EventKind.RECOVERED,
             token.connection,
             token=token,
             message="The provider answered again.",
+            **renewer(),
         )
 
 
@@ -70,6 +98,7 @@ def mark_needs_reauth(
         message=str(error),
         error=error,
         code=token.last_error_code,
+        **renewer(),
     )
     if cause is not None:
         error.__cause__ = cause
@@ -104,6 +133,7 @@ def mark_failing(
         failures=token.failure_count,
         retry_in=round(delay),
         kept_new_refresh_token=bool(new_refresh_token),
+        **renewer(),
     )
     error = TemporarilyUnavailable(str(err), retry_after=delay)
     error.__cause__ = err

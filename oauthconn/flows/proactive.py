@@ -27,6 +27,7 @@ from django.utils import timezone
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.common import reusing_outbound_client
+from oauthconn.flows.outcomes import renewing_as
 from oauthconn.flows.tokens import exclusively, renew_locked_token
 from oauthconn.models import GrantType, Token, TokenStatus
 
@@ -143,11 +144,13 @@ def refresh_due(
     *,
     concurrency: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    source: str = "oauthconn_refresh",
 ) -> Summary:
     """Refresh every due token, at most ``concurrency`` at a time; report as they finish.
 
-    ``on_progress(done, total)`` is called after each token. SQLite serializes writes, so
-    there the work runs one token at a time in the calling thread.
+    ``on_progress(done, total)`` is called after each token. ``source`` names the job in the
+    events it records (the connection page shows "by oauthconn_refresh"). SQLite serializes
+    writes, so there the work runs one token at a time in the calling thread.
     """
     policy = policy or Policy.from_settings()
     pks = list(policy.candidates().values_list("pk", flat=True))
@@ -155,7 +158,7 @@ def refresh_due(
     if db_connection.vendor == "sqlite":
         workers = 1
     summary = Summary()
-    results = _map(partial(refresh_if_due, is_due=policy.is_due), pks, workers)
+    results = _map(partial(refresh_if_due, is_due=policy.is_due, source=source), pks, workers)
     for done, result in enumerate(results, start=1):
         summary.add(result)
         if on_progress is not None:
@@ -215,7 +218,7 @@ def _share(
         connections.close_all()  # this thread's own database connection
 
 
-def refresh_if_due(pk: int, is_due: Callable[[Token], bool]) -> str:
+def refresh_if_due(pk: int, is_due: Callable[[Token], bool], source: str = "") -> str:
     """Renew one token row ahead of time unless another worker holds it or it is not due.
 
     Returns ``"refreshed"``, ``"failed"``, ``"needs_reauth"`` or ``"skipped"``. Rows another
@@ -225,7 +228,8 @@ def refresh_if_due(pk: int, is_due: Callable[[Token], bool]) -> str:
         with exclusively(pk, wait=False) as token:
             if token is None or not is_due(token):
                 return SKIPPED
-            outcome = renew_locked_token(token, force=True)
+            with renewing_as(source=source):
+                outcome = renew_locked_token(token, force=True)
     except OperationalError:
         return SKIPPED  # SQLite busy: another writer had it for longer than its timeout
     except OAuthConnError as err:

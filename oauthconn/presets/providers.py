@@ -88,6 +88,11 @@ MICROSOFT = Preset(
     test_path="me",
     docs_url="https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow",
     parameters=("tenant",),
+    parameter_labels={"tenant": "Tenant"},
+    parameter_help={
+        "tenant": "Your Microsoft Entra tenant: its ID or domain (contoso.onmicrosoft.com), "
+        "or common, organizations or consumers."
+    },
 )
 
 SLACK = Preset(
@@ -125,6 +130,11 @@ SALESFORCE = Preset(
     docs_url="https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm",
     parameters=("domain",),
     parameter_defaults={"domain": "login.salesforce.com"},
+    parameter_labels={"domain": "Login host"},
+    parameter_help={
+        "domain": "The host to sign in at: your My Domain host (acme.my.salesforce.com), "
+        "login.salesforce.com (the default) or test.salesforce.com for a sandbox."
+    },
     validators={"domain": host_name},
 )
 
@@ -219,6 +229,8 @@ OKTA = Preset(
     test_path="oauth2/default/v1/userinfo",
     docs_url="https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/",
     parameters=("domain",),
+    parameter_labels={"domain": "Okta domain"},
+    parameter_help={"domain": "Your Okta org's host name, e.g. acme.okta.com."},
     validators={"domain": host_name},
 )
 
@@ -239,6 +251,8 @@ AUTH0 = Preset(
     test_path="userinfo",
     docs_url="https://auth0.com/docs/get-started/authentication-and-authorization-flow/authorization-code-flow",
     parameters=("domain",),
+    parameter_labels={"domain": "Auth0 domain"},
+    parameter_help={"domain": "Your Auth0 tenant's domain, e.g. acme.eu.auth0.com."},
     validators={"domain": host_name},
 )
 
@@ -343,6 +357,8 @@ ZENDESK = Preset(
     test_path="users/me.json",
     docs_url="https://developer.zendesk.com/documentation/ticketing/working-with-oauth/using-oauth-authentication-with-your-application/",
     parameters=("subdomain",),
+    parameter_labels={"subdomain": "Subdomain"},
+    parameter_help={"subdomain": "Your Zendesk subdomain: acme for acme.zendesk.com."},
     validators={"subdomain": dns_label},
 )
 
@@ -363,6 +379,11 @@ DEMO = Preset(
     test_path="me/",
     docs_url="https://django-oauth-toolkit.readthedocs.io/",
     parameters=("base",),
+    parameter_labels={"base": "Base URL"},
+    parameter_help={
+        "base": "The demo authorization server's base URL: scheme, host and port, no path "
+        "(e.g. http://localhost:8000, as ./scripts/demo prints it)."
+    },
     validators={"base": local_origin},
 )
 

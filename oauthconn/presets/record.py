@@ -85,12 +85,24 @@ class Preset:
     """Plain-text setup notes for admins: where to register, what to enter, quirks."""
     parameters: tuple[str, ...] = ()
     parameter_defaults: Mapping[str, str] = _frozen_map()
+    parameter_labels: Mapping[str, str] = _frozen_map()
+    """What the wizard calls each parameter ("Base URL", "Tenant"); the name, capitalized,
+    when missing."""
+    parameter_help: Mapping[str, str] = _frozen_map()
+    """One sentence per parameter for the wizard: what to enter, with an example."""
     validators: Mapping[str, Validator] = _frozen_map()
     values: Mapping[str, str] = _frozen_map()
     """The parameter values filled in by :meth:`resolve`; empty on a shipped preset."""
 
     def __post_init__(self) -> None:
-        for name in ("extra_authorize_params", "parameter_defaults", "validators", "values"):
+        for name in (
+            "extra_authorize_params",
+            "parameter_defaults",
+            "parameter_labels",
+            "parameter_help",
+            "validators",
+            "values",
+        ):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         for name in ("default_scopes", "grant_types", "parameters"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -105,6 +117,11 @@ class Preset:
     def pending_parameters(self) -> tuple[str, ...]:
         """The parameters still to be filled in by :meth:`resolve`."""
         return tuple(p for p in self.parameters if p not in self.values)
+
+    def parameter_text(self, name: str) -> tuple[str, str]:
+        """The wizard's label and help sentence for the parameter ``name``."""
+        label = self.parameter_labels.get(name) or name.replace("_", " ").capitalize()
+        return label, self.parameter_help.get(name, "")
 
     def resolve(self, **values: str) -> Preset:
         """Return a copy with every ``{parameter}`` filled in.
@@ -235,7 +252,13 @@ class Preset:
         for name in self.parameters:
             if not _PARAMETER_NAME.match(name):
                 raise ValueError(f"parameter name {name!r} is not a lowercase identifier.")
-        for mapping in ("parameter_defaults", "validators", "values"):
+        for mapping in (
+            "parameter_defaults",
+            "parameter_labels",
+            "parameter_help",
+            "validators",
+            "values",
+        ):
             extra = set(getattr(self, mapping)) - set(self.parameters)
             if extra:
                 raise ValueError(f"{mapping} names undeclared parameters: {sorted(extra)}.")
