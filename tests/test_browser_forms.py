@@ -87,11 +87,14 @@ def test_pages_with_post_forms_let_the_browser_send_origin(name, setup, client):
     assert effective_policy(response) != "no-referrer"
 
 
-def test_a_callback_error_page_sends_no_referrer(setup, client):
+def test_a_refused_callback_and_its_result_page_send_no_referrer(setup, client):
     client.force_login(setup[3])
     response = client.get(reverse("oauthconn:callback", args=["demo-personal"]), {"state": "x"})
-    assert response.status_code == 400
+    assert response.status_code == 303
     assert effective_policy(response) == "no-referrer"
+    result = client.get(response["Location"])
+    assert result.status_code == 400
+    assert effective_policy(result) == "no-referrer"
 
 
 def test_the_callback_and_the_redirect_to_the_provider_send_no_referrer(
