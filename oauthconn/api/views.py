@@ -22,7 +22,7 @@ from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
 from oauthconn.conf import oauthconn_settings
-from oauthconn.exceptions import DiscoveryFailed, NotConnected, TemporarilyUnavailable
+from oauthconn.exceptions import DiscoveryFailed, NotConnected
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     has_stored_grant,
@@ -238,9 +238,7 @@ def renewed(connection: Connection, owner) -> Token:
     the still-valid old token: backing off, or another worker's refresh)."""
     renewal = flows.renew_now(connection, owner)
     if not renewal.renewed:
-        raise TemporarilyUnavailable(
-            f"Nothing was renewed: {renewal.reason}", retry_after=renewal.retry_after
-        )
+        raise renewal.unavailable()  # Busy when another worker's renewal is in progress
     return renewal.token
 
 
