@@ -5,6 +5,10 @@ class attributes; messages are fixed sentences plus what the provider said (``er
 capped ``error_description``), never tokens, secrets, codes or verifiers. Where Django already
 has a handler for a kind of error, the class mixes in Django's base: a forged callback is a
 ``SuspiciousOperation`` (answered with 400), a setup mistake is ``ImproperlyConfigured``.
+
+Whether a failure is temporary or permanent is decided here and nowhere else: each class sets
+``permanent``, and every flow that retries (refresh, client credentials, revocation) asks
+:func:`is_permanent`.
 """
 
 from __future__ import annotations
@@ -35,10 +39,30 @@ class OAuthConnError(Exception):
     code = "oauthconn_error"
     #: a sentence for people; subclasses override it
     message = "The OAuth connection failed."
+    #: True when the same request cannot succeed later without a person acting (authorizing
+    #: again, fixing the configuration); False when retrying with backoff may work. Read it
+    #: through :func:`is_permanent`.
+    permanent = False
 
     def __init__(self, message: str | None = None, **details: object) -> None:
         self.details = details
         super().__init__(message or self.message)
+
+    @property
+    def transient(self) -> bool:
+        """The opposite of :attr:`permanent`, for code written before it existed."""
+        return not is_permanent(self)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """The one rule for "retry later or give up": True when retrying cannot help.
+
+    A refresh that fails permanently needs reauthorization, a temporary failure is retried
+    with backoff while a valid token is served; a revocation that fails permanently is given
+    up (the admin is told), a temporary failure is retried by ``oauthconn_revoke_pending``.
+    Anything that is not an oauthconn error counts as temporary.
+    """
+    return isinstance(error, OAuthConnError) and bool(error.permanent)
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -49,6 +73,7 @@ class ConfigurationError(OAuthConnError, ImproperlyConfigured):
 
     code = "invalid_configuration"
     message = "The OAuth connection is not configured correctly."
+    permanent = True
 
 
 class EncryptionKeyError(ConfigurationError):
@@ -77,6 +102,7 @@ class InsecureURL(ConfigurationError):
 class ConnectionNotFound(OAuthConnError, LookupError):
     code = "connection_not_found"
     message = "No OAuth connection with that slug exists."
+    permanent = True
 
 
 class TokenUnavailable(OAuthConnError):
@@ -88,6 +114,7 @@ class TokenUnavailable(OAuthConnError):
 class NotConnected(TokenUnavailable):
     code = "not_connected"
     message = "The connection has not been authorized yet."
+    permanent = True
 
 
 class ReauthorizationRequired(TokenUnavailable):
@@ -95,10 +122,13 @@ class ReauthorizationRequired(TokenUnavailable):
 
     code = "needs_reauthorization"
     message = "The connection needs to be authorized again."
+    permanent = True
 
 
 class TemporarilyUnavailable(TokenUnavailable):
-    """A transient failure (network, 5xx, 429, a busy lock); retrying later may succeed."""
+    """The provider failed for a passing reason (network, timeout, 5xx, 429, a malformed
+    answer), or the grant is backing off after such a failure; retrying later may succeed.
+    The cause, when there is one, is ``__cause__``; ``retry_after`` says when (seconds)."""
 
     code = "provider_unavailable"
     message = "The provider is temporarily unavailable; try again later."
@@ -110,11 +140,21 @@ class TemporarilyUnavailable(TokenUnavailable):
         super().__init__(message, **kw)
 
 
+class Busy(TemporarilyUnavailable):
+    """Busy here, not at the provider: another thread or worker is renewing this token and
+    did not finish within ``LOCK_TIMEOUT`` (or holds SQLite's lease). Nothing was sent; retry
+    shortly. A ``TemporarilyUnavailable``, so code that catches that keeps working."""
+
+    code = "busy"
+    message = "Another worker is refreshing this connection; try again shortly."
+
+
 class DisallowedResourceURL(OAuthConnError, ValueError):
     """A request through a connection went to a URL outside its API base URL (R41)."""
 
     code = "disallowed_url"
     message = "Tokens are only sent to the connection's API base URL."
+    permanent = True
 
 
 # --- outbound HTTP ---------------------------------------------------------------------------
@@ -125,7 +165,6 @@ class TransportError(OAuthConnError):
 
     code = "transport_error"
     message = "The provider could not be reached."
-    transient = True
 
 
 class ProviderTimeout(TransportError):
@@ -154,13 +193,13 @@ class BlockedDestination(TransportError):
 
     code = "blocked_destination"
     message = "The destination address is not allowed (private, loopback or reserved)."
-    transient = False
+    # Not permanent: the address is resolved per request (DNS may change back), and a refresh
+    # that meets it must keep serving the valid token rather than need reauthorization.
 
 
 class ResponseTooLarge(TransportError):
     code = "response_too_large"
     message = "The provider's response was larger than allowed."
-    transient = False
 
 
 # --- the authorization callback ---------------------------------------------------------------
@@ -171,6 +210,7 @@ class AuthorizationFailed(OAuthConnError):
 
     code = "authorization_failed"
     message = "The authorization failed. Please start again."
+    permanent = True  # a person starts again; nothing retries an authorization by itself
 
 
 class InvalidCallback(AuthorizationFailed, SuspiciousOperation):
@@ -292,7 +332,8 @@ class ProviderError(OAuthConnError):
 
     code = "provider_error"
     message = "The provider's token endpoint returned an error."
-    transient = False
+    # Not permanent: an error the provider may stop sending (invalid_request after a
+    # misconfiguration at its end, a proxy's 4xx page) must not end a valid grant.
 
     def __init__(
         self,
@@ -317,6 +358,7 @@ class ProviderError(OAuthConnError):
 
 class InvalidGrant(ProviderError):
     code = "invalid_grant"
+    permanent = True
     message = (
         "The provider rejected the grant: the code or refresh token is invalid, expired or "
         "already used."
@@ -325,6 +367,7 @@ class InvalidGrant(ProviderError):
 
 class InvalidClient(ProviderError):
     code = "invalid_client"
+    permanent = True
     message = (
         "The provider rejected the client credentials: check the client id, secret and "
         "authentication method."
@@ -334,6 +377,7 @@ class InvalidClient(ProviderError):
 class UnauthorizedClient(ProviderError):
     code = "unauthorized_client"
     message = "The provider does not allow this client to use this grant type."
+    permanent = True
 
 
 class ProviderUnavailable(ProviderError):
@@ -341,7 +385,6 @@ class ProviderUnavailable(ProviderError):
 
     code = "provider_unavailable"
     message = "The provider is temporarily unavailable."
-    transient = True
 
 
 class InvalidProviderResponse(ProviderError):
@@ -394,6 +437,10 @@ class InvalidIDToken(AuthorizationFailed):
 
     code = "invalid_id_token"
     message = "The provider's ID token failed validation."
+    # During a refresh the response is refused and the grant kept: the provider may send a
+    # valid one next time (a key rotation, a clock put right). At authorization the person
+    # starts again anyway.
+    permanent = False
 
 
 # --- ID token checks: one class per failure, so each has its own message -----------------------
@@ -455,6 +502,7 @@ class IdentityChanged(InvalidIDToken):
     flows treat it as terminal: the grant needs reauthorization."""
 
     code = "id_token_identity_changed"
+    permanent = True
     message = (
         "The provider's refreshed ID token names another account than the one that "
         "authorized the connection; reauthorize it."

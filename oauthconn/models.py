@@ -263,6 +263,11 @@ class Token(models.Model):
     next_attempt_at = models.DateTimeField(
         null=True, blank=True, help_text=_("No refresh before this (backoff, Retry-After).")
     )
+    #: SQLite only: a worker is renewing this row until then (flows.common.claim_lease);
+    #: PostgreSQL uses a row lock and leaves it empty
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text=_("Another worker is renewing this token until then.")
+    )
     revocation_pending = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -26,7 +26,7 @@ from django.db import connections
 from django.utils import timezone
 
 from oauthconn import get_connection, http
-from oauthconn.exceptions import InvalidGrant, TemporarilyUnavailable
+from oauthconn.exceptions import Busy, InvalidGrant, TemporarilyUnavailable
 from oauthconn.flows.common import credentials_for
 from oauthconn.models import Token, TokenStatus
 from oauthconn.oauth.token import refresh_token_grant
@@ -274,8 +274,9 @@ def test_a_waiter_gives_up_after_the_lock_timeout(expired, as_log, settings):
     holder = worker("hold")
     expect_line(holder, "locked")
     try:
-        with pytest.raises(TemporarilyUnavailable, match="Timed out waiting"):
+        with pytest.raises(TemporarilyUnavailable, match="Timed out waiting") as caught:
             get_connection("crm").access_token  # noqa: B018
+        assert isinstance(caught.value, Busy) and caught.value.code == "busy"
         token = Token.objects.get(connection=expired)
         assert token.status == TokenStatus.ACTIVE and token.failure_count == 0
         assert refresh_requests(as_log) == []

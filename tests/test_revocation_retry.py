@@ -12,6 +12,7 @@ from django.db import connection as db
 from django.utils import timezone
 
 from oauthconn import flows
+from oauthconn.flows.revocation import MAX_REVOCATION_ATTEMPTS
 from oauthconn.models import Connection, PendingRevocation, Provider, Token, TokenStatus
 from tests.scripted_server import Reply
 
@@ -112,6 +113,47 @@ def test_a_rejected_client_is_not_retried(grant, scripted_server):
     assert not PendingRevocation.objects.exists()
     grant.refresh_from_db()
     assert grant.access_token is None and grant.revocation_pending
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(status=400, body=b"<html>Bad request</html>", headers={"Content-Type": "text/html"}),
+        Reply(status=302, headers={"Location": "/elsewhere"}),
+    ],
+    ids=["a 4xx page that is not JSON", "a redirect"],
+)
+def test_an_answer_a_refresh_would_retry_is_retried_here_too(grant, scripted_server, reply):
+    """Issue 14: one classification (exceptions.is_permanent) for refresh and revocation. A
+    refresh keeps a grant ``failing`` and retries after such an answer; revocation used to
+    give up at once and tell the admin to revoke by hand."""
+    scripted_server.add("/revoke", reply)
+
+    result = flows.disconnect(grant)
+
+    assert result.revoked_at_provider is False and "will be retried" in result.message
+    assert PendingRevocation.objects.count() == 2
+    grant.refresh_from_db()
+    assert grant.access_token is None and grant.revocation_pending
+
+    scripted_server.default("/revoke", OK)
+    make_due()
+    assert retry().startswith("revoked 2, still pending 0, given up 0")
+    assert scripted_server.requests_to("/elsewhere") == []
+
+
+def test_a_malformed_answer_is_given_up_after_the_last_attempt(grant, scripted_server):
+    scripted_server.default("/revoke", Reply(status=400, body=b"Bad", headers={}))
+    flows.disconnect(grant)
+    PendingRevocation.objects.update(attempts=MAX_REVOCATION_ATTEMPTS)
+    make_due()
+
+    with pytest.raises(CommandError, match="given up"):
+        retry()
+
+    assert not PendingRevocation.objects.exists()
+    grant.refresh_from_db()
+    assert grant.revocation_pending  # the admin still has to revoke it by hand
 
 
 def test_a_pending_revocation_without_a_value_is_given_up_not_sent(grant, scripted_server):

@@ -3,8 +3,9 @@
 Every error answer of the API looks like ``{"code": "...", "detail": "..."}``; validation
 errors add ``fields`` (``{"field name": ["message", ...]}``) and transient provider errors add
 ``retry_after`` (seconds, also sent as ``Retry-After``). The ``code`` of an oauthconn error is
-the exception's ``code`` attribute (``needs_reauthorization``, ``provider_unavailable``,
-``invalid_configuration``, ...).
+the exception's ``code`` attribute (``needs_reauthorization``, ``not_connected``,
+``provider_unavailable``, ``busy``, ``invalid_configuration``, ...; the table is in
+docs/lifecycle.md).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
 from oauthconn.conf import oauthconn_settings
-from oauthconn.exceptions import DiscoveryFailed, TemporarilyUnavailable
+from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     has_stored_grant,
@@ -240,9 +240,7 @@ def renewed(connection: Connection, owner) -> Token:
 def renewed_token(renewal: flows.Renewal) -> Token:
     """``renewal``'s new token, or TemporarilyUnavailable (503) saying why there is none."""
     if not renewal.renewed:
-        raise TemporarilyUnavailable(
-            f"Nothing was renewed: {renewal.reason}", retry_after=renewal.retry_after
-        )
+        raise renewal.unavailable()  # Busy when another worker's renewal is in progress
     return renewal.token
 
 

@@ -301,38 +301,64 @@ def store_grant(
             connection=connection, owner=owner
         )
         was_broken = not created and token.status in (TokenStatus.NEEDS_REAUTH, TokenStatus.FAILING)
-        apply_token_set(token, tokens, keep_refresh_token=False)
-        if tokens.scope is None:
-            token.scope = connection.scopes  # RFC 6749 §5.1: omitted means as requested
-        now = timezone.now()
-        token.authorized_by = actor if actor is not None and actor.is_authenticated else None
-        token.authorized_at = now
-        token.refreshed_at = None
-        token.revocation_pending = False
-        # R34: (issuer, sub) names the account; a different sub on reauthorization is audited.
+        # R34: (issuer, sub) names the account; another one was confirmed (flows.switch).
         switched = identity is not None and token.subject not in ("", identity.subject)
-        before = describe_account(token.subject, token.claims)
-        if identity is not None:
-            token.subject, token.claims = identity.subject, identity.claims
+        before = describe_account(token.subject, token.claims) if switched else None
+        _apply_grant(token, tokens, connection, actor=actor, identity=identity)
         token.save()
+        _record_authorized(connection, token, actor=actor, before=before, recovered=was_broken)
+    return token
+
+
+def _apply_grant(
+    token: Token,
+    tokens: TokenSet,
+    connection: Connection,
+    *,
+    actor: Actor,
+    identity: Identity | None,
+) -> None:
+    """Put a new grant on the row: its tokens, who authorized when, whose account it is."""
+    apply_token_set(token, tokens, keep_refresh_token=False)
+    if tokens.scope is None:
+        token.scope = connection.scopes  # RFC 6749 §5.1: omitted means as requested
+    token.authorized_by = actor if actor is not None and actor.is_authenticated else None
+    token.authorized_at = timezone.now()
+    token.refreshed_at = None
+    token.revocation_pending = False
+    if identity is not None:
+        token.subject, token.claims = identity.subject, identity.claims
+
+
+def authorized_message(connection: Connection, token: Token, *, before: str | None = None) -> str:
+    """The audit text of an authorization: scopes asked for but not granted, and, when
+    another account than ``before`` authorized, from which account to which."""
+    message = "Authorized."
+    missing = sorted(set(connection.scope_list) - set(token.granted_scopes))
+    if missing:
+        message += f" Scopes not granted: {' '.join(missing)}."
+    if before is not None:
         account = describe_account(token.subject, token.claims)
-        missing = sorted(set(connection.scope_list) - set(token.granted_scopes))
+        message += f" The account changed from {before} to {account}."
+    return message
+
+
+def _record_authorized(
+    connection: Connection, token: Token, *, actor: Actor, before: str | None, recovered: bool
+) -> None:
+    record_event(
+        EventKind.AUTHORIZED,
+        connection,
+        token=token,
+        actor=actor,
+        message=authorized_message(connection, token, before=before),
+        scopes=token.scope,
+    )
+    if recovered:
         record_event(
-            EventKind.AUTHORIZED,
+            EventKind.RECOVERED,
             connection,
             token=token,
             actor=actor,
-            message="Authorized."
-            + (f" Scopes not granted: {' '.join(missing)}." if missing else "")
-            + (f" The account changed from {before} to {account}." if switched else ""),
-            scopes=token.scope,
+            message="Recovered by a new authorization.",
         )
-        if was_broken:
-            record_event(
-                EventKind.RECOVERED,
-                connection,
-                token=token,
-                actor=actor,
-                message="Recovered by a new authorization.",
-            )
-    return token

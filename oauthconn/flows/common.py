@@ -153,24 +153,45 @@ def _lock_timeout(seconds: float | None) -> Iterator[None]:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
 
+#: seconds a SQLite lease outlives the requests made under it (a dead worker's lease ends)
+LEASE_MARGIN = 10.0
+
+
+def lease_seconds(pk: int) -> float:
+    """How long a SQLite lease on row ``pk`` lasts: every request a renewal may make under
+    it, each bounded by ``REQUEST_DEADLINE``, plus :data:`LEASE_MARGIN`.
+
+    That is the token request, and for a grant with a validated ID token (it has a
+    ``subject``) whose provider publishes a JWKS, the JWKS fetch and the one refetch an
+    unknown key id may cause (:mod:`oauthconn.oauth.jwks`): three requests. A lease shorter
+    than the work lets a second process refresh meanwhile and spend a rotated refresh token.
+    """
+    row = (
+        Token.objects.filter(pk=pk).values_list("subject", "connection__provider__jwks_uri").first()
+    )
+    requests = 3 if row is not None and row[0] and row[1] else 1
+    return requests * float(oauthconn_settings.REQUEST_DEADLINE) + LEASE_MARGIN
+
+
 def claim_lease(pk: int, seconds: float) -> datetime | None:
     """SQLite's stand-in for a row lock: mark the row as being renewed for ``seconds``.
 
     SQLite has one write lock for the whole database; holding it through a token request
     would stall every other writer of the site (sessions, a provider in the same database)
-    for as long as the provider takes. So the claim is a short committed UPDATE of
-    ``next_attempt_at`` ("no other attempt before"), which also keeps backoff intact: a row
-    that is backing off cannot be claimed. Returns the lease's end, or None when taken.
+    for as long as the provider takes. So the claim is a short committed UPDATE of the
+    token's own ``lease_until`` column; the backoff (``next_attempt_at``) is a separate
+    decision that the renewal checks under the lease. Returns the lease's end, or None when
+    another worker's lease is still running.
     """
     now = timezone.now()
     until = now + timedelta(seconds=seconds)
-    free = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    return until if Token.objects.filter(free, pk=pk).update(next_attempt_at=until) else None
+    free = Q(lease_until__isnull=True) | Q(lease_until__lte=now)
+    return until if Token.objects.filter(free, pk=pk).update(lease_until=until) else None
 
 
 def release_lease(pk: int, until: datetime) -> None:
-    """End a lease unless the renewal already replaced it (by a backoff, or by clearing it)."""
-    Token.objects.filter(pk=pk, next_attempt_at=until).update(next_attempt_at=None)
+    """End a lease unless it is no longer this one (it ran out and another worker took it)."""
+    Token.objects.filter(pk=pk, lease_until=until).update(lease_until=None)
 
 
 def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool) -> None:

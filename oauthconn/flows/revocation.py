@@ -11,7 +11,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from oauthconn.exceptions import OAuthConnError
+from oauthconn.exceptions import OAuthConnError, is_permanent
 from oauthconn.flows.common import (
     credentials_for,
     lock_token,
@@ -123,7 +123,7 @@ def _revoke_each(
         try:
             _revoke(connection, endpoint, value, hint)
         except OAuthConnError as err:
-            if not getattr(err, "transient", False):
+            if is_permanent(err):
                 return DisconnectResult(
                     False,
                     f"Disconnected here, but revocation at the provider failed: {err}. "
@@ -186,7 +186,7 @@ def _retry(pending: PendingRevocation) -> str:
     try:
         _revoke(connection, pending.endpoint, pending.value.reveal(), pending.token_type_hint)
     except OAuthConnError as err:
-        if not getattr(err, "transient", False) or pending.attempts >= MAX_REVOCATION_ATTEMPTS:
+        if is_permanent(err) or pending.attempts >= MAX_REVOCATION_ATTEMPTS:
             return _give_up(pending, str(err))
         pending.attempts += 1
         pending.last_error = str(err)

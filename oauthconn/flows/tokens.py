@@ -2,18 +2,21 @@
 
 One refresh per token at a time, across threads (a process-local lock, so waiting threads
 hold no database transaction) and across processes and hosts (a row lock on PostgreSQL,
-re-read after locking: whoever waited finds the new token and sends nothing; a short lease on
-SQLite, whose one write lock must not be held over the network). See docs/lifecycle.md.
+re-read after locking: whoever waited finds the new token and sends nothing; a short lease in
+``Token.lease_until`` on SQLite, whose one write lock must not be held over the network).
+Waiting too long for either raises :class:`~oauthconn.exceptions.Busy`. See docs/lifecycle.md.
 
-Health (``Token.status``): ``active``; ``failing`` after a transient failure (network,
-timeout, 5xx, 429, a malformed answer), retried with capped backoff that honours
-Retry-After while a still-valid access token keeps being served; ``needs_reauth`` after
-``invalid_grant``/``invalid_client``/``unauthorized_client`` (never retried); ``revoked``.
+Health (``Token.status``): ``active``; ``failing`` after a temporary failure (network,
+timeout, 5xx, 429, a malformed answer), retried with capped backoff (``Token.next_attempt_at``)
+that honours Retry-After while a still-valid access token keeps being served;
+``needs_reauth`` after a permanent one (``invalid_grant``, ``invalid_client``, ...; the
+classification is :func:`~oauthconn.exceptions.is_permanent`), never retried; ``revoked``.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,10 +29,9 @@ from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import (
+    Busy,
     DecryptionFailed,
     IdentityChanged,
-    InvalidClient,
-    InvalidGrant,
     InvalidIDToken,
     InvalidProviderResponse,
     NotConnected,
@@ -38,11 +40,12 @@ from oauthconn.exceptions import (
     ReauthorizationRequired,
     TemporarilyUnavailable,
     TransportError,
-    UnauthorizedClient,
+    is_permanent,
 )
 from oauthconn.flows.common import (
     claim_lease,
     credentials_for,
+    lease_seconds,
     lock_token,
     outbound_client,
     release_lease,
@@ -66,20 +69,25 @@ if TYPE_CHECKING:
     from oauthconn.crypto import Sealed
     from oauthconn.types import Owner
 
-#: errors after which only a new authorization helps (RFC 6749 §5.2)
-TERMINAL_ERRORS = (InvalidGrant, InvalidClient, UnauthorizedClient)
 BUSY = "Timed out waiting for another worker's refresh of this connection."
-#: seconds a SQLite lease outlives the token request's deadline (a dead worker's lease ends)
-LEASE_MARGIN = 10.0
 
 _locks_guard = threading.Lock()
-_locks: dict[tuple[int, int | None], threading.Lock] = {}
+# Weak values: an entry lives exactly as long as some thread holds or waits on its lock
+# (each keeps a strong reference from _local_lock until renew() returns), so the map does not
+# grow by one lock per (connection, owner) ever seen. A lock in use is never dropped, so two
+# threads can never get different locks for the same key at the same time.
+_locks: weakref.WeakValueDictionary[tuple[int, int | None], threading.Lock] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def _local_lock(connection: Connection, owner: Owner) -> threading.Lock:
     key = (connection.pk, getattr(owner, "pk", None))
     with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+        lock = _locks.get(key)
+        if lock is None:
+            lock = _locks[key] = threading.Lock()
+        return lock
 
 
 def load_token(connection: Connection, owner: Owner = None) -> Token | None:
@@ -117,6 +125,14 @@ class Renewal:
     renewed: bool
     reason: str = ""
     retry_after: float | None = None
+    #: True when it was another worker's renewal in progress, not a failing provider
+    busy: bool = False
+
+    def unavailable(self) -> TemporarilyUnavailable:
+        """The error for a caller that asked for a new token and got none: ``Busy`` when
+        another worker is renewing, else ``TemporarilyUnavailable``."""
+        cls = Busy if self.busy else TemporarilyUnavailable
+        return cls(f"Nothing was renewed: {self.reason}", retry_after=self.retry_after)
 
 
 def renew_now(connection: Connection, owner: Owner = None) -> Renewal:
@@ -128,8 +144,14 @@ def renew_now(connection: Connection, owner: Owner = None) -> Renewal:
     before = _ciphertext(load_token(connection, owner))
     token = renew(connection, owner, force=True)
     if before is not None and _ciphertext(token) == before:
-        why = _unavailable(token)
-        return Renewal(token, renewed=False, reason=str(why), retry_after=why.retry_after)
+        why = _why_not_renewed(token)
+        return Renewal(
+            token,
+            renewed=False,
+            reason=str(why),
+            retry_after=why.retry_after,
+            busy=isinstance(why, Busy),
+        )
     return Renewal(token, renewed=True)
 
 
@@ -152,7 +174,7 @@ def renew(
     """Refresh (or fetch a client credentials token) once, whoever else asks at the same time."""
     lock = _local_lock(connection, owner)
     if not lock.acquire(timeout=oauthconn_settings.LOCK_TIMEOUT):
-        raise TemporarilyUnavailable(BUSY)
+        raise Busy(BUSY)
     try:
         current = load_token(connection, owner)
         if current is None:
@@ -161,7 +183,7 @@ def renew(
             return current
         elif _backoff_remaining(current):
             # Backing off (Retry-After, capped exponential): no lock, no request.
-            return _finish(serve_while_failing(current, _unavailable(current)))
+            return _finish(serve_while_failing(current, _backing_off(current)))
         outcome = _renew_locked(current.pk, stale, force)
     finally:
         lock.release()
@@ -198,14 +220,14 @@ def _renew_locked(pk: int, stale: Token | None, force: bool) -> Outcome:
                 return renew_locked_token(token, stale=stale, force=force)
     except OperationalError as err:
         # PostgreSQL's lock_timeout or SQLite's busy timeout: someone holds the row too long.
-        error = TemporarilyUnavailable(BUSY)
+        error = Busy(BUSY)
         error.__cause__ = err
         return Outcome(load_token_by_pk(pk), error)
     # SQLite: another process holds the lease. Its result may already be there.
     token = load_token_by_pk(pk)
     if _still_fresh(token, stale, force):
         return Outcome(token)
-    return serve_while_failing(token, TemporarilyUnavailable(BUSY))
+    return serve_while_failing(token, _held_elsewhere(token))
 
 
 @contextmanager
@@ -224,17 +246,18 @@ def exclusively(pk: int, *, wait: bool) -> Iterator[Token | None]:
             else:
                 yield try_lock_token(pk)
         return
-    lease = oauthconn_settings.REQUEST_DEADLINE + LEASE_MARGIN
-    until = claim_lease(pk, lease)
+    until = claim_lease(pk, lease_seconds(pk))
     if until is None:
         yield None
         return
+    token = None
     try:
         token = load_token_by_pk(pk)
-        token.next_attempt_at = None  # the lease is ours, not a backoff
         yield token
     finally:
         release_lease(pk, until)
+        if token is not None:
+            token.lease_until = None  # as in the database now (renew_now reads it)
 
 
 def load_token_by_pk(pk: int) -> Token:
@@ -254,7 +277,7 @@ def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool 
     ):
         return Outcome(token, NotConnected())  # disconnected while we waited for the lock
     if _backoff_remaining(token):
-        return serve_while_failing(token, _unavailable(token))
+        return serve_while_failing(token, _backing_off(token))
     if is_client_credentials:
         return _request(token, lambda client: _client_credentials(client, connection))
     refresh_token = token.refresh_token
@@ -267,19 +290,34 @@ def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool 
     return _request(token, lambda client: _refresh(client, token, refresh_token))
 
 
-def _backoff_remaining(token: Token) -> float:
-    if token.next_attempt_at is None:
+def _seconds_until(moment) -> float:
+    if moment is None:
         return 0.0
-    return max((token.next_attempt_at - timezone.now()).total_seconds(), 0.0)
+    return max((moment - timezone.now()).total_seconds(), 0.0)
 
 
-def _unavailable(token: Token) -> TemporarilyUnavailable:
+def _backoff_remaining(token: Token) -> float:
+    return _seconds_until(token.next_attempt_at)
+
+
+def _backing_off(token: Token) -> TemporarilyUnavailable:
+    """The error while a failing grant waits for its next attempt (``next_attempt_at``)."""
     waiting = _backoff_remaining(token)
-    # An active token with a next attempt set is another process's SQLite lease.
-    failing = token.status == TokenStatus.FAILING
-    reason = token.last_error if failing else "Another worker is refreshing this connection."
-    message = f"{reason or TemporarilyUnavailable.message} Next attempt in {waiting:.0f} s."
-    return TemporarilyUnavailable(message, retry_after=waiting)
+    reason = token.last_error or TemporarilyUnavailable.message
+    return TemporarilyUnavailable(f"{reason} Next attempt in {waiting:.0f} s.", retry_after=waiting)
+
+
+def _held_elsewhere(token: Token) -> Busy:
+    """The error while another process holds the SQLite lease (``lease_until``)."""
+    waiting = _seconds_until(token.lease_until)
+    message = f"Another worker is refreshing this connection. Next attempt in {waiting:.0f} s."
+    return Busy(message, retry_after=waiting)
+
+
+def _why_not_renewed(token: Token) -> TemporarilyUnavailable:
+    if _seconds_until(token.lease_until):
+        return _held_elsewhere(token)
+    return _backing_off(token)
 
 
 def _refresh(client: httpx.Client, token: Token, refresh_token: Sealed) -> TokenSet:
@@ -312,24 +350,28 @@ def _request(token: Token, send: Callable[[httpx.Client], TokenSet]) -> Outcome:
         with outbound_client() as client:
             tokens = send(client)
             verify_refreshed_id_token(client, token, tokens)
-    except IdentityChanged as err:
-        # Terminal, and its tokens (a new refresh token too) belong to that other account's
-        # grant: none of them is stored.
-        return mark_needs_reauth(token, ReauthorizationRequired(str(err)), cause=err)
-    except TERMINAL_ERRORS as err:
-        winner = _rotated_by_someone_else(token, sent_refresh_token)
-        if winner is not None:
-            return Outcome(winner)
-        message = f"Reauthorize the connection: {err}"
-        return mark_needs_reauth(token, ReauthorizationRequired(message), cause=err)
     except (ProviderError, TransportError, DecryptionFailed, InvalidIDToken) as err:
-        # DecryptionFailed: a key was removed too early. Not terminal: once the key is back,
-        # the next attempt works, so the connection must not need reauthorization for it.
-        # InvalidIDToken (R39): the response is refused whole and the grant kept as it was,
-        # except a new refresh token (see _mark_failing).
+        if is_permanent(err):
+            return _grant_rejected(token, sent_refresh_token, err)
+        # DecryptionFailed: a key was removed too early; once it is back the next attempt
+        # works. InvalidIDToken (R39): the response is refused whole and the grant kept as it
+        # was, except a new refresh token (see mark_failing).
         return mark_failing(token, err, new_refresh_token=_issued_refresh_token(err, tokens))
     store_renewal(token, tokens)
     return Outcome(token)
+
+
+def _grant_rejected(token: Token, sent_refresh_token, err: OAuthConnError) -> Outcome:
+    """A permanent failure: the grant needs reauthorization (unless someone else won)."""
+    if isinstance(err, IdentityChanged):
+        # Its tokens (a new refresh token too) belong to that other account's grant: none
+        # of them is stored, and no other worker's rotation can make it ours.
+        return mark_needs_reauth(token, ReauthorizationRequired(str(err)), cause=err)
+    winner = _rotated_by_someone_else(token, sent_refresh_token)
+    if winner is not None:
+        return Outcome(winner)
+    message = f"Reauthorize the connection: {err}"
+    return mark_needs_reauth(token, ReauthorizationRequired(message), cause=err)
 
 
 def _issued_refresh_token(err: OAuthConnError, tokens: TokenSet | None) -> str | None:

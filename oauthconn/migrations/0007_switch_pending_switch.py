@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("oauthconn", "0005_token_lifetime"),
+        ("oauthconn", "0006_core_token_lease"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
