@@ -69,6 +69,10 @@ class BoundedCountPaginator(Paginator):
     def page(self, number) -> BoundedPage:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
+        if self.exact and bottom >= self.count:
+            # Nothing to show, as the exact count says: skip the page query, which for a
+            # filter matching nothing would walk the whole ordering index looking for a row.
+            return BoundedPage([], number, self, more=False)
         rows = list(self.object_list[bottom : bottom + self.per_page + 1])
         return BoundedPage(rows[: self.per_page], number, self, len(rows) > self.per_page)
 

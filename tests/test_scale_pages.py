@@ -253,3 +253,14 @@ def test_health_command_reads_only_the_grants_that_need_attention(providers, adm
     ]
     assert len(reads) == 1 and "WHERE" in reads[0], reads
     assert "c1: Failing" in out.getvalue() and "c2" in out.getvalue()
+
+
+def test_a_filter_matching_nothing_skips_the_page_query(providers, admin_user):
+    grow(providers, 5, admin_user)  # every connection has a grant: none is "not connected"
+    client = APIClient()
+    client.force_login(admin_user)
+    with CaptureQueriesContext(db) as captured:
+        page = client.get(f"{API}/connections/?status=not_connected").json()
+    assert page == {"count": 0, "next": None, "previous": None, "results": []}
+    reads = [q["sql"] for q in captured if 'FROM "oauthconn_connection"' in q["sql"]]
+    assert len(reads) == 1 and "COUNT(*)" in reads[0], reads
