@@ -268,3 +268,15 @@ def test_a_filter_matching_nothing_skips_the_page_query(providers, admin_user):
         if 'FROM "oauthconn_connection"' in q["sql"] and not q["sql"].startswith("EXPLAIN")
     ]
     assert len(reads) == 1 and "COUNT(*)" in reads[0], reads
+
+
+def test_connection_filter_costs_the_same_queries_past_the_choice_limit(
+    providers, admin_user, client, monkeypatch
+):
+    client.force_login(admin_user)
+    grow(providers, 3, admin_user)
+    chosen = Connection.objects.order_by("pk").first()
+    url = f"{ADMIN}/token/?connection={chosen.pk}"
+    few = queries(client, url)
+    monkeypatch.setattr(records, "CONNECTION_CHOICES_UP_TO", 2)
+    assert queries(client, url) == few
