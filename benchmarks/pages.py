@@ -1,78 +1,138 @@
-"""Item 5: the admin change list and the API list with 100 and with 10,000 connections.
+"""Item 5 / issue 11: every admin and API list page, each filter, the health command and the
+due-token query, at a small size and at ``--rows`` connections, tokens and events.
 
-Queries per page must not grow with the table; time per page is the median of several
-requests through Django's test client (in process, no network). The table is emptied first,
-so the counts are exact.
+Queries per page must not grow with the tables; time per page is the median of several
+requests through Django's test client (in process, no network). The tables are emptied and
+seeded with :mod:`benchmarks.pages_seed` (COPY on PostgreSQL), so the counts are exact.
+``--rows 1000000`` is the long run (a few minutes of seeding on PostgreSQL).
 """
 
 from __future__ import annotations
 
-import secrets
+import io
+from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection as db
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from benchmarks.common import Section, Table, make_connections, make_provider, median_us, sample
+from benchmarks import pages_seed
+from benchmarks.common import Section, Table, median_us, sample
 
-PAGES = {
-    "admin change list": "/admin/oauthconn/connection/",
-    "API list": "/api/oauthconn/connections/",
-}
+ADMIN = "/admin/oauthconn"
+API = "/api/oauthconn"
+CONNECTION_STATUSES = ["connected", "expiring", "failing", "needs_reauth", "not_connected"]
+TOKEN_STATUSES = ["active", "failing", "needs_reauth", "revoked"]
+EVENT_KINDS = ["refreshed", "refresh_failed", "revoked"]
 
 
-def grow_to(ctx, total: int) -> None:
-    from oauthconn.models import Connection
-
-    have = Connection.objects.count()
-    grants = [(secrets.token_urlsafe(30), secrets.token_urlsafe(30)) for _ in range(total - have)]
-    make_connections(
-        make_provider(ctx.auth),
-        f"page{have}",
-        client_id="bench",
-        secret="secret",
-        grants=grants,
-        api_base_url="https://api.example.com/",
-        expires_in=3600,
+def pages(connection_id: int, provider_id: int) -> dict[str, str]:
+    """Every list page and filter, by name."""
+    found: dict[str, str] = {"admin connections": f"{ADMIN}/connection/"}
+    for status in CONNECTION_STATUSES:
+        found[f"admin connections ?status={status}"] = f"{ADMIN}/connection/?status={status}"
+    found["admin connections ?provider"] = f"{ADMIN}/connection/?provider__id__exact={provider_id}"
+    found["admin connections ?q="] = f"{ADMIN}/connection/?q=connection+{connection_id}"
+    found["admin tokens"] = f"{ADMIN}/token/"
+    for status in TOKEN_STATUSES:
+        found[f"admin tokens ?status={status}"] = f"{ADMIN}/token/?status__exact={status}"
+    found["admin tokens ?connection"] = f"{ADMIN}/token/?connection={connection_id}"
+    found["admin tokens ?provider"] = (
+        f"{ADMIN}/token/?connection__provider__id__exact={provider_id}"
     )
+    found["admin events"] = f"{ADMIN}/event/"
+    for kind in EVENT_KINDS:
+        found[f"admin events ?kind={kind}"] = f"{ADMIN}/event/?kind__exact={kind}"
+    found["admin events ?connection"] = f"{ADMIN}/event/?connection={connection_id}"
+    found["admin providers"] = f"{ADMIN}/provider/"
+    found["API connections"] = f"{API}/connections/"
+    for status in [*TOKEN_STATUSES, "not_connected"]:
+        found[f"API connections ?status={status}"] = f"{API}/connections/?status={status}"
+    found["API connections ?provider"] = f"{API}/connections/?provider=page-provider-1"
+    found["API connections ?per_user=true"] = f"{API}/connections/?per_user=true"
+    found["API connections ?per_user=false"] = f"{API}/connections/?per_user=false"
+    found["API me/connections"] = f"{API}/me/connections/"
+    found["API providers"] = f"{API}/providers/"
+    return found
 
 
-def staff_client() -> Client:
-    user, created = get_user_model().objects.get_or_create(
+def commands() -> dict[str, Callable[[], object]]:
+    """What is measured outside the HTTP pages."""
+    from oauthconn.flows.proactive import Policy
+
+    return {
+        "command oauthconn_health": lambda: health_command(),
+        "command oauthconn_health --summary": lambda: health_command("--summary"),
+        "due-token query": lambda: len(Policy.from_settings().candidates().values_list("pk")),
+    }
+
+
+def health_command(*args: str) -> int:
+    """Run the command; 1 when it reports grants that need someone (the seed has some)."""
+    try:
+        call_command("oauthconn_health", *args, stdout=io.StringIO())
+    except CommandError:
+        return 1
+    return 0
+
+
+def staff_client() -> tuple[Client, int]:
+    user, _ = get_user_model().objects.get_or_create(
         username="bench-staff", defaults={"is_staff": True, "is_superuser": True}
     )
     client = Client()
     client.force_login(user)
-    return client
+    return client, user.pk
 
 
-def measure(client: Client, url: str, n: int) -> tuple[int, int, float]:
-    """(status, queries, median ms) for one page."""
+def measure(call: Callable[[], object], n: int) -> tuple[object, int, float]:
+    """(result, queries, median ms) of one page or command."""
     with CaptureQueriesContext(db) as captured:
-        status = client.get(url).status_code
+        result = call()
     # Read now: the next request's request_started signal empties the query log.
     queries = len(captured)
-    samples = sample(lambda: client.get(url), n, warmup=1)
-    return status, queries, round(median_us(samples) / 1000, 1)
+    samples = sample(call, n, warmup=1)
+    return result, queries, round(median_us(samples) / 1000, 1)
 
 
 def run(ctx) -> Section:
-    from oauthconn.models import Connection
-
-    Connection.objects.all().delete()
-    sizes, n = ([10, 30], 2) if ctx.smoke else ([100, 10_000], 15)
-    client = staff_client()
-    table = Table("Per page", ["page", "connections", "HTTP status", "queries", "median ms"])
+    pages_seed.empty()
+    rows = getattr(ctx, "rows", 100_000)
+    sizes, n = ([10, 30], 2) if ctx.smoke else ([100, rows], 5 if rows > 200_000 else 9)
+    client, staff_pk = staff_client()
+    table = Table("Per page", ["page", "rows", "result", "queries", "median ms"])
     facts: dict = {}
+    have = 0
     for size in sizes:
-        grow_to(ctx, size)
-        for page, url in PAGES.items():
-            status, queries, ms = measure(client, url, n)
-            facts[f"{page} @ {size}"] = {"status": status, "queries": queries, "ms": ms}
-            table.rows.append([page, size, status, queries, ms])
+        pages_seed.seed(have + 1, size + 1, staff_pk)
+        have = size
+        urls = pages(connection_id=size // 2, provider_id=first_provider())
+        calls = {name: bound_get(client, url) for name, url in urls.items()}
+        for name, call in {**calls, **commands()}.items():
+            result, queries, ms = measure(call, n)
+            facts[f"{name} @ {size}"] = {"result": result, "queries": queries, "ms": ms}
+            table.rows.append([name, size, result, queries, ms])
     section = Section("pages", "5. Admin and API at scale", [table], facts)
-    for page in PAGES:
-        counts = {facts[f"{page} @ {size}"]["queries"] for size in sizes}
-        section.facts[f"{page} constant queries"] = len(counts) == 1
+    names = {key.rsplit(" @ ", 1)[0] for key in facts}
+    for name in sorted(names):
+        counts = {facts[f"{name} @ {size}"]["queries"] for size in sizes}
+        section.facts[f"{name} constant queries"] = len(counts) == 1
+    section.notes.append(
+        "rows: connections, tokens and events each (one grant and one event per connection). "
+        "result: the HTTP status, or the command's exit code (1: it reported grants that need "
+        "someone, which the seed has), or nothing for the due-token query."
+    )
     return section
+
+
+def bound_get(client: Client, url: str) -> Callable[[], int]:
+    return lambda: client.get(url).status_code
+
+
+def first_provider() -> int:
+    from oauthconn.models import Provider
+
+    return Provider.objects.filter(slug="page-provider-1").values_list("pk", flat=True)[0]

@@ -39,6 +39,8 @@ class Context:
     smoke: bool
     auth: object
     out: Path
+    #: rows per table for the pages benchmark (``--rows``)
+    rows: int = 100_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="a few iterations of each")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), default=[])
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--rows", type=int, default=100_000, help="connections, tokens and events for pages"
+    )
     parser.add_argument("--readme", action="store_true", help="copy the results into README.md")
     return parser.parse_args(argv)
 
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     auth = AuthServer()
     try:
-        ctx = Context(smoke=args.smoke, auth=auth, out=args.out)
+        ctx = Context(smoke=args.smoke, auth=auth, out=args.out, rows=args.rows)
         sections = [run_one(name, ctx) for name in args.only or list(BENCHMARKS)]
     finally:
         auth.stop()

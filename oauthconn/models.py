@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -158,6 +159,8 @@ class Connection(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # The admin's and the API's lists are ordered by name (migration 0005).
+        indexes = [models.Index(fields=["name"], name="oauthconn_connection_name")]
         permissions = [
             ("authorize_connection", "Can authorize the connection (bind an account)"),
             ("refresh_connection", "Can refresh and test the connection"),
@@ -284,7 +287,21 @@ class Token(models.Model):
                 name="oauthconn_token_one_shared",
             ),
         ]
-        indexes = [models.Index(fields=["status", "expires_at"])]
+        indexes = [
+            models.Index(fields=["status", "expires_at"]),
+            # With the one above, each arm of the due-token query (oauthconn.flows.proactive)
+            # has an index, so PostgreSQL ORs three index scans instead of reading the table.
+            models.Index(
+                fields=["refresh_expires_at"],
+                condition=Q(refresh_token__isnull=False),
+                name="oauthconn_token_refresh_ends",
+            ),
+            models.Index(
+                Coalesce("refreshed_at", "authorized_at"),
+                condition=Q(refresh_token__isnull=False),
+                name="oauthconn_token_last_used",
+            ),
+        ]
 
     def __str__(self) -> str:
         owner = f" for {self.owner}" if self.owner_id else ""

@@ -23,6 +23,7 @@ from oauthconn.flows.configuration import invalidate_grants
 from oauthconn.flows.discovery import refresh_discovery
 from oauthconn.flows.keys import ROLLOVER_DAYS, current_key_type, jwks_url, rotate_key
 from oauthconn.models import ClientAuthMethod, Connection, Event, Provider, Token
+from oauthconn.paging import BoundedCountPaginator
 from oauthconn.status import (
     STATUS_CHOICES,
     STATUS_LABELS,
@@ -38,6 +39,8 @@ class ProviderAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "issuer"]
     prepopulated_fields = {"slug": ["name"]}
     actions = ["refresh_metadata"]
+    paginator = BoundedCountPaginator  # providers are few; the same paging as every list
+    show_full_result_count = False
 
     @admin.action(description="Refresh discovered metadata", permissions=["change"])
     def refresh_metadata(self, request, queryset) -> None:
@@ -81,6 +84,9 @@ class ConnectionAdmin(admin.ModelAdmin):
     list_filter = [StatusFilter, "provider"]
     search_fields = ["name"]
     list_select_related = ["provider"]
+    # No full-table COUNT(*) per page at a million connections (oauthconn.paging).
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
     change_form_template = "admin/oauthconn/connection/change_form.html"
 
     class Media:

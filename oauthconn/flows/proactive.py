@@ -22,6 +22,7 @@ from typing import cast
 from django.db import OperationalError, connections
 from django.db import connection as db_connection
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
@@ -70,17 +71,16 @@ class Policy:
         due = expiring | (refreshable & ending)
         if self.idle_days:
             idle_since = self.now - timedelta(days=self.idle_days)
-            unused = Q(refreshed_at__lte=idle_since) | Q(
-                refreshed_at__isnull=True, authorized_at__lte=idle_since
-            )
+            # COALESCE (last refreshed, else authorized) rather than an OR of the two: the
+            # expression is what the oauthconn_token_last_used index holds.
+            unused = Q(last_used__lte=idle_since)
             due |= refreshable & unused
         # Without a refresh token there is nothing to renew ahead of time; marking it
         # "needs reauthorization" early would stop serving a still-valid access token.
         renewable = refreshable | Q(connection__grant_type=GrantType.CLIENT_CREDENTIALS)
         connected = Q(access_token__isnull=False)
-        return Token.objects.filter(usable & connected & renewable & due).order_by(
-            "expires_at", "pk"
-        )
+        tokens = Token.objects.alias(last_used=Coalesce("refreshed_at", "authorized_at"))
+        return tokens.filter(usable & connected & renewable & due).order_by("expires_at", "pk")
 
     def is_due(self, token: Token) -> bool:
         if token.status not in (TokenStatus.ACTIVE, TokenStatus.FAILING):

@@ -1,0 +1,282 @@
+"""Issue 11: list pages whose cost does not grow with the tables.
+
+Constant query counts at two sizes for every admin and API list and filter; no full-table
+COUNT(*); a connection filter that does not list every connection; API clients that follow
+``next`` see every row even when ``count`` is an estimate; the due-token query uses indexes
+(PostgreSQL, EXPLAIN). Timing goals live in benchmarks/pages.py, not here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from oauthconn import paging
+from oauthconn.admin import records
+from oauthconn.flows.proactive import Policy
+from oauthconn.models import Connection, Event, Provider, Token, TokenStatus
+
+pytestmark = pytest.mark.django_db
+
+ADMIN = "/admin/oauthconn"
+API = "/api/oauthconn"
+STATUSES = ["active", "failing", "needs_reauth", "revoked"]
+
+
+@pytest.fixture
+def providers() -> list[Provider]:
+    return [
+        Provider.objects.create(slug=f"p{i}", name=f"P{i}", token_endpoint="https://p.test/t")
+        for i in range(2)
+    ]
+
+
+def grow(providers: list[Provider], total: int, user) -> None:
+    """Connections up to ``total``: every third per-user (the user's grant), one event each."""
+    for n in range(Connection.objects.count(), total):
+        per_user = n % 3 == 0
+        connection = Connection.objects.create(
+            slug=f"c{n}", name=f"C{n}", provider=providers[n % 2], client_id="x", per_user=per_user
+        )
+        token = Token.objects.create(
+            connection=connection,
+            owner=user if per_user else None,
+            access_token="at",
+            refresh_token="rt",
+            status=STATUSES[n % len(STATUSES)],
+            expires_at=timezone.now() + timedelta(hours=n),
+        )
+        Event.objects.create(connection=connection, token=token, kind="refreshed")
+
+
+def urls(provider: Provider) -> list[str]:
+    connection = Connection.objects.order_by("pk").first()
+    admin = [f"{ADMIN}/connection/?status={s}" for s in ["connected", "expiring", *STATUSES]]
+    admin += [f"{ADMIN}/token/?status__exact={s}" for s in STATUSES]
+    admin += [
+        f"{ADMIN}/connection/",
+        f"{ADMIN}/connection/?status=not_connected",
+        f"{ADMIN}/connection/?provider__id__exact={provider.pk}",
+        f"{ADMIN}/connection/?q=C1",
+        f"{ADMIN}/token/",
+        f"{ADMIN}/token/?connection={connection.pk}",
+        f"{ADMIN}/token/?connection__provider__id__exact={provider.pk}",
+        f"{ADMIN}/token/?q={connection.slug}",
+        f"{ADMIN}/event/",
+        f"{ADMIN}/event/?kind__exact=refreshed",
+        f"{ADMIN}/event/?connection={connection.pk}",
+        f"{ADMIN}/event/?connection__provider__id__exact={provider.pk}",
+        f"{ADMIN}/provider/",
+    ]
+    api = [f"{API}/connections/?status={s}" for s in [*STATUSES, "not_connected"]]
+    api += [
+        f"{API}/connections/",
+        f"{API}/connections/?provider={provider.slug}",
+        f"{API}/connections/?per_user=true",
+        f"{API}/connections/?per_user=false",
+        f"{API}/me/connections/",
+        f"{API}/providers/",
+    ]
+    return admin + api
+
+
+def queries(client, url: str) -> int:
+    with CaptureQueriesContext(db) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return len(captured)
+
+
+def test_every_list_and_filter_costs_the_same_queries_at_5_and_40_rows(providers, admin_user):
+    client = APIClient()
+    client.force_login(admin_user)
+    grow(providers, 5, admin_user)  # every status and both kinds of connection appear
+    few = {url: queries(client, url) for url in urls(providers[0])}
+    grow(providers, 40, admin_user)
+    many = {url: queries(client, url) for url in urls(providers[0])}
+    assert many == few
+
+
+def test_no_list_counts_a_whole_table(providers, admin_user, client):
+    """Every COUNT is over a LIMITed subquery: bounded work however large the table."""
+    client.force_login(admin_user)
+    grow(providers, 5, admin_user)
+    for url in urls(providers[0]):
+        with CaptureQueriesContext(db) as captured:
+            client.get(url)
+        for query in captured:
+            if "COUNT(" in query["sql"].upper():
+                assert re.search(r"LIMIT \d+\)", query["sql"]), (url, query["sql"])
+
+
+def test_connection_filter_lists_connections_only_while_they_are_few(
+    providers, admin_user, client, monkeypatch
+):
+    client.force_login(admin_user)
+    grow(providers, 4, admin_user)
+    first, second = Connection.objects.order_by("pk")[:2]
+    page = client.get(f"{ADMIN}/token/").content.decode()
+    assert f"?connection={second.pk}" in page  # few: every connection is offered
+    monkeypatch.setattr(records, "CONNECTION_CHOICES_UP_TO", 3)
+    page = client.get(f"{ADMIN}/token/").content.decode()
+    assert "?connection=" not in page and "connection__id__exact" not in page
+    page = client.get(f"{ADMIN}/token/?connection={first.pk}").content.decode()
+    assert f"?connection={first.pk}" in page and f"?connection={second.pk}" not in page
+    assert first.slug in page and second.slug not in page  # the rows are filtered too
+
+
+def test_admin_search_finds_a_connections_grants_by_exact_slug(providers, admin_user, client):
+    client.force_login(admin_user)
+    grow(providers, 12, admin_user)
+    response = client.get(f"{ADMIN}/token/?q=c11")
+    assert [t.connection.slug for t in response.context["cl"].result_list] == ["c11"]
+
+
+def test_following_next_sees_every_row_when_the_count_is_an_estimate(
+    providers, admin_user, monkeypatch, settings
+):
+    monkeypatch.setattr(paging, "EXACT_UP_TO", 5)
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "API_PAGE_SIZE": 4}
+    grow(providers, 13, admin_user)
+    client = APIClient()
+    client.force_login(admin_user)
+    page = client.get(f"{API}/connections/").json()
+    assert page["count"] > 5  # past the bound: at least what was seen, maybe an estimate
+    seen = [c["slug"] for c in page["results"]]
+    while page["next"]:
+        page = client.get(page["next"]).json()
+        seen += [c["slug"] for c in page["results"]]
+    assert sorted(seen) == sorted(Connection.objects.values_list("slug", flat=True))
+
+
+def test_admin_pages_past_an_estimated_count_still_open(providers, admin_user, client, monkeypatch):
+    monkeypatch.setattr(paging, "EXACT_UP_TO", 5)
+    monkeypatch.setattr(records.TokenAdmin, "list_per_page", 5)
+    client.force_login(admin_user)
+    grow(providers, 13, admin_user)
+    response = client.get(f"{ADMIN}/token/?p=3")  # the count says 6 rows (2 pages); 13 exist
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 3
+
+
+def test_status_filter_reads_only_the_callers_own_grant_on_per_user_connections(
+    providers, admin_user, django_user_model
+):
+    other = django_user_model.objects.create_user("other")
+    provider = providers[0]
+    shared = Connection.objects.create(slug="shared", name="S", provider=provider)
+    mine = Connection.objects.create(slug="mine", name="M", provider=provider, per_user=True)
+    theirs = Connection.objects.create(slug="theirs", name="T", provider=provider, per_user=True)
+    Token.objects.create(connection=shared, access_token="a", status=TokenStatus.FAILING)
+    Token.objects.create(connection=mine, owner=admin_user, access_token="a", status="failing")
+    Token.objects.create(connection=theirs, owner=other, access_token="a", status="failing")
+    # A stray shared row on a per-user connection is not the caller's grant either.
+    Token.objects.create(connection=theirs, access_token="a", status=TokenStatus.ACTIVE)
+    client = APIClient()
+    client.force_login(admin_user)
+
+    def slugs(status: str) -> list[str]:
+        page = client.get(f"{API}/connections/?status={status}").json()
+        return [c["slug"] for c in page["results"]]
+
+    assert slugs("failing") == ["mine", "shared"]
+    assert slugs("active") == []
+    assert slugs("not_connected") == ["theirs"]
+
+
+def test_status_filter_is_one_semi_join_not_a_subquery_per_row(providers, admin_user):
+    from oauthconn.api.views import filter_status
+
+    sql = str(filter_status(Connection.objects.all(), "failing", admin_user).query).upper()
+    assert "EXISTS" in sql and "CASE" not in sql
+
+
+def fill_healthy_tokens(count: int) -> None:
+    """``count`` shared grants, none due (PostgreSQL: generate_series), then ANALYZE."""
+    provider = Provider.objects.create(slug="bulk", name="Bulk", token_endpoint="https://b.test")
+    with db.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO oauthconn_connection (slug, name, provider_id, grant_type, client_id, "
+            "client_auth_method, private_key_id, published_jwks, scopes, "
+            "extra_authorize_params, extra_token_params, api_base_url, per_user, test_path, "
+            "metadata, created_at, updated_at) SELECT 'bulk-' || n, 'Bulk ' || n, %s, "
+            "'authorization_code', 'x', 'client_secret_basic', '', '[]', '', '{}', '{}', '', "
+            "false, '', '{}', now(), now() FROM generate_series(1, %s) AS n",
+            [provider.pk, count],
+        )
+        cursor.execute(
+            "INSERT INTO oauthconn_token (connection_id, access_token, refresh_token, "
+            "token_type, expires_at, scope, subject, claims, status, authorized_at, "
+            "refreshed_at, last_error, last_error_code, failure_count, revocation_pending, "
+            "updated_at) SELECT id, 'ct', 'ct', 'Bearer', now() + interval '1 day', '', '', "
+            "'{}', 'active', now(), now(), '', '', 0, false, now() "
+            "FROM oauthconn_connection WHERE provider_id = %s",
+            [provider.pk],
+        )
+        cursor.execute("ANALYZE oauthconn_connection, oauthconn_token")
+
+
+@pytest.mark.postgres
+def test_due_token_query_is_answered_by_indexes(on_postgres):
+    """Each arm of the due-token OR has an index, so PostgreSQL ORs index scans (BitmapOr)
+    instead of reading every grant: before 0006/0007 the ORs left the idle and ending arms
+    without one, and the only usable index (status) matches nearly every row."""
+    assert on_postgres
+    fill_healthy_tokens(5000)
+    sql, params = Policy.from_settings(idle_days=30).candidates().query.sql_with_params()
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Seq Scan on oauthconn_token" not in plan, plan
+    assert "BitmapOr" in plan, plan
+    for index in ("oauthconn_token_refresh_ends", "oauthconn_token_last_used"):
+        assert index in plan, plan
+
+
+def test_health_command_reads_only_the_grants_that_need_attention(providers, admin_user):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    grow(providers, 8, admin_user)  # failing and needs_reauth among them
+    out = io.StringIO()
+    with CaptureQueriesContext(db) as captured, pytest.raises(CommandError):
+        call_command("oauthconn_health", stdout=out)
+    reads = [
+        q["sql"] for q in captured if q["sql"].startswith("SELECT") and "COUNT" not in q["sql"]
+    ]
+    assert len(reads) == 1 and "WHERE" in reads[0], reads
+    assert "c1: Failing" in out.getvalue() and "c2" in out.getvalue()
+
+
+def test_a_filter_matching_nothing_skips_the_page_query(providers, admin_user):
+    grow(providers, 5, admin_user)  # every connection has a grant: none is "not connected"
+    client = APIClient()
+    client.force_login(admin_user)
+    with CaptureQueriesContext(db) as captured:
+        page = client.get(f"{API}/connections/?status=not_connected").json()
+    assert page == {"count": 0, "next": None, "previous": None, "results": []}
+    reads = [
+        q["sql"]
+        for q in captured
+        if 'FROM "oauthconn_connection"' in q["sql"] and not q["sql"].startswith("EXPLAIN")
+    ]
+    assert len(reads) == 1 and "COUNT(*)" in reads[0], reads
+
+
+def test_connection_filter_costs_the_same_queries_past_the_choice_limit(
+    providers, admin_user, client, monkeypatch
+):
+    client.force_login(admin_user)
+    grow(providers, 3, admin_user)
+    chosen = Connection.objects.order_by("pk").first()
+    url = f"{ADMIN}/token/?connection={chosen.pk}"
+    few = queries(client, url)
+    monkeypatch.setattr(records, "CONNECTION_CHOICES_UP_TO", 2)
+    assert queries(client, url) == few
