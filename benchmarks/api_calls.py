@@ -194,10 +194,10 @@ def report(samples: dict, statuses: dict, queries: dict, cpu_us: dict) -> Sectio
         "steadier than wall time on a shared machine; the ratio is to the raw client's."
     )
     section.notes.append(
-        "“per request” rows build a new client for every call, as a view that calls "
-        "get_connection() in each request does, and open a new TCP connection. A new raw "
-        "httpx.Client also builds a TLS context (tens of ms); oauthconn's client factory "
-        "reuses one, so its per-request row pays the two queries and the new connection only."
+        "“per call” / “per request” rows get a new connection object for every call, as a view "
+        "that calls get_connection() in each request does: they pay its one query, and reuse "
+        "the process's pooled TCP connection. The raw per-request row builds a new "
+        "httpx.Client (a TLS context, tens of ms) and opens a new TCP connection each time."
     )
     section.facts = {"statuses": statuses, "queries_per_call": queries, "median_us": medians}
     section.facts["client_cpu_us"] = cpu_us
