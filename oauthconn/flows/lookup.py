@@ -18,10 +18,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, router
-from django.db.models import Model
+from django.db.models import Field, Model
 
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import ConnectionNotFound
@@ -147,7 +147,8 @@ def _prepare(alias: str) -> _Plan:
     columns = [_columns(m, qn) for m in (Connection, Provider, Token)]
 
     def col(model: type[Model], name: str) -> str:
-        return f"{qn(model._meta.db_table)}.{qn(model._meta.get_field(name).column)}"
+        field = cast(Field, model._meta.get_field(name))
+        return f"{qn(model._meta.db_table)}.{qn(str(field.column))}"
 
     select = (
         f"SELECT {', '.join(c for cols in columns for c in cols)} FROM {conn_t} "
@@ -171,7 +172,7 @@ def _prepare(alias: str) -> _Plan:
 
 def _columns(model: type[Model], qn: Callable[[str], str]) -> list[str]:
     table = qn(model._meta.db_table)
-    return [f"{table}.{qn(f.column)}" for f in model._meta.concrete_fields]
+    return [f"{table}.{qn(str(f.column))}" for f in model._meta.concrete_fields]
 
 
 def _converters(model: type[Model], db: Any) -> list[tuple[list[Converter], Any]]:
