@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from pathlib import Path
 
 import httpx
 from django.db import connection as db
@@ -30,6 +31,10 @@ from oauthconn import get_connection
 
 SLUG = "api-0"
 LIMIT = "raw httpx.Client (the limit)"
+KEPT = "oauthconn conn.get()"
+PER_CALL = "oauthconn get_connection(slug).get() per call"
+#: calls per pattern for the socket count (TIME_WAIT entries last 60 s, so they add up)
+SOCKET_CALLS = 1000
 
 
 def build_clients(resource: ResourceServer, token: dict, token_endpoint: str) -> dict:
@@ -59,7 +64,8 @@ def build_clients(resource: ResourceServer, token: dict, token_endpoint: str) ->
         LIMIT: lambda: raw.get("/data"),
         "raw httpx.Client, new client per request": raw_per_request,
         "oauthconn conn.client()": lambda: bound.get("data"),
-        "oauthconn conn.get()": lambda: fresh.get("data"),
+        KEPT: lambda: fresh.get("data"),
+        PER_CALL: lambda: get_connection(SLUG).get("data"),
         "oauthconn get_connection().get() per request": per_request,
         "Authlib OAuth2Client (httpx)": lambda: authlib.get("/data"),
         "requests-oauthlib OAuth2Session": lambda: session.get(data),
@@ -87,7 +93,9 @@ def run(ctx) -> Section:
             "expires_in": 3600,
         }
         clients = build_clients(resource, token, ctx.auth.token_endpoint)
-        return measure(ctx, clients)
+        section = measure(ctx, clients)
+        section.tables.append(socket_table(clients, resource.port, ctx.smoke))
+        return section
     finally:
         resource.stop()
 
@@ -114,6 +122,40 @@ def measure(ctx, clients: dict) -> Section:
     }
     cpu_us = {name: round(cpu[name] / len(samples[name]) / 1000, 1) for name in clients}
     return report(samples, statuses, queries, cpu_us)
+
+
+def time_wait_sockets(port: int) -> set[tuple[str, str]]:
+    """TCP connections to or from ``port`` in TIME_WAIT (state 06), from /proc/net/tcp{,6}.
+
+    A connection that is closed rather than kept for the next request leaves one behind for
+    60 s on the side that closed it; they are what a new connection per call piles up.
+    """
+    found = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, remote, state = line.split()[1:4]
+            ports = {int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)}
+            if state == "06" and port in ports:
+                found.add((local, remote))
+    return found
+
+
+def socket_table(clients: dict, port: int, smoke: bool) -> Table:
+    table = Table(
+        f"TCP connections left in TIME_WAIT by {SOCKET_CALLS} calls (new ones, both sides)",
+        ["client", "calls", "new TIME_WAIT sockets"],
+    )
+    calls = 20 if smoke else SOCKET_CALLS
+    for name in (LIMIT, KEPT, PER_CALL, "oauthconn get_connection().get() per request"):
+        before = time_wait_sockets(port)
+        for _ in range(calls):
+            clients[name]()
+        table.rows.append([name, calls, len(time_wait_sockets(port) - before)])
+    return table
 
 
 def count_queries(call, n: int) -> float:
@@ -152,12 +194,21 @@ def report(samples: dict, statuses: dict, queries: dict, cpu_us: dict) -> Sectio
         "steadier than wall time on a shared machine; the ratio is to the raw client's."
     )
     section.notes.append(
-        "“per request” rows build a new client for every call, as a view that calls "
-        "get_connection() in each request does, and open a new TCP connection. A new raw "
-        "httpx.Client also builds a TLS context (tens of ms); oauthconn's client factory "
-        "reuses one, so its per-request row pays the two queries and the new connection only."
+        "“per call” / “per request” rows get a new connection object for every call, as a view "
+        "that calls get_connection() in each request does: they pay its one query, and reuse "
+        "the process's pooled TCP connection. The raw per-request row builds a new "
+        "httpx.Client (a TLS context, tens of ms) and opens a new TCP connection each time."
     )
     section.facts = {"statuses": statuses, "queries_per_call": queries, "median_us": medians}
     section.facts["client_cpu_us"] = cpu_us
+    section.facts["per_call_to_kept"] = {
+        "median": round(medians[PER_CALL] / medians[KEPT], 2),
+        "cpu": round(cpu_us[PER_CALL] / cpu_us[KEPT], 2),
+    }
+    section.notes.append(
+        f"get_connection(slug).get() per call against a kept object: "
+        f"{section.facts['per_call_to_kept']['median']}× the median, "
+        f"{section.facts['per_call_to_kept']['cpu']}× the client CPU (target: at most 1.2×)."
+    )
     section.plots["api_calls.svg"] = plot(medians)
     return section

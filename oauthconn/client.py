@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from oauthconn.exceptions import ConfigurationError, ConnectionNotFound
+from oauthconn import http
+from oauthconn.exceptions import ConfigurationError
+from oauthconn.flows.lookup import load_grant
 from oauthconn.flows.resource import ConnectionAuth, Grant
 from oauthconn.models import Connection, Token
 
@@ -27,16 +29,12 @@ if TYPE_CHECKING:
 def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
     """The connection ``slug``; for a per-user connection, the grant of ``owner``.
 
-    One query when the grant exists: the token row with its connection and provider, so
-    ``get_connection(slug).access_token`` on a valid token costs that query and nothing else.
+    One query: the connection with its provider and the owner's token row, so
+    ``get_connection(slug).access_token`` on a valid token costs that query and nothing else
+    (see :mod:`oauthconn.flows.lookup` for what is cached per process, and why it is never
+    stale). Raises :class:`~oauthconn.exceptions.ConnectionNotFound` for an unknown slug.
     """
-    token = (
-        Token.objects.select_related("connection__provider")
-        .filter(connection__slug=slug)
-        .for_owner(owner)
-        .first()
-    )
-    connection = token.connection if token is not None else _load_connection(slug)
+    connection, token = load_grant(slug, owner)
     if connection.per_user and owner is None:
         raise ConfigurationError(f"{slug!r} is a per-user connection: pass owner=<user>.")
     if not connection.per_user and owner is not None:
@@ -44,33 +42,32 @@ def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
     return ConnectionClient(connection, owner, token=token)
 
 
-def _load_connection(slug: str) -> Connection:
-    try:
-        return Connection.objects.select_related("provider").get(slug=slug)
-    except Connection.DoesNotExist as err:
-        raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.") from err
-
-
 class ConnectionClient(Grant):
     """A connection as site code uses it. Keeps the last token in memory while it is valid.
 
     Tokens, the bound clients and the origin rule come from
-    :class:`oauthconn.flows.resource.Grant`; this adds request shortcuts on one kept client.
+    :class:`oauthconn.flows.resource.Grant`; this adds request shortcuts. They share the
+    process's client for the API's origin (:func:`oauthconn.http.shared_client`) and send
+    this grant's token with each request, so ``get_connection(slug).get(path)`` in every
+    request reuses kept-alive connections. No cookies are kept between calls.
     """
 
     def __init__(
         self, connection: Connection, owner: Owner = None, *, token: Token | None = None
     ) -> None:
         super().__init__(connection, owner, token=token)
-        self._http: httpx.Client | None = None
+        self._auth: ConnectionAuth | None = None
 
     def __repr__(self) -> str:
         return f"<ConnectionClient {self.connection.slug!r}>"
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        if self._http is None:
-            self._http = self.client()
-        return self._http.request(method, url, **kwargs)
+        """Send ``method`` to ``url``, relative to the API base URL, with this grant's token."""
+        base = self.base_url()
+        if self._auth is None:
+            self._auth = ConnectionAuth(self)
+        target = _join(base, url)
+        return http.shared_client(base).request(method, target, auth=self._auth, **kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", url, **kwargs)
@@ -88,12 +85,19 @@ class ConnectionClient(Grant):
         return self.request("DELETE", url, **kwargs)
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        """Nothing to release: the connections belong to the process's pool."""
 
     def __enter__(self) -> ConnectionClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _join(base: httpx.URL, url: str | httpx.URL) -> httpx.URL:
+    """``url`` relative to ``base`` as an ``httpx.Client(base_url=base)`` would resolve it:
+    a leading ``/`` does not escape the base path."""
+    target = httpx.URL(url)
+    if not target.is_relative_url:
+        return target
+    return base.copy_with(raw_path=base.raw_path + target.raw_path.lstrip(b"/"))

@@ -21,8 +21,10 @@ Replies can be slow (``delay`` before the status line), stream a body slowly (``
 ``headers={"Content-Type": "text/html"}``). A ``dict``/``list`` body is sent as JSON.
 
 Each response closes its connection (HTTP/1.0 style), so a streamed body simply ends at
-close. Handler threads are daemons and all waits watch a stop event, so teardown never hangs
-on a slow reply. ``ScriptedServer(tls=(certfile, keyfile))`` serves https instead;
+close; ``ScriptedServer(keep_alive=True)`` speaks HTTP/1.1 and keeps connections open
+instead (replies without ``chunks`` only); ``accepted`` counts the TCP connections.
+Handler threads are daemons and all waits watch a stop event, so teardown never hangs on a
+slow reply. ``ScriptedServer(tls=(certfile, keyfile))`` serves https instead;
 :func:`make_test_ca` writes a throwaway CA and a localhost certificate for that.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 from collections import defaultdict, deque
@@ -95,6 +98,12 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # failed TLS handshakes and dropped clients are expected in these tests
 
+    def get_request(self) -> tuple[Any, Any]:
+        accepted = super().get_request()
+        with self.scripted._lock:
+            self.scripted.accepted += 1
+        return accepted
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -143,16 +152,30 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
 
+class _KeepAliveHandler(_Handler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body are two writes: without this, Nagle's algorithm holds the body
+        # until the client's delayed ACK (40 ms) on every kept-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class ScriptedServer:
     """A threaded HTTP(S) server on 127.0.0.1 with a random port; see the module docstring."""
 
-    def __init__(self, tls: tuple[str | Path, str | Path] | None = None) -> None:
+    def __init__(
+        self, tls: tuple[str | Path, str | Path] | None = None, *, keep_alive: bool = False
+    ) -> None:
         self.requests: list[RecordedRequest] = []
+        #: TCP connections accepted so far
+        self.accepted = 0
         self.stopping = threading.Event()
         self._queues: dict[str, deque[Responder]] = defaultdict(deque)
         self._defaults: dict[str, Responder] = {}
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", 0), _KeepAliveHandler if keep_alive else _Handler)
         self._httpd.scripted = self
         self.scheme = "https" if tls else "http"
         if tls:

@@ -58,7 +58,7 @@ def test_every_benchmark_ran_and_is_in_the_report(report):
 def test_api_calls_reach_the_resource_server_and_a_valid_token_costs_no_query(report):
     facts = report[0]["api_calls"]["facts"]
     assert set(facts["statuses"].values()) == {200}
-    assert len(facts["statuses"]) == 7
+    assert len(facts["statuses"]) == 8
     assert facts["queries_per_call"]["oauthconn conn.client()"] == 0
     assert facts["queries_per_call"]["oauthconn conn.get()"] == 0
 

@@ -10,6 +10,7 @@ once and retries once. The public client (:mod:`oauthconn.client`) and the admin
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import httpx
 from asgiref.sync import sync_to_async
 
 from oauthconn import http
+from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
 from oauthconn.flows.tokens import get_valid_token
 from oauthconn.models import Connection, Token
@@ -56,27 +58,47 @@ class Grant:
 
     def api_base_url(self) -> str:
         """The API base URL, checked against the URL policy, ending in ``/``."""
+        return str(self.base_url())
+
+    def base_url(self) -> httpx.URL:
+        """:meth:`api_base_url` parsed (parsed and checked once per process per value)."""
         base = self.connection.api_base_url
         if not base:
             raise ConfigurationError(f"Connection {self.connection.slug!r} has no API base URL.")
-        http.check_url(base, field="API base URL")
-        return base.rstrip("/") + "/"
+        return _checked_base_url(base, bool(oauthconn_settings.ALLOW_INSECURE_LOOPBACK))
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A new ``httpx.Client`` on the API base URL that authenticates with this grant.
 
-        Each request must end within ``REQUEST_DEADLINE`` seconds, or raises
+        Its connections come from the process's pool for the API's origin
+        (:func:`oauthconn.http.build_pooled_client`): closing it keeps them for the next
+        client. Each request must end within ``REQUEST_DEADLINE`` seconds, or raises
         :class:`~oauthconn.exceptions.DeadlineExceeded`; pass ``deadline=<seconds>`` for
         calls that legitimately take longer (a large export). Other keyword arguments go to
         :func:`oauthconn.http.build_client`.
         """
         base_url = self.api_base_url()
-        return http.build_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
+        return http.build_pooled_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
 
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        """The async twin of :meth:`client`, with the same deadline rule."""
+        """The async twin of :meth:`client` (a pool per event loop), same deadline rule."""
         base_url = self.api_base_url()
-        return http.build_async_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
+        return http.build_pooled_async_client(
+            base_url=base_url, auth=ConnectionAuth(self), **kwargs
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_base_url(base: str, allow_insecure_loopback: bool) -> httpx.URL:
+    # The policy's only setting is part of the key; a refused URL raises and is not cached.
+    http.check_url(base, field="API base URL")
+    return httpx.URL(base.rstrip("/") + "/")
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return (parsed.scheme, parsed.host, parsed.port)
 
 
 class ConnectionAuth(httpx.Auth):
@@ -84,8 +106,7 @@ class ConnectionAuth(httpx.Auth):
 
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
-        base = httpx.URL(grant.connection.api_base_url)
-        self.origin = (base.scheme, base.host, base.port)
+        self.origin = _origin(grant.connection.api_base_url)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         self._check_origin(request)

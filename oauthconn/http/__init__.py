@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import functools
 import ssl
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import certifi
 import httpx
 
 from oauthconn.conf import oauthconn_settings
+from oauthconn.http import pool
 from oauthconn.http.bounded import MAX_RETRY_AFTER, BoundedResponse, parse_retry_after, send
 from oauthconn.http.guard import (
     AsyncGuardedBackend,
@@ -52,11 +54,14 @@ __all__ = [
     "GuardedTransport",
     "build_async_client",
     "build_client",
+    "build_pooled_async_client",
+    "build_pooled_client",
     "check_url",
     "destination_allowed",
     "is_public_address",
     "parse_retry_after",
     "send",
+    "shared_client",
 ]
 
 _FORBIDDEN_KWARGS = frozenset({"verify", "transport", "mounts", "proxy", "trust_env", "app"})
@@ -141,3 +146,65 @@ def _positive(deadline: float | None) -> float | None:
     if deadline is not None and not deadline > 0:
         raise ValueError(f"deadline must be a positive number of seconds, not {deadline!r}.")
     return deadline
+
+
+# --- pooled variants: sockets shared per origin across the process ---------------------------
+
+
+def build_pooled_client(
+    *, base_url: str, auth: httpx.Auth | None = None, deadline: float | None = None, **kwargs: Any
+) -> httpx.Client:
+    """Like :func:`build_client`, but its connections come from the process's pool for
+    ``base_url``'s origin (:mod:`oauthconn.http.pool`), so consecutive clients reuse them.
+
+    Closing the client leaves the pool open. Everything per request (``auth``, headers,
+    cookies) stays in the client; the pool holds sockets only.
+    """
+    options = _client_options(kwargs)
+    transport = pool.SharedTransport(_sync_pool(httpx.URL(base_url), _positive(deadline)))
+    return httpx.Client(base_url=base_url, auth=auth, transport=transport, **options)
+
+
+def build_pooled_async_client(
+    *, base_url: str, auth: httpx.Auth | None = None, deadline: float | None = None, **kwargs: Any
+) -> httpx.AsyncClient:
+    """The async twin of :func:`build_pooled_client`: one pool per origin per event loop."""
+    options = _client_options(kwargs)
+    deadline = _positive(deadline)
+    key = pool.pool_key(_origin(httpx.URL(base_url)), deadline)
+    context = _ssl_context()
+
+    def build() -> httpx.AsyncBaseTransport:
+        return AsyncGuardedTransport(verify=context, deadline=deadline)
+
+    transport = pool.SharedAsyncTransport(key, build)
+    return httpx.AsyncClient(base_url=base_url, auth=auth, transport=transport, **options)
+
+
+def shared_client(url: httpx.URL) -> httpx.Client:
+    """A process-wide client on the pool of ``url``'s origin, for one-off authenticated calls.
+
+    Building an ``httpx.Client`` costs more than a request on a kept connection, so callers
+    that send one request per object (``get_connection(slug).get(path)``) share this one and
+    pass their own ``auth`` with each request. It keeps no cookies: it serves every grant.
+    """
+    key = (*pool.pool_key(_origin(url), None), "client", oauthconn_settings.USER_AGENT)
+    return pool.shared_transport(key, lambda: _cookieless_client(url))
+
+
+def _cookieless_client(url: httpx.URL) -> httpx.Client:
+    options = _client_options({"cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[]))})
+    transport = pool.SharedTransport(_sync_pool(url, None))
+    return httpx.Client(transport=transport, **options)
+
+
+def _sync_pool(url: httpx.URL, deadline: float | None) -> httpx.BaseTransport:
+    context = _ssl_context()
+    return pool.shared_transport(
+        pool.pool_key(_origin(url), deadline),
+        lambda: GuardedTransport(verify=context, deadline=deadline),
+    )
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)

@@ -1,0 +1,185 @@
+"""``get_connection``'s one query, and a per-process cache that can never be stale.
+
+Each call sends one statement, prepared once per database: the connection by slug, its
+provider, and the owner's token row (a LEFT JOIN, so "not connected yet" costs no second
+query). Building three model instances from those ~65 columns through the ORM cost up to
+50 times the statement itself, so the connection and provider are built only when their
+columns differ from the last ones this process saw. The comparison is with the values this
+very query returned, so a changed secret, endpoint, API base URL or token status, however it
+was written (``save()``, ``update()``, another process, raw SQL), is seen by the next call.
+The token row is built fresh every time; its access token is decrypted again only when its
+ciphertext changed.
+
+The cached ``Connection`` is shared by the process's clients and is read-only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django.db import connections, router
+from django.db.models import Field, Model
+
+from oauthconn.crypto import Sealed
+from oauthconn.exceptions import ConnectionNotFound
+from oauthconn.models import Connection, Provider, Token
+
+#: grants whose decrypted access token is kept; beyond this the cache starts over
+MAX_GRANTS = 10_000
+
+Converter = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The statement and the converters of one database, prepared once."""
+
+    shared_sql: str
+    owned_sql: str
+    owner_field: Any
+    config_width: int
+    token_converters: list[tuple[list[Converter], Any]]
+    config_converters: list[tuple[list[Converter], Any]]
+
+
+_plans: dict[str, _Plan] = {}
+_configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
+_sealed: dict[tuple[int, Any], Sealed] = {}
+_lock = threading.Lock()
+
+
+def load_grant(slug: str, owner=None) -> tuple[Connection, Token | None]:
+    """The connection ``slug`` and the token row of ``owner`` (None: the shared grant).
+
+    One query. Raises :class:`ConnectionNotFound` when no connection has that slug.
+    """
+    alias = router.db_for_read(Token)
+    plan = _plan(alias)
+    if owner is None:
+        row = _fetch_one(alias, plan.shared_sql, [slug])
+    else:
+        owner_pk = plan.owner_field.get_db_prep_value(
+            getattr(owner, "pk", owner), connections[alias]
+        )
+        row = _fetch_one(alias, plan.owned_sql, [owner_pk, slug])
+    if row is None:
+        raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.")
+    connection = _connection(alias, plan, row[: plan.config_width])
+    return connection, _token(alias, plan, connection, row[plan.config_width :])
+
+
+def _fetch_one(alias: str, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
+    pk = raw[0]
+    cached = _configs.get(pk)
+    if cached is not None and cached[0] == raw:
+        return cached[1]
+    values = _convert(plan.config_converters, raw, alias)
+    width = len(Connection._meta.concrete_fields)
+    connection = _build(Connection, alias, values[:width])
+    provider = _build(Provider, alias, values[width:])
+    Connection.provider.field.set_cached_value(connection, provider)
+    _configs[pk] = (raw, connection)
+    return connection
+
+
+def _token(alias: str, plan: _Plan, connection: Connection, raw: tuple[Any, ...]) -> Token | None:
+    if raw[0] is None:
+        return None  # the LEFT JOIN found no row for this owner
+    token = _build(Token, alias, _convert(plan.token_converters, raw, alias))
+    Token.connection.field.set_cached_value(token, connection)
+    if token.access_token is not None:
+        token.access_token = _decrypted_once((connection.pk, token.owner_id), token.access_token)
+    return token
+
+
+def _decrypted_once(grant: tuple[int, Any], sealed: Sealed) -> Sealed:
+    """The ``Sealed`` already decrypted for this ciphertext, if this process has one."""
+    known = _sealed.get(grant)
+    if known is not None and known.ciphertext == sealed.ciphertext:
+        return known
+    if len(_sealed) >= MAX_GRANTS:
+        _sealed.clear()
+    _sealed[grant] = sealed
+    return sealed
+
+
+def _build(model: type[Model], alias: str, values: list[Any]) -> Any:
+    names = [f.attname for f in model._meta.concrete_fields]
+    return model.from_db(alias, names, values)
+
+
+def _convert(
+    converters: list[tuple[list[Converter], Any]], raw: tuple[Any, ...], alias: str
+) -> list[Any]:
+    connection = connections[alias]
+    values = list(raw)
+    for i, (functions, column) in enumerate(converters):
+        for function in functions:
+            values[i] = function(values[i], column, connection)
+    return values
+
+
+# --- the statement, prepared once per database ------------------------------------------------
+
+
+def _plan(alias: str) -> _Plan:
+    plan = _plans.get(alias)
+    if plan is None:
+        with _lock:
+            plan = _plans[alias] = _prepare(alias)
+    return plan
+
+
+def _prepare(alias: str) -> _Plan:
+    db = connections[alias]
+    qn = db.ops.quote_name
+    conn_t, prov_t, token_t = (qn(m._meta.db_table) for m in (Connection, Provider, Token))
+    owner_field = Token._meta.get_field("owner")
+    columns = [_columns(m, qn) for m in (Connection, Provider, Token)]
+
+    def col(model: type[Model], name: str) -> str:
+        field = cast(Field, model._meta.get_field(name))
+        return f"{qn(model._meta.db_table)}.{qn(str(field.column))}"
+
+    select = (
+        f"SELECT {', '.join(c for cols in columns for c in cols)} FROM {conn_t} "
+        f"INNER JOIN {prov_t} ON ({col(Connection, 'provider')} = {col(Provider, 'id')}) "
+        f"LEFT OUTER JOIN {token_t} ON ({col(Token, 'connection')} = {col(Connection, 'id')} "
+        f"AND {col(Token, 'owner')} "
+    )
+    where = f"WHERE {col(Connection, 'slug')} = %s"
+    # Token's constraints allow one row per (connection, owner) and one shared row, so the
+    # join yields at most one row: no ORDER BY or LIMIT to spend time on. The owner's
+    # parameter (in the join) comes before the slug's.
+    return _Plan(
+        shared_sql=select + f"IS NULL) {where}",
+        owned_sql=select + f"= %s) {where}",
+        owner_field=owner_field,
+        config_width=len(columns[0]) + len(columns[1]),
+        token_converters=_converters(Token, db),
+        config_converters=_converters(Connection, db) + _converters(Provider, db),
+    )
+
+
+def _columns(model: type[Model], qn: Callable[[str], str]) -> list[str]:
+    table = qn(model._meta.db_table)
+    return [f"{table}.{qn(str(f.column))}" for f in model._meta.concrete_fields]
+
+
+def _converters(model: type[Model], db: Any) -> list[tuple[list[Converter], Any]]:
+    """Per column, what Django's compiler would apply to the raw value (backend and field)."""
+    result = []
+    for field in model._meta.concrete_fields:
+        column = field.get_col(model._meta.db_table)
+        functions = db.ops.get_db_converters(column) + column.get_db_converters(db)
+        result.append((functions, column))
+    return result
