@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
@@ -48,12 +48,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("oauthconn")
 
+#: Any response; private() hands back the type it got (a DRF Response stays a Response).
+AnyResponse = TypeVar("AnyResponse", bound=HttpResponse)
+
 
 class HttpResponseSeeOther(HttpResponseRedirect):
     status_code = 303
 
 
-def private(response: HttpResponse) -> HttpResponse:
+def private(response: AnyResponse) -> AnyResponse:
     """The callback and redirects to a provider, whose URLs carry codes and state: no caching,
     no Referer to anyone (R19).
 
