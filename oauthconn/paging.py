@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import connections
@@ -32,7 +34,9 @@ EXACT_UP_TO = 10_000
 class BoundedPage(Page):
     """A page that knows from its own rows whether another page follows."""
 
-    def __init__(self, object_list, number: int, paginator: BoundedCountPaginator, more: bool):
+    def __init__(
+        self, object_list: Sequence[Any], number: int, paginator: BoundedCountPaginator, more: bool
+    ) -> None:
         super().__init__(object_list, number, paginator)
         self.more = more
 
@@ -54,7 +58,7 @@ class BoundedCountPaginator(Paginator):
     def exact(self) -> bool:
         return self.count <= EXACT_UP_TO
 
-    def validate_number(self, number) -> int:
+    def validate_number(self, number: int | float | str) -> int:
         if self.exact:
             return super().validate_number(number)
         number = super().validate_number(1) if number in (None, "") else number
@@ -66,7 +70,7 @@ class BoundedCountPaginator(Paginator):
             raise EmptyPage(self.error_messages["min_page"])
         return number
 
-    def page(self, number) -> BoundedPage:
+    def page(self, number: int | float | str) -> BoundedPage:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
         if self.exact and bottom >= self.count:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
@@ -41,19 +41,22 @@ from oauthconn.flows.authorization import started_from
 from oauthconn.flows.keys import public_jwks
 from oauthconn.flows.outcomes import renewing_as
 from oauthconn.flows.switch import old_and_new
-from oauthconn.models import Connection, Token
+from oauthconn.models import Connection, PendingSwitch, Token
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner
 
 logger = logging.getLogger("oauthconn")
 
+#: Any response; private() hands back the type it got (a DRF Response stays a Response).
+AnyResponse = TypeVar("AnyResponse", bound=HttpResponse)
+
 
 class HttpResponseSeeOther(HttpResponseRedirect):
     status_code = 303
 
 
-def private(response: HttpResponse) -> HttpResponse:
+def private(response: AnyResponse) -> AnyResponse:
     """The callback and redirects to a provider, whose URLs carry codes and state: no caching,
     no Referer to anyone (R19).
 
@@ -289,7 +292,7 @@ def answer_switch(request: HttpRequest, key: str) -> HttpResponse:
     return HttpResponseSeeOther(landing_url(request, answer.connection, answer.return_to))
 
 
-def render_switch(request: HttpRequest, switch) -> HttpResponse:
+def render_switch(request: HttpRequest, switch: PendingSwitch) -> HttpResponse:
     """The question, in the admin's look for a shared connection's staff, else the site's."""
     connection = switch.connection
     old, new = old_and_new(switch)
@@ -321,10 +324,12 @@ def disconnect(request: HttpRequest, slug: str) -> HttpResponse:
 @xframe_options_deny
 def my_connections(request: HttpRequest) -> HttpResponse:
     """The per-user connections the signed-in user may connect, with their own status."""
+    user = request.user
+    if not user.is_authenticated:  # login_required sent anonymous users away; this tells mypy
+        raise NotPermitted()
     connections = Connection.objects.filter(per_user=True).select_related("provider")
     tokens = {
-        t.connection_id: t
-        for t in Token.objects.filter(owner=request.user, connection__per_user=True)
+        t.connection_id: t for t in Token.objects.filter(owner=user, connection__per_user=True)
     }
     rows = [(c, tokens.get(c.pk)) for c in connections]
     return own_page(render(request, "oauthconn/my_connections.html", {"rows": rows}))

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from functools import update_wrapper
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.urls import path
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -43,7 +49,7 @@ class ProviderAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
     @admin.action(description="Refresh discovered metadata", permissions=["change"])
-    def refresh_metadata(self, request, queryset) -> None:
+    def refresh_metadata(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         for provider in queryset:
             try:
                 refresh_discovery(provider)
@@ -61,7 +67,8 @@ class StatusFilter(admin.SimpleListFilter):
         return STATUS_CHOICES
 
     def queryset(self, request, queryset):
-        return filter_connections(queryset, self.value()) if self.value() else queryset
+        value = self.value()
+        return filter_connections(queryset, value) if value else queryset
 
 
 def shared_token(connection: Connection) -> Token | None:
@@ -102,7 +109,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         return "Per user" if obj.per_user else "Shared"
 
     @admin.display(description="status")
-    def status_badge(self, obj: Connection):
+    def status_badge(self, obj: Connection) -> SafeString:
         if obj.per_user:
             statuses = [token_status(t) for t in obj.tokens.all()]
             count = statuses.count("connected") + statuses.count("expiring")
@@ -111,12 +118,12 @@ class ConnectionAdmin(admin.ModelAdmin):
         return badge(status)
 
     @admin.display(description="token expiry")
-    def token_expiry(self, obj: Connection):
+    def token_expiry(self, obj: Connection) -> datetime | str | None:
         token = None if obj.per_user else shared_token(obj)
         return token.expires_at if token and token.access_token is not None else "—"
 
     @admin.display(description="last refresh")
-    def last_refresh(self, obj: Connection):
+    def last_refresh(self, obj: Connection) -> datetime | str:
         token = None if obj.per_user else shared_token(obj)
         return (token.refreshed_at if token else None) or "—"
 
@@ -189,20 +196,20 @@ class ConnectionAdmin(admin.ModelAdmin):
             )
 
 
-def revoke_before_delete(request, connections) -> None:
+def revoke_before_delete(request: HttpRequest, connections: Iterable[Connection]) -> None:
     """SECURITY R45: deleting a connection revokes its grants at the provider first."""
     for connection, result in flows.revoke_grants(connections, actor=request.user):
         if result.revoked_at_provider is False:
             messages.warning(request, f"{connection.name}: {result.message}")
 
 
-def badge(status: str):
+def badge(status: str) -> SafeString:
     return format_html(
         '<span class="oauthconn-badge oauthconn-{}">{}</span>', status, STATUS_LABELS[status]
     )
 
 
-def signing_key_context(request, connection: Connection) -> dict:
+def signing_key_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
     """The private_key_jwt part of the page: public facts only (the private key stays sealed)."""
     if connection.client_auth_method != ClientAuthMethod.PRIVATE_KEY_JWT:
         return {}
@@ -216,7 +223,7 @@ def signing_key_context(request, connection: Connection) -> dict:
     }
 
 
-def status_context(request, connection: Connection) -> dict:
+def status_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
     """What the connection page shows above the form: status, grant metadata, events."""
     user = request.user
     token = Token.objects.filter(connection=connection, owner__isnull=True).first()

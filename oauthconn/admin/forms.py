@@ -8,12 +8,12 @@ Security-relevant edits follow R5.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from django import forms
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.configuration import (
@@ -28,7 +28,7 @@ PROVIDER_URL_FIELDS = Provider.URL_FIELDS
 
 #: One help line per client authentication method (RFC 6749 §2.3, RFC 7523 §2.2); the page
 #: shows the chosen method's line only (admin.js follows the select).
-AUTH_METHOD_HELP = {
+AUTH_METHOD_HELP: dict[str, str] = {
     ClientAuthMethod.CLIENT_SECRET_BASIC: "The client id and secret go in an HTTP Basic "
     "Authorization header of each token request; what most providers expect.",
     ClientAuthMethod.CLIENT_SECRET_POST: "The client id and secret go in the body of each "
@@ -49,7 +49,15 @@ def chosen_value(form: forms.BaseForm, name: str) -> Any:
     return form.get_initial_for_field(form.fields[name], name)
 
 
-def auth_method_help(selected: str | None, methods=None):
+def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
+    """``form.fields[name]``, a choice field whose choices a form changes per request."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ChoiceField):  # a programming error, not user input
+        raise TypeError(f"{type(form).__name__}.{name} is not a choice field.")
+    return field
+
+
+def auth_method_help(selected: str | None, methods: Sequence[str] | None = None) -> SafeString:
     """The help lines of ``methods`` (all by default), every one but ``selected`` hidden."""
     methods = methods or list(AUTH_METHOD_HELP)
     if selected not in methods:  # a select with nothing chosen shows its first option
@@ -64,7 +72,7 @@ def auth_method_help(selected: str | None, methods=None):
 
 
 def add_configuration_errors(
-    form: forms.Form, err: ConfigurationError, rename: Mapping[str, str] | None = None
+    form: forms.BaseForm, err: ConfigurationError, rename: Mapping[str, str] | None = None
 ) -> None:
     """Show each problem of :mod:`oauthconn.flows.validation` under its field (``rename``
     maps a flow's field name to this form's), or above the form when it has no such field."""
@@ -94,11 +102,12 @@ class ProviderForm(forms.ModelForm):
         current = self.instance.scope_separator
         if "scope_separator" in self.fields and current not in dict(SCOPE_SEPARATORS):
             # Set elsewhere (the API accepts any short separator): keep it choosable.
-            field = cast(forms.ChoiceField, self.fields["scope_separator"])
+            field = choice_field(self, "scope_separator")
             field.choices = [*SCOPE_SEPARATORS, (current, f"{current!r} (current)")]
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # a ModelForm's clean() fills and returns self.cleaned_data
+        cleaned = self.cleaned_data
         try:
             validate_provider(cleaned, instance=self.instance)
         except ConfigurationError as err:
@@ -162,8 +171,9 @@ class ConnectionForm(forms.ModelForm):
             selected = chosen_value(self, "client_auth_method")
             self.fields["client_auth_method"].help_text = auth_method_help(selected)
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # a ModelForm's clean() fills and returns self.cleaned_data
+        cleaned = self.cleaned_data
         typed = bool(cleaned.get("new_client_secret"))
         try:
             validate_configuration(

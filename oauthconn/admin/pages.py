@@ -5,6 +5,7 @@ reuses the ``oauthconn:start`` view). Each is a POST with CSRF protection and it
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from django.contrib import admin, messages
@@ -90,7 +91,7 @@ def refresh_view(
     return back(connection)
 
 
-def when(moment) -> str:
+def when(moment: datetime | None) -> str:
     """A time as the admin's pages show it (DATETIME_FORMAT, current time zone): messages
     and the page beside them must agree."""
     if moment is None:

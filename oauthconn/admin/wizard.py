@@ -7,14 +7,17 @@ step is stored in the session, and unseals it only in memory (SECURITY §3.2, ST
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 from urllib.parse import urlsplit
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.datastructures import MultiValueDict
 from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.debug import sensitive_post_parameters
@@ -38,7 +41,7 @@ from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.keys import jwks_url, rotate_key
 from oauthconn.flows.providers import find_or_create_provider
 from oauthconn.flows.validation import needs_secret
-from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider
+from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider, Token
 from oauthconn.presets import preset_choices
 from oauthconn.views import private
 
@@ -71,7 +74,7 @@ class SealedSessionStorage(SessionStorage):
             elif any(earlier.get(key, [])):
                 stored[key] = earlier[key]
 
-    def get_step_data(self, step: str):
+    def get_step_data(self, step: str) -> MultiValueDict[str, Any] | None:
         values = super().get_step_data(step)
         if values is None or not any(values.get(key) for key in self.secret_fields):
             return values
@@ -106,7 +109,7 @@ class ConnectionWizard(SessionWizardView):
     template_name = "admin/oauthconn/connection/wizard.html"
     model_admin: Any = None
 
-    def dispatch(self, request, *args, **kwargs):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not self.model_admin.has_add_permission(request):
             raise PermissionDenied
         return super().dispatch(request, *args, **kwargs)
@@ -145,8 +148,8 @@ class ConnectionWizard(SessionWizardView):
             initial["client_auth_method"] = preselected_auth_method(supported)
         return initial
 
-    def process_step(self, form) -> Any:
-        if self.steps.current == "basics":
+    def process_step(self, form: forms.BaseForm) -> Any:
+        if isinstance(form, BasicsForm):  # the basics step's form, and no other step's
             extra = self.storage.extra_data
             extra["provider_fields"] = form.provider_fields
             extra["defaults"] = form.defaults
@@ -159,7 +162,7 @@ class ConnectionWizard(SessionWizardView):
             self.storage.extra_data = extra
         return super().process_step(form)
 
-    def render_goto_step(self, goto_step, **kwargs):
+    def render_goto_step(self, goto_step: str, **kwargs: Any) -> HttpResponse:
         # Going back keeps what was typed on this step, valid or not; "done" revalidates all.
         current = self.steps.current
         if any(key.startswith(f"{current}-") for key in self.request.POST):
@@ -169,7 +172,7 @@ class ConnectionWizard(SessionWizardView):
 
     # --- pages -----------------------------------------------------------------------------
 
-    def get_context_data(self, form, **kwargs) -> dict[str, Any]:
+    def get_context_data(self, form: forms.BaseForm, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(form=form, **kwargs)
         admin = self.model_admin
         context.update(
@@ -212,31 +215,39 @@ class ConnectionWizard(SessionWizardView):
         if client.get("client_auth_method") == PRIVATE_KEY_JWT:
             client["client_secret"] = "not used (signed JWT)"
         labels = {
-            "key_type": KEY_TYPE_LABELS.get(client.get("key_type"), ""),
-            "grant": dict(GrantType.choices).get(grant.get("grant_type"), ""),
-            "auth": dict(ClientAuthMethod.choices).get(client.get("client_auth_method"), ""),
-            "preset": dict(preset_choices()).get(basics.get("preset"), ""),
+            # A missing value reads as "", which no choice has: the label stays empty.
+            "key_type": KEY_TYPE_LABELS.get(client.get("key_type", ""), ""),
+            "grant": dict(GrantType.choices).get(grant.get("grant_type", ""), ""),
+            "auth": dict(ClientAuthMethod.choices).get(client.get("client_auth_method", ""), ""),
+            "preset": dict(preset_choices()).get(basics.get("preset", ""), ""),
         }
         return {"basics": basics, "grant": grant, "client": client, "labels": labels}
 
     # --- the end -------------------------------------------------------------------------
 
-    def done(self, form_list, form_dict=None, **kwargs) -> HttpResponse:
+    def done(
+        self,
+        form_list: list[forms.BaseForm],
+        form_dict: dict[str, forms.BaseForm],  # formtools always passes it, by step name
+        **kwargs: Any,
+    ) -> HttpResponse:
         connection = self._save(form_dict)
         return self._after_save(connection)
 
-    def _save(self, forms) -> Connection:
-        basics = forms["basics"].cleaned_data
-        client = forms["client"].cleaned_data
+    def _save(self, steps: Mapping[str, forms.BaseForm]) -> Connection:
+        # formtools is untyped; form_list above says which form class each step has.
+        basics_form = cast(BasicsForm, steps["basics"])
+        basics = basics_form.cleaned_data
+        client = steps["client"].cleaned_data
         method = client["client_auth_method"]
         with transaction.atomic():
-            provider = self._provider(forms["basics"], client, basics)
+            provider = self._provider(basics_form, client, basics)
             connection = Connection.objects.create(
                 slug=basics["slug"],
                 name=basics["name"],
                 per_user=basics["sharing"] == "per_user",
                 provider=provider,
-                grant_type=forms["grant"].cleaned_data["grant_type"],
+                grant_type=steps["grant"].cleaned_data["grant_type"],
                 client_id=client["client_id"],
                 # A public client has no secret: one typed before switching to "none" is dropped.
                 client_secret=client["client_secret"] if needs_secret(method) else "",
@@ -253,7 +264,9 @@ class ConnectionWizard(SessionWizardView):
             self.model_admin.log_addition(self.request, connection, [{"added": {}}])
         return connection
 
-    def _provider(self, basics_form, client: dict, basics: dict) -> Provider:
+    def _provider(
+        self, basics_form: BasicsForm, client: dict[str, Any], basics: dict[str, Any]
+    ) -> Provider:
         fields = dict(basics_form.provider_fields)
         if "pk" in fields:
             return Provider.objects.get(pk=fields["pk"])
@@ -302,7 +315,7 @@ def key_generated(connection: Connection) -> str:
     )
 
 
-def token_obtained(connection: Connection, token) -> str:
+def token_obtained(connection: Connection, token: Token) -> str:
     until = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "unknown"
     scopes = token.scope or "not stated by the provider"
     return (

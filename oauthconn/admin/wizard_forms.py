@@ -12,6 +12,7 @@ from oauthconn.admin.forms import (
     PROVIDER_URL_FIELDS,
     add_configuration_errors,
     auth_method_help,
+    choice_field,
     chosen_value,
 )
 from oauthconn.conf import oauthconn_settings
@@ -38,7 +39,7 @@ def url_field(label: str | None = None, *, required: bool = False) -> forms.Char
     )
 
 
-GRANT_HELP = {
+GRANT_HELP: dict[str, str] = {
     GrantType.AUTHORIZATION_CODE_PKCE: "recommended for all clients, and the only safe choice "
     "for clients that cannot keep a secret (PKCE, RFC 7636).",
     GrantType.AUTHORIZATION_CODE: "for a confidential client when the provider does not "
@@ -135,7 +136,7 @@ class BasicsForm(forms.Form):
 
     def __init__(self, *args: Any, discovered: dict | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["preset"].choices = [("", "---------"), *preset_choices()]
+        choice_field(self, "preset").choices = [("", "---------"), *preset_choices()]
         describe_preset_parameter(self)
         self.discovered = discovered or {}
         #: Provider keyword arguments (not saved) and connection defaults, set by clean().
@@ -150,8 +151,9 @@ class BasicsForm(forms.Form):
             raise forms.ValidationError(f"A connection with the slug {slug!r} already exists.")
         return slug
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # a Form's clean() returns self.cleaned_data
+        cleaned = self.cleaned_data
         source = cleaned.get("source")
         handler = getattr(self, f"_from_{source}", None)
         if handler is not None:
@@ -262,7 +264,7 @@ class GrantForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.offered = list(GRANT_ORDER) if offered is None else offered
         labels = dict(GrantType.choices)
-        self.fields["grant_type"].choices = [
+        choice_field(self, "grant_type").choices = [
             (grant, f"{labels[grant]} — {GRANT_HELP[grant]}") for grant in self.offered
         ]
         self.fields["grant_type"].initial = self.offered[0] if self.offered else None
@@ -349,11 +351,13 @@ class ClientForm(forms.Form):
             for name in self.ENDPOINTS:
                 self.fields[name].disabled = True
         self.offers_private_key_jwt = offers_private_key_jwt(self.provider_fields)
-        method = self.fields["client_auth_method"]
+        choices = ClientAuthMethod.choices  # the field's own, as a list of pairs
         if not self.offers_private_key_jwt:
-            method.choices = [c for c in method.choices if c[0] != PRIVATE_KEY_JWT]
+            choices = [c for c in choices if c[0] != PRIVATE_KEY_JWT]
             del self.fields["key_type"]
-        offered = [value for value, _label in method.choices]
+        method = choice_field(self, "client_auth_method")
+        method.choices = choices
+        offered = [value for value, _label in choices]
         method.help_text = auth_method_help(chosen_value(self, "client_auth_method"), offered)
 
     def clean_key_type(self) -> str:
@@ -362,8 +366,9 @@ class ClientForm(forms.Form):
     def clean_scopes(self) -> str:
         return " ".join(self.cleaned_data["scopes"].replace(",", " ").split())
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()  # a Form's clean() returns self.cleaned_data
+        cleaned = self.cleaned_data
         try:
             validate_configuration(
                 {**cleaned, "grant_type": self.grant_type},

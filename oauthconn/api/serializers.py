@@ -317,11 +317,15 @@ def owner_of(connection: Connection, user: RequestUser) -> Owner:
     return user
 
 
+#: What ``?status=`` accepts: a grant's status, or none at all (also the schema's enum).
+STATUS_FILTERS: list[str] = [*TokenStatus.values, "not_connected"]
+
+
 class ConnectionFilterSerializer(serializers.Serializer):
     """Query parameters of the connection list."""
 
     provider = serializers.SlugField(required=False)
-    status = serializers.ChoiceField(choices=[*TokenStatus.values, "not_connected"], required=False)
+    status = serializers.ChoiceField(choices=STATUS_FILTERS, required=False)
     per_user = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 

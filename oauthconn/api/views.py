@@ -8,6 +8,9 @@ on the caller's own grant: nobody reaches another user's token, by id or by filt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.lookups import Exact
@@ -15,8 +18,12 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import BasePagination, PageNumberPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.schemas.inspectors import ViewInspector
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
 
 from oauthconn import flows
 from oauthconn.api import serializers as s
@@ -38,6 +45,9 @@ from oauthconn.flows.providers import find_or_create_provider
 from oauthconn.models import Connection, Event, Provider, Token
 from oauthconn.paging import BoundedCountPaginator
 from oauthconn.views import private, safe_return_to
+
+if TYPE_CHECKING:
+    from oauthconn.types import Owner, RequestUser
 
 #: Error statuses any operation may answer with, each with an ``ErrorSerializer`` body.
 ERROR_STATUSES = ("400", "401", "403", "404", "409", "502", "503", "504")
@@ -62,8 +72,10 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    # DRF declares page_size a plain attribute; it only ever reads it, and a property lets the
+    # setting be read at call time, like every oauthconn setting.
     @property
-    def page_size(self) -> int:  # read at call time, like every oauthconn setting
+    def page_size(self) -> int:  # type: ignore[override]
         return oauthconn_settings.API_PAGE_SIZE
 
 
@@ -71,8 +83,8 @@ class APIMixin:
     """Permission classes from settings (per request), our error bodies, our schema."""
 
     permission_setting = "API_PERMISSION_CLASSES"
-    pagination_class = Pagination
-    schema = OAuthConnSchema()
+    pagination_class: type[BasePagination] | None = Pagination
+    schema: ViewInspector | None = OAuthConnSchema()
     # Any segment reaches the view, so a malformed id is a JSON 404 rather than the site's page.
     lookup_value_regex = "[^/]+"
 
@@ -100,14 +112,14 @@ class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
         "refresh_discovery": ["oauthconn.change_provider"],
     }
 
-    def perform_update(self, serializer) -> None:
-        provider = serializer.instance
+    def perform_update(self, serializer: BaseSerializer[Provider]) -> None:
+        provider = cast(Provider, serializer.instance)  # an update always has its instance
         changed = [n for n, v in serializer.validated_data.items() if getattr(provider, n) != v]
         refuse_if_authorized(provider, changed)
         serializer.save()
 
     @action(detail=False, methods=["post"], url_path="from-issuer")
-    def from_issuer(self, request) -> Response:
+    def from_issuer(self, request: Request) -> Response:
         data = self.validated(s.ProviderFromIssuerSerializer, request.data)
         fields = discover_provider(data["issuer"])
         conflict = issuer_conflict(fields)
@@ -121,7 +133,7 @@ class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
         return Response(self.get_serializer(provider).data, status=code)
 
     @action(detail=True, methods=["post"], url_path="refresh-discovery")
-    def refresh_discovery(self, request, pk=None) -> Response:
+    def refresh_discovery(self, request: Request, pk: str | None = None) -> Response:
         provider = self.get_object()
         if not provider.issuer:
             raise DiscoveryFailed(f"{provider.name} has no issuer to discover from.")
@@ -134,7 +146,7 @@ class ProviderViewSet(APIMixin, viewsets.ModelViewSet):
             provider.save()
         return Response(self.get_serializer(provider).data)
 
-    def validated(self, serializer_class: type, data) -> dict:
+    def validated(self, serializer_class: type[BaseSerializer], data: Any) -> dict[str, Any]:
         serializer = serializer_class(data=data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
@@ -165,7 +177,7 @@ LIST_PARAMETERS = [
     OpenApiParameter(
         "status",
         str,
-        enum=s.ConnectionFilterSerializer().fields["status"].choices,
+        enum=s.STATUS_FILTERS,
         description="Status of the caller's grant (shared, or their own for per-user).",
     ),
     OpenApiParameter("per_user", bool, description="Per-user (true) or shared (false)."),
@@ -196,11 +208,11 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
             return self.queryset
         return filter_connections(with_visible_tokens(self.queryset, self.request.user), self)
 
-    def perform_create(self, serializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Connection]) -> None:
         serializer.save(created_by=self.request.user)
 
-    def perform_update(self, serializer) -> None:
-        connection = serializer.instance
+    def perform_update(self, serializer: BaseSerializer[Connection]) -> None:
+        connection = cast(Connection, serializer.instance)  # an update always has its instance
         changed = [n for n, v in serializer.validated_data.items() if getattr(connection, n) != v]
         fields = security_relevant(changed)
         if fields and has_stored_grant(connection):
@@ -216,28 +228,28 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
         flows.delete_connection(connection, actor=self.request.user)
 
     @action(detail=True, methods=["post"])
-    def authorize(self, request, pk=None) -> Response:
+    def authorize(self, request: Request, pk: str | None = None) -> Response:
         return start(request, self.get_object(), self.get_serializer_context())
 
     @action(detail=True, methods=["post"])
-    def refresh(self, request, pk=None) -> Response:
+    def refresh(self, request: Request, pk: str | None = None) -> Response:
         connection = self.get_object()
         token = renewed(connection, s.owner_of(connection, request.user))
         return Response(s.TokenSerializer(token).data)
 
     @action(detail=True, methods=["post"])
-    def test(self, request, pk=None) -> Response:
+    def test(self, request: Request, pk: str | None = None) -> Response:
         connection = self.get_object()
         owner = s.owner_of(connection, request.user)
         result = probe_connection(connection, owner=owner)
         return Response(s.ProbeResultSerializer(result).data)
 
     @action(detail=True, methods=["post"])
-    def disconnect(self, request, pk=None) -> Response:
+    def disconnect(self, request: Request, pk: str | None = None) -> Response:
         return disconnect(request, self.get_object())
 
 
-def renewed(connection: Connection, owner) -> Token:
+def renewed(connection: Connection, owner: Owner) -> Token:
     """The renewed token, or a 503 that says nothing was renewed and why (the flow served
     the still-valid old token: backing off, or another worker's refresh)."""
     return renewed_token(flows.renew_now(connection, owner))
@@ -250,7 +262,9 @@ def renewed_token(renewal: flows.Renewal) -> Token:
     return renewal.token
 
 
-def require_secret_again(connection: Connection, data: dict, fields: list[str]) -> None:
+def require_secret_again(
+    connection: Connection, data: Mapping[str, Any], fields: list[str]
+) -> None:
     """R5: moving an authorized connection needs its secret (or private key) typed again."""
     method = data.get("client_auth_method", connection.client_auth_method)
     name = {"private_key_jwt": "private_key"}.get(method, "client_secret")
@@ -266,7 +280,7 @@ def require_secret_again(connection: Connection, data: dict, fields: list[str]) 
     )
 
 
-def with_visible_tokens(queryset: QuerySet[Connection], user) -> QuerySet[Connection]:
+def with_visible_tokens(queryset: QuerySet[Connection], user: RequestUser) -> QuerySet[Connection]:
     """Prefetch only the grants the caller may see: shared ones and their own."""
     # A sliced Prefetch (one window query) keeps the page's query count independent of its size.
     recent = Event.objects.select_related("actor").order_by("-created_at", "-id")
@@ -278,7 +292,7 @@ def with_visible_tokens(queryset: QuerySet[Connection], user) -> QuerySet[Connec
     )
 
 
-def filter_connections(queryset: QuerySet[Connection], view) -> QuerySet[Connection]:
+def filter_connections(queryset: QuerySet[Connection], view: APIView) -> QuerySet[Connection]:
     params = s.ConnectionFilterSerializer(data=view.request.query_params)
     params.is_valid(raise_exception=True)
     wanted = params.validated_data
@@ -291,7 +305,9 @@ def filter_connections(queryset: QuerySet[Connection], view) -> QuerySet[Connect
     return queryset
 
 
-def filter_status(queryset: QuerySet[Connection], wanted: str, user) -> QuerySet[Connection]:
+def filter_status(
+    queryset: QuerySet[Connection], wanted: str, user: RequestUser
+) -> QuerySet[Connection]:
     """Filter on the caller's grant only, so the filter reveals nothing about other users.
 
     One ``EXISTS`` whose join condition picks the caller's grant (the shared one, or their
@@ -308,7 +324,7 @@ def filter_status(queryset: QuerySet[Connection], wanted: str, user) -> QuerySet
     return queryset.filter(Exists(grants))
 
 
-def start(request, connection: Connection, context: dict) -> Response:
+def start(request: Request, connection: Connection, context: Mapping[str, Any]) -> Response:
     """Start authorization bound to the caller's session, or fetch a client credentials token."""
     params = s.AuthorizeSerializer(data=request.data, context=context)
     params.is_valid(raise_exception=True)
@@ -326,7 +342,7 @@ def start(request, connection: Connection, context: dict) -> Response:
     return private(Response({"authorization_url": outcome.url, "token": None}))
 
 
-def disconnect(request, connection: Connection) -> Response:
+def disconnect(request: Request, connection: Connection) -> Response:
     owner = s.owner_of(connection, request.user)
     result = flows.disconnect_owner(connection, owner, actor=request.user)
     return Response(s.DisconnectResultSerializer(result).data)
@@ -352,9 +368,9 @@ class MyConnectionViewSet(
         return with_visible_tokens(queryset, self.request.user)
 
     @action(detail=True, methods=["post"])
-    def connect(self, request, slug=None) -> Response:
+    def connect(self, request: Request, slug: str | None = None) -> Response:
         return start(request, self.get_object(), self.get_serializer_context())
 
     @action(detail=True, methods=["post"])
-    def disconnect(self, request, slug=None) -> Response:
+    def disconnect(self, request: Request, slug: str | None = None) -> Response:
         return disconnect(request, self.get_object())

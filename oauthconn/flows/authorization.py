@@ -194,7 +194,7 @@ def _complete(
     return store_grant(connection, tokens, owner=attempt.owner, actor=user, identity=identity)
 
 
-def started_from(query, *, session) -> str:
+def started_from(query: Query, *, session: SessionBase) -> str:
     """The ``return_to`` of the attempt this callback names, if this browser started it.
 
     Read before :func:`complete_authorization` ends the attempt, so the result page (success

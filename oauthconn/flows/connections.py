@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.contrib.sessions.backends.base import SessionBase
 
 from oauthconn.exceptions import NotConnected
 from oauthconn.flows.authorization import start_authorization
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import Renewal, load_token, renew_now
 from oauthconn.models import Connection, Token
+
+if TYPE_CHECKING:
+    from oauthconn.types import Actor, Owner, RequestUser
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,12 @@ class Redirect:
 
 
 def connect(
-    connection: Connection, owner, *, user, session, return_to: str = ""
+    connection: Connection,
+    owner: Owner,
+    *,
+    user: RequestUser,
+    session: SessionBase,
+    return_to: str = "",
 ) -> Connected | Redirect:
     """Client credentials fetch a token now; every other grant starts a browser flow.
 
@@ -48,7 +59,7 @@ def connect(
     return Redirect(url)
 
 
-def connected_grant(connection: Connection, owner) -> Token:
+def connected_grant(connection: Connection, owner: Owner) -> Token:
     """The owner's grant (``Token.is_connected``), else NotConnected."""
     token = load_token(connection, owner)
     if token is None or not token.is_connected:
@@ -56,13 +67,15 @@ def connected_grant(connection: Connection, owner) -> Token:
     return token
 
 
-def disconnect_owner(connection: Connection, owner, *, actor=None) -> DisconnectResult:
+def disconnect_owner(
+    connection: Connection, owner: Owner, *, actor: Actor = None
+) -> DisconnectResult:
     """Revoke the owner's grant at the provider and forget it; NotConnected if there is none."""
     return disconnect(connected_grant(connection, owner), actor=actor)
 
 
 def revoke_grants(
-    connections: Iterable[Connection], *, actor=None
+    connections: Iterable[Connection], *, actor: Actor = None
 ) -> list[tuple[Connection, DisconnectResult]]:
     """SECURITY R45: revoke every grant that holds a credential, for each connection.
 
@@ -76,7 +89,7 @@ def revoke_grants(
     ]
 
 
-def delete_connection(connection: Connection, *, actor=None) -> list[DisconnectResult]:
+def delete_connection(connection: Connection, *, actor: Actor = None) -> list[DisconnectResult]:
     """Revoke every grant of ``connection`` at the provider first (RFC 7009), then delete it."""
     results = [result for _, result in revoke_grants([connection], actor=actor)]
     connection.delete()

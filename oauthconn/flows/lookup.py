@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections, router
 from django.db.models import Field, Model
@@ -26,6 +26,9 @@ from django.db.models import Field, Model
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import ConnectionNotFound
 from oauthconn.models import Connection, Provider, Token
+
+if TYPE_CHECKING:
+    from oauthconn.types import Owner
 
 #: grants whose decrypted access token is kept; beyond this the cache starts over
 MAX_GRANTS = 10_000
@@ -51,7 +54,7 @@ _sealed: dict[tuple[int, Any], Sealed] = {}
 _lock = threading.Lock()
 
 
-def load_grant(slug: str, owner=None) -> tuple[Connection, Token | None]:
+def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None]:
     """The connection ``slug`` and the token row of ``owner`` (None: the shared grant).
 
     One query. Raises :class:`ConnectionNotFound` when no connection has that slug.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -72,7 +72,11 @@ def _forget(token: Token, result: DisconnectResult, actor: Actor) -> None:
 
 
 def queue_revocations(
-    connection: Connection, pairs, *, token: Token | None = None, at=None
+    connection: Connection,
+    pairs: Iterable[tuple[str, str]],
+    *,
+    token: Token | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Leave ``(value, token_type_hint)`` pairs to ``oauthconn_revoke_pending``, due ``at``
     (by default after the first backoff step: the provider just failed)."""
@@ -88,7 +92,7 @@ def queue_revocations(
         )
 
 
-def revoke_unstored(connection: Connection, pairs) -> bool | None:
+def revoke_unstored(connection: Connection, pairs: Sequence[tuple[str, str]]) -> bool | None:
     """Revoke tokens that never became a stored grant (a declined account switch), best effort.
 
     Refresh token first, as for a disconnect; a passing failure leaves the rest to

@@ -10,6 +10,9 @@ same permission as starting an authorization (:mod:`oauthconn.flows.access`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.contrib.sessions.backends.base import SessionBase
 
 from oauthconn.exceptions import NotPermitted
 from oauthconn.flows.access import check_still_authorizes
@@ -18,6 +21,9 @@ from oauthconn.flows.common import record_event
 from oauthconn.flows.identity import Identity, describe_account
 from oauthconn.flows.switching import discard, find_switch, take_switch
 from oauthconn.models import Connection, EventKind, PendingSwitch, Token
+
+if TYPE_CHECKING:
+    from oauthconn.types import RequestUser
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class SwitchAnswer:
     complete: bool = True
 
 
-def pending_switch(key: str, *, user, session) -> PendingSwitch:
+def pending_switch(key: str, *, user: RequestUser, session: SessionBase) -> PendingSwitch:
     """The switch the confirmation page asks about, or a ``SwitchRefused``."""
     return find_switch(key, binding=browser_hash(session, create=False), user=user)
 
@@ -44,7 +50,7 @@ def old_and_new(switch: PendingSwitch) -> tuple[str, str]:
     )
 
 
-def confirm_switch(key: str, *, user, session) -> SwitchAnswer:
+def confirm_switch(key: str, *, user: RequestUser, session: SessionBase) -> SwitchAnswer:
     """Replace the old grant with the new account's, as any authorization would store it."""
     switch, tokens = take_switch(key, binding=browser_hash(session, create=False), user=user)
     connection = switch.connection
@@ -59,7 +65,7 @@ def confirm_switch(key: str, *, user, session) -> SwitchAnswer:
     return SwitchAnswer(connection, switch.return_to, f"{connection.name} now uses {new}.")
 
 
-def decline_switch(key: str, *, user, session) -> SwitchAnswer:
+def decline_switch(key: str, *, user: RequestUser, session: SessionBase) -> SwitchAnswer:
     """Keep the old grant; revoke the new account's tokens at the provider (best effort)."""
     switch, tokens = take_switch(key, binding=browser_hash(session, create=False), user=user)
     connection = switch.connection

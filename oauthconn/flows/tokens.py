@@ -66,6 +66,8 @@ from oauthconn.models import Connection, GrantType, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from oauthconn.crypto import Sealed
     from oauthconn.types import Owner
 
@@ -290,7 +292,7 @@ def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool 
     return _request(token, lambda client: _refresh(client, token, refresh_token))
 
 
-def _seconds_until(moment) -> float:
+def _seconds_until(moment: datetime | None) -> float:
     if moment is None:
         return 0.0
     return max((moment - timezone.now()).total_seconds(), 0.0)
@@ -361,7 +363,9 @@ def _request(token: Token, send: Callable[[httpx.Client], TokenSet]) -> Outcome:
     return Outcome(token)
 
 
-def _grant_rejected(token: Token, sent_refresh_token, err: OAuthConnError) -> Outcome:
+def _grant_rejected(
+    token: Token, sent_refresh_token: Sealed | None, err: OAuthConnError
+) -> Outcome:
     """A permanent failure: the grant needs reauthorization (unless someone else won)."""
     if isinstance(err, IdentityChanged):
         # Its tokens (a new refresh token too) belong to that other account's grant: none
