@@ -1,0 +1,205 @@
+"""Grants: the tokens one owner holds for a connection, and their health."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from oauthconn.conf import oauthconn_settings
+from oauthconn.exceptions import NotConnected
+from oauthconn.fields import EncryptedTextField
+from oauthconn.models.connections import Connection
+
+if TYPE_CHECKING:
+    from oauthconn.crypto import Sealed
+    from oauthconn.types import Owner
+
+
+class TokenStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    FAILING = "failing", _("Failing")
+    NEEDS_REAUTH = "needs_reauth", _("Needs reauthorization")
+    REVOKED = "revoked", _("Revoked")
+
+
+#: The largest share of an access token's lifetime that is spent as refresh leeway: a token
+#: just obtained is served for at least the other three quarters of its life.
+LEEWAY_SHARE = 0.25
+
+
+#: Statuses in which a stored access token is served (failing: while it is still valid).
+USABLE_STATUSES = (TokenStatus.ACTIVE, TokenStatus.FAILING)
+
+
+class TokenQuerySet(models.QuerySet):
+    def for_owner(self, owner: Owner) -> TokenQuerySet:
+        if owner is None:
+            return self.filter(owner__isnull=True)
+        return self.filter(owner=owner)
+
+    def usable(self) -> TokenQuerySet:
+        """The rows of :attr:`Token.is_usable`: an access token that may be served."""
+        return self.filter(status__in=USABLE_STATUSES, access_token__isnull=False)
+
+    def holding_credentials(self) -> TokenQuerySet:
+        """The rows of :attr:`Token.holds_credentials`: something to revoke or to drop."""
+        return self.exclude(access_token__isnull=True, refresh_token__isnull=True)
+
+
+class Token(models.Model):
+    """The grant obtained for one owner of a connection (no owner: a shared connection)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="tokens")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="oauthconn_tokens",
+    )
+    access_token = EncryptedTextField()
+    refresh_token = EncryptedTextField()
+    id_token = EncryptedTextField()
+    token_type = models.CharField(max_length=40, blank=True, default="Bearer")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    #: the access token's lifetime as the provider gave it (expires_in, clamped), so the
+    #: refresh leeway can be kept to a share of it (see needs_refresh)
+    lifetime = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Seconds the provider said the access token lives.")
+    )
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    scope = models.TextField(_("granted scopes"), blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    claims = models.JSONField(
+        default=dict, blank=True, help_text=_("Display claims (name, email).")
+    )
+    status = models.CharField(
+        max_length=20, choices=TokenStatus.choices, default=TokenStatus.ACTIVE
+    )
+    authorized_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    authorized_at = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True)
+    failure_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("No refresh before this (backoff, Retry-After).")
+    )
+    #: SQLite only: a worker is renewing this row until then (flows.common.claim_lease);
+    #: PostgreSQL uses a row lock and leaves it empty
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text=_("Another worker is renewing this token until then.")
+    )
+    revocation_pending = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "owner"], name="oauthconn_token_one_per_owner"
+            ),
+            models.UniqueConstraint(
+                fields=["connection"],
+                condition=Q(owner__isnull=True),
+                name="oauthconn_token_one_shared",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "expires_at"]),
+            # With the one above, each arm of the due-token query (oauthconn.flows.proactive)
+            # has an index, so PostgreSQL ORs three index scans instead of reading the table.
+            models.Index(
+                fields=["refresh_expires_at"],
+                condition=Q(refresh_token__isnull=False),
+                name="oauthconn_token_refresh_ends",
+            ),
+            models.Index(
+                Coalesce("refreshed_at", "authorized_at"),
+                condition=Q(refresh_token__isnull=False),
+                name="oauthconn_token_last_used",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = f" for {self.owner}" if self.owner_id else ""
+        return f"{self.connection}{owner}"
+
+    # The one place a grant's state is judged from its row; flows and edges ask these.
+
+    @property
+    def is_connected(self) -> bool:
+        """An access token was obtained and not disconnected (it may need reauthorization)."""
+        return self.access_token is not None and self.status != TokenStatus.REVOKED
+
+    @property
+    def is_usable(self) -> bool:
+        """The access token may be served: active, or failing while still valid."""
+        return self.access_token is not None and self.status in USABLE_STATUSES
+
+    @property
+    def never_fetched(self) -> bool:
+        """No access token yet and nothing that forbids fetching one (client credentials)."""
+        return self.access_token is None and self.status not in (
+            TokenStatus.NEEDS_REAUTH,
+            TokenStatus.REVOKED,
+        )
+
+    @property
+    def holds_credentials(self) -> bool:
+        """An access or refresh token is stored: revoke it before deleting, drop it on R5."""
+        return self.access_token is not None or self.refresh_token is not None
+
+    def expires_within(self, seconds: float, now: datetime | None = None) -> bool:
+        """True when the access token is (about to be) expired; unknown expiry counts as valid."""
+        if self.expires_at is None:
+            return False
+        now = now or timezone.now()
+        return self.expires_at - timedelta(seconds=seconds) <= now
+
+    def needs_refresh(self, leeway: float | None = None, now: datetime | None = None) -> bool:
+        """The one rule for "renew before use": the access token expires within the leeway.
+
+        ``leeway`` defaults to ``REFRESH_LEEWAY``; the proactive refresh passes its window.
+        Whatever is asked, it never exceeds ``LEEWAY_SHARE`` of the lifetime the provider
+        gave: otherwise a token that lives less than the leeway is due the moment it
+        arrives, and every caller would refresh it again (a 5 s token with a 60 s leeway).
+        """
+        if leeway is None:
+            leeway = oauthconn_settings.REFRESH_LEEWAY
+        if self.lifetime:
+            leeway = min(leeway, self.lifetime * LEEWAY_SHARE)
+        return self.expires_within(leeway, now)
+
+    def clear_credentials(self) -> None:
+        """Forget every token value of this grant (the caller sets the status and saves)."""
+        self.access_token = None
+        self.refresh_token = None
+        self.id_token = None
+        self.expires_at = None
+        self.refresh_expires_at = None
+        self.next_attempt_at = None
+
+    @property
+    def granted_scopes(self) -> list[str]:
+        return self.scope.split()
+
+    def require_access_token(self) -> Sealed:
+        """The access token, for a grant that must have one; ``NotConnected`` when it has none
+        (disconnected or never authorized). Callers reveal it where they send it."""
+        if self.access_token is None:
+            raise NotConnected()
+        return self.access_token
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.granted_scopes
