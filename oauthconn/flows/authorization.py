@@ -92,23 +92,18 @@ def start_authorization(
     state = pkce.make_state()
     verifier = pkce.make_code_verifier() if connection.uses_pkce else None
     nonce = pkce.make_nonce() if "openid" in connection.scope_list else None
-    binding = browser_hash(session, create=True)
-    now = timezone.now()
-    with transaction.atomic():
-        _forget_old_attempts(binding, now)
-        PendingAuthorization.objects.create(
-            state_hash=PendingAuthorization.hash(state),
-            browser_hash=binding,
-            connection=connection,
-            owner=owner,
-            user=user,
-            code_verifier=verifier,
-            nonce=nonce,
-            redirect_uri=connection.redirect_uri,
-            return_to=return_to,
-            created_at=now,
-            expires_at=now + timedelta(seconds=oauthconn_settings.STATE_LIFETIME),
-        )
+    attempt = PendingAuthorization(
+        state_hash=PendingAuthorization.hash(state),
+        browser_hash=browser_hash(session, create=True),
+        connection=connection,
+        owner=owner,
+        user=user,
+        code_verifier=verifier,
+        nonce=nonce,
+        redirect_uri=connection.redirect_uri,
+        return_to=return_to,
+    )
+    _record_attempt(attempt)
     return build_authorization_url(
         provider.authorization_endpoint,
         client_id=connection.client_id,
@@ -119,6 +114,16 @@ def start_authorization(
         nonce=nonce,
         extra_params=connection.extra_authorize_params,
     )
+
+
+def _record_attempt(attempt: PendingAuthorization) -> None:
+    """Store a new attempt, valid for STATE_LIFETIME, after purging this browser's old ones."""
+    now = timezone.now()
+    attempt.created_at = now
+    attempt.expires_at = now + timedelta(seconds=oauthconn_settings.STATE_LIFETIME)
+    with transaction.atomic():
+        _forget_old_attempts(attempt.browser_hash, now)
+        attempt.save(force_insert=True)
 
 
 def _forget_old_attempts(binding: str, now: datetime) -> None:

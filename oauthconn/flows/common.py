@@ -91,19 +91,26 @@ def record_event(
         getattr(owner, "pk", None),
         message,
     )
-    signal = SIGNAL_FOR_EVENT.get(kind) if send_signal else None
-    if signal is not None:
-        kwargs: dict[str, object] = {
-            "connection": connection,
-            "token": token,
-            "owner": owner,
-            "actor": actor,
-            "event": event,
-        }
-        if error is not None:
-            kwargs["error"] = error
-        transaction.on_commit(lambda: signal.send(sender=Connection, **kwargs))
+    if send_signal:
+        _signal_after_commit(event, actor=actor, error=error)
     return event
+
+
+def _signal_after_commit(event: Event, *, actor: Actor, error: Exception | None) -> None:
+    """Send the signal of ``event``'s kind, if it has one, once the transaction commits."""
+    signal = SIGNAL_FOR_EVENT.get(event.kind)
+    if signal is None:
+        return
+    kwargs: dict[str, object] = {
+        "connection": event.connection,
+        "token": event.token,
+        "owner": event.owner,
+        "actor": actor,
+        "event": event,
+    }
+    if error is not None:
+        kwargs["error"] = error
+    transaction.on_commit(lambda: signal.send(sender=Connection, **kwargs))
 
 
 def lock_token(pk: int, *, timeout: float | None = None) -> Token:
