@@ -222,8 +222,9 @@ def notes(startup: dict, fast: dict, dot: dict) -> list[str]:
         f"command there is its own work per token ({fast['command_1']['client_cpu_ms']} ms of "
         "CPU: the row lock and re-check, encrypting two tokens, the audit event).",
         "DOT rows: django-oauth-toolkit on Django's development server, a realistic provider "
-        "that is itself the bottleneck; both rows there are bounded by it, so their ratio "
-        "says little about the command.",
+        f"whose own cost ({dot['limit_1']['server_cpu_ms']} ms of server CPU per refresh) "
+        "dominates both rows; the command's share there also reflects its CPU competing with "
+        "the provider for the same cores, which a remote provider would not feel.",
         f"The command's rates and CPU exclude its start-up ({startup['seconds']:.2f} s, "
         f"{startup['cpu']:.2f} s CPU: Python, Django, the query for due tokens, measured with "
         "nothing due); its seconds column includes it. Two copies are compared with the bare "
