@@ -208,7 +208,7 @@ def issue_grants(app, count: int, *, expired: bool = True) -> list[tuple[str, st
     return pairs
 
 
-def make_provider(auth: AuthServer, slug: str = "bench-as"):
+def make_provider(auth: AuthServer | FastTokenServer, slug: str = "bench-as"):
     from oauthconn.models import Provider
 
     provider, _ = Provider.objects.update_or_create(

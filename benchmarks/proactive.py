@@ -22,12 +22,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 from django.db import connection as db
 
 from benchmarks.common import (
     ROOT,
+    AuthServer,
     FastTokenServer,
     Section,
     Table,
@@ -41,6 +44,11 @@ from oauthconn.conf import oauthconn_settings
 
 WINDOW = 900
 CLIENT_ID = "proactive"
+Grants = list[tuple[str, str]]
+
+
+#: the two token endpoints refreshed against: both count requests and report their CPU
+TokenEndpoint = AuthServer | FastTokenServer
 
 
 def concurrency() -> int:
@@ -48,12 +56,12 @@ def concurrency() -> int:
     return 1 if db.vendor == "sqlite" else oauthconn_settings.PROACTIVE_CONCURRENCY
 
 
-def bare_rate(server, secret: str, grants: list, workers: int) -> dict:
+def bare_rate(server: TokenEndpoint, secret: str, grants: Grants, workers: int) -> dict:
     """Refreshes per second ``server`` sustains for a bare client with ``workers`` threads."""
     chunks = [grants[i::workers] for i in range(workers)]
     failures: list[int] = []
 
-    def work(chunk: list) -> None:
+    def work(chunk: Grants) -> None:
         with httpx.Client(auth=(CLIENT_ID, secret), timeout=60) as client:
             for _, refresh in chunk:
                 data = {"grant_type": "refresh_token", "refresh_token": refresh}
@@ -111,7 +119,9 @@ def command(copies: int, workers: int) -> dict:
 class Target:
     """A token endpoint to refresh against, and how to get ``count`` grants it will accept."""
 
-    def __init__(self, server, provider_slug: str, issue) -> None:
+    def __init__(
+        self, server: TokenEndpoint, provider_slug: str, issue: Callable[[int], Grants]
+    ) -> None:
         self.server = server
         self.provider_slug = provider_slug
         self.issue = issue
@@ -131,7 +141,7 @@ class Target:
         )
 
 
-def random_grants(count: int) -> list[tuple[str, str]]:
+def random_grants(count: int) -> Grants:
     """Grants for the fast server, which accepts any refresh token."""
     return [(secrets.token_urlsafe(30), secrets.token_urlsafe(30)) for _ in range(count)]
 
@@ -153,7 +163,7 @@ def command_rate(target: Target, secret: str, count: int, copies: int, startup: 
     return result
 
 
-def run(ctx) -> Section:
+def run(ctx: Any) -> Section:
     count = 20 if ctx.smoke else 1000
     workers = concurrency()
     app, secret = register_client(CLIENT_ID)
@@ -172,10 +182,12 @@ def run(ctx) -> Section:
     return report(count, workers, startup, results)
 
 
-def measure(target: Target, secret, count: int, workers: int, startup, copies) -> dict:
+def measure(
+    target: Target, secret: str, count: int, workers: int, startup: dict, copies: tuple[int, ...]
+) -> dict:
     """The bare client and the command against one server, for 1 (and 2) copies at once."""
     bare_rate(target.server, secret, target.issue(10), workers)  # warm-up
-    out = {}
+    out: dict[str, dict] = {}
     for n in copies:
         out[f"limit_{n}"] = bare_rate(target.server, secret, target.issue(count), workers * n)
         out[f"command_{n}"] = command_rate(target, secret, count, n, startup)
