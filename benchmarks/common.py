@@ -138,6 +138,21 @@ class AuthServer(ServerProcess):
         self.stats(reset=True)
 
 
+class FastTokenServer(ServerProcess):
+    """A token endpoint that answers at once and counts (see token_server.py): the limit."""
+
+    def __init__(self) -> None:
+        super().__init__("benchmarks.token_server", child_env())
+        self.token_endpoint = f"{self.url}/token"
+
+    def stats(self, reset: bool = False) -> dict[str, int]:
+        method = "POST" if reset else "GET"
+        return httpx.request(method, f"{self.url}/stats", timeout=10).json()
+
+    def reset(self) -> None:
+        self.stats(reset=True)
+
+
 class ResourceServer(ServerProcess):
     def __init__(self, token: str) -> None:
         self.token = token
@@ -193,7 +208,7 @@ def issue_grants(app, count: int, *, expired: bool = True) -> list[tuple[str, st
     return pairs
 
 
-def make_provider(auth: AuthServer, slug: str = "bench-as"):
+def make_provider(auth: AuthServer | FastTokenServer, slug: str = "bench-as"):
     from oauthconn.models import Provider
 
     provider, _ = Provider.objects.update_or_create(

@@ -103,6 +103,7 @@ def machine() -> dict[str, str]:
         "django-oauth-toolkit": version("django-oauth-toolkit"),
         "client database": connection.vendor,
         "authorization server database": "sqlite (WAL), Django's threaded server",
+        "proactive refresh limit": "benchmarks/token_server.py (stdlib, no database)",
     }
 
 

@@ -58,7 +58,7 @@ def test_every_benchmark_ran_and_is_in_the_report(report):
 def test_api_calls_reach_the_resource_server_and_a_valid_token_costs_no_query(report):
     facts = report[0]["api_calls"]["facts"]
     assert set(facts["statuses"].values()) == {200}
-    assert len(facts["statuses"]) == 8
+    assert len(facts["statuses"]) == 9  # with the plain requests.Session floor
     assert facts["queries_per_call"]["oauthconn conn.client()"] == 0
     assert facts["queries_per_call"]["oauthconn conn.get()"] == 0
 
@@ -88,11 +88,22 @@ def test_oauthconn_storm_sends_one_token_request_and_every_caller_gets_a_token(r
 def test_proactive_refresh_refreshes_each_due_token_once(report):
     facts = report[0]["proactive"]["facts"]
     count = facts["count"]
-    assert facts["limit"]["failures"] == 0
-    for run in (facts["single"], facts["double"]):
+    fast, dot = facts["fast"], facts["dot"]
+    for limit in (fast["limit_1"], fast["limit_2"], dot["limit_1"]):
+        assert limit["failures"] == 0
+        assert limit["token_requests"] == count
+    for run in (fast["command_1"], fast["command_2"], dot["command_1"]):
         assert run["refreshed"] == count
         assert run["token_requests"] == count  # two copies never refresh the same token
         assert set(run["exit_codes"]) == {0}
+    for run in (fast["command_1"], fast["command_2"]):
+        assert run["distinct_refresh_tokens"] == count  # the fast server saw each token once
+
+
+def test_api_calls_compare_requests_oauthlib_with_plain_requests(report):
+    facts = report[0]["api_calls"]["facts"]
+    assert facts["statuses"]["raw requests.Session (requests' floor)"] == 200
+    assert set(facts["oauthlib_to_requests"]) == {"median", "cpu"}
 
 
 def test_admin_queries_do_not_grow_with_the_table(report):
