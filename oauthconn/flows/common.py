@@ -201,6 +201,24 @@ def release_lease(pk: int, until: datetime) -> None:
     Token.objects.filter(pk=pk, lease_until=until).update(lease_until=None)
 
 
+#: the columns :func:`apply_token_set` may change, for ``save(update_fields=...)``
+APPLIED_FIELDS = (
+    "access_token",
+    "refresh_token",
+    "refresh_expires_at",
+    "id_token",
+    "token_type",
+    "expires_at",
+    "lifetime",
+    "scope",
+    "status",
+    "last_error",
+    "last_error_code",
+    "failure_count",
+    "next_attempt_at",
+)
+
+
 def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool) -> None:
     """Copy a validated token response onto the row (the caller saves, in its transaction).
 

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from oauthconn.exceptions import OAuthConnError, TemporarilyUnavailable
-from oauthconn.flows.common import apply_token_set, record_event
+from oauthconn.flows.common import APPLIED_FIELDS, apply_token_set, record_event
 from oauthconn.models import EventKind, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet
 
@@ -47,6 +47,12 @@ def renewer() -> dict[str, Any]:
     return {"actor": actor, **({"source": source} if source else {})}
 
 
+#: Part of the caller's transaction (the renewal's row lock), not a savepoint of its own:
+#: a failure here aborts the renewal anyway, and a savepoint costs two more round trips.
+#: Called without a transaction, it still is one.
+_in_callers_transaction = transaction.atomic(savepoint=False)
+
+
 @dataclass
 class Outcome:
     """A renewal's result: the row as it is now, and the error to raise after commit."""
@@ -55,7 +61,7 @@ class Outcome:
     error: OAuthConnError | None = None
 
 
-@transaction.atomic
+@_in_callers_transaction
 def store_renewal(token: Token, tokens: TokenSet) -> None:
     recovering = token.status == TokenStatus.FAILING
     first = token.access_token is None
@@ -67,7 +73,8 @@ def store_renewal(token: Token, tokens: TokenSet) -> None:
     if first:
         token.authorized_at = token.refreshed_at
         token.scope = tokens.scope or token.connection.scopes
-    token.save()
+    # Only what changed: the row's other columns (lease, revocation flag) are not ours.
+    token.save(update_fields=[*APPLIED_FIELDS, "refreshed_at", "authorized_at", "updated_at"])
     kind = EventKind.AUTHORIZED if first else EventKind.REFRESHED
     record_event(
         kind, token.connection, token=token, message="New access token obtained.", **renewer()
@@ -82,7 +89,7 @@ def store_renewal(token: Token, tokens: TokenSet) -> None:
         )
 
 
-@transaction.atomic
+@_in_callers_transaction
 def mark_needs_reauth(
     token: Token, error: OAuthConnError, cause: Exception | None = None
 ) -> Outcome:
@@ -90,7 +97,9 @@ def mark_needs_reauth(
     token.last_error = str(error)
     token.last_error_code = getattr(cause, "code", error.code)
     token.next_attempt_at = None
-    token.save()
+    token.save(
+        update_fields=["status", "last_error", "last_error_code", "next_attempt_at", "updated_at"]
+    )
     record_event(
         EventKind.NEEDS_REAUTH,
         token.connection,
@@ -105,7 +114,19 @@ def mark_needs_reauth(
     return Outcome(token, error)
 
 
-@transaction.atomic
+_FAILING_FIELDS = (
+    "failure_count",
+    "status",
+    "last_error",
+    "last_error_code",
+    "next_attempt_at",
+    "refresh_token",
+    "refresh_expires_at",
+    "updated_at",
+)
+
+
+@_in_callers_transaction
 def mark_failing(
     token: Token, err: OAuthConnError, *, new_refresh_token: str | None = None
 ) -> Outcome:
@@ -122,7 +143,7 @@ def mark_failing(
         token.refresh_token = new_refresh_token
         token.refresh_expires_at = None  # whatever was announced was for the old one
         message += "; the new refresh token it sent was kept for the next attempt."
-    token.save()
+    token.save(update_fields=_FAILING_FIELDS)
     record_event(
         EventKind.REFRESH_FAILED,
         token.connection,
