@@ -134,13 +134,15 @@ def empty() -> None:
         "oauthconn_notification",
         "oauthconn_event",
         "oauthconn_pendingrevocation",
+        "oauthconn_pendingswitch",
         "oauthconn_pendingauthorization",
         "oauthconn_token",
         "oauthconn_connection",
     ]
     with db.cursor() as cursor:
         if db.vendor == "postgresql":
-            cursor.execute(f"TRUNCATE {', '.join(children_first)}")
+            # CASCADE: a table added later that points at a connection is emptied too.
+            cursor.execute(f"TRUNCATE {', '.join(children_first)} CASCADE")
             return
         for table in children_first:
             cursor.execute(f"DELETE FROM {table}")
