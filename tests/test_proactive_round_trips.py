@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -128,3 +129,41 @@ def test_a_worker_killed_mid_batch_loses_no_token(scripted_server):
     assert endpoint.sent == ["r1", "r1"]
     assert token.refresh_token.reveal() == "r3" and token.access_token.reveal() == "a3"
     assert token.lease_until is None
+
+
+class Slow:
+    """A rotating token endpoint that takes a moment, so that two copies overlap."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, request) -> Reply:
+        self.sent.append(request.form()["refresh_token"][0])
+        time.sleep(0.1)
+        body = {"access_token": "a2", "refresh_token": f"{self.sent[-1]}-2", "expires_in": 3600}
+        return Reply(body={**body, "token_type": "Bearer"})
+
+
+@pytest.mark.postgres
+def test_two_copies_at_once_refresh_each_token_once(scripted_server):
+    endpoints = {}
+    for i in range(20):
+        make_due(scripted_server, f"t{i}", answer=False)
+        Token.objects.filter(connection__slug=f"t{i}").update(refresh_token=f"t{i}")
+        endpoints[f"t{i}"] = Slow()
+        scripted_server.default(f"/t{i}/token", endpoints[f"t{i}"])
+    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--concurrency", "3"]
+    command.append("--skip-checks")
+    env = subprocess_env()
+    copies = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    lines = [copy.communicate(timeout=120)[0].strip() for copy in copies]
+
+    assert [copy.returncode for copy in copies] == [0, 0], lines
+    assert sum(int(line.split(",")[0].removeprefix("refreshed ")) for line in lines) == 20
+    assert {slug: e.sent for slug, e in endpoints.items()} == {s: [s] for s in endpoints}
+    stored = {t.connection.slug: t.refresh_token.reveal() for t in Token.objects.all()}
+    assert stored == {slug: f"{slug}-2" for slug in endpoints}
+    assert not Token.objects.filter(lease_until__isnull=False).exists()
