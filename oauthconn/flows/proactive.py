@@ -3,9 +3,10 @@
 A token is due when its access token expires within ``window`` seconds, when its refresh
 token has not been used for ``idle_days`` (Microsoft, Google, Xero and others expire idle
 refresh tokens), or when the provider announced a refresh token expiry within
-``refresh_window`` seconds. Several copies may run at once on several hosts: each row is
-taken with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so a row another copy holds is
-skipped, never waited on, and the due-check is repeated under the lock.
+``refresh_window`` seconds. Several copies may run at once on several hosts: a row another
+copy holds is skipped, never waited on, and the due-check is repeated once the row is taken
+(PostgreSQL: a chunk of rows leased at once, see flows/proactive_batch.py; SQLite: a lease per
+row; MySQL: ``SELECT … FOR UPDATE SKIP LOCKED`` per row).
 """
 
 from __future__ import annotations
