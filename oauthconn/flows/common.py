@@ -72,28 +72,57 @@ def record_event(
     **data: Any,
 ) -> Event:
     """Write an audit row and send the matching signal once the transaction commits."""
-    owner = token.owner if token is not None else None
-    event = Event.objects.create(
+    event = new_event(kind, connection, token=token, actor=actor, message=message, **data)
+    event.save()
+    _after_writing(event, actor=actor, error=error, send_signal=send_signal)
+    return event
+
+
+def new_event(
+    kind: str,
+    connection: Connection,
+    *,
+    token: Token | None = None,
+    actor: Actor = None,
+    message: str = "",
+    **data: Any,
+) -> Event:
+    """The unsaved audit row :func:`record_event` writes (:func:`record_events` in bulk)."""
+    return Event(
         connection=connection,
         token=token,
-        owner=owner,
+        owner=token.owner if token is not None else None,
         kind=kind,
         actor=actor if actor is not None and actor.is_authenticated else None,
         message=message,
         data=data,
     )
+
+
+def record_events(events: list[Event], *, actor: Actor = None) -> None:
+    """:func:`record_event` for many rows made by :func:`new_event`: one INSERT for all of
+    them, then each one's outbox rows, log line and signal, as record_event does."""
+    if not events:
+        return
+    Event.objects.bulk_create(events)
+    for event in events:
+        _after_writing(event, actor=actor, error=None, send_signal=True)
+
+
+def _after_writing(
+    event: Event, *, actor: Actor, error: Exception | None, send_signal: bool
+) -> None:
     # In the caller's transaction, so the outbox row commits with the state change.
     enqueue_for_event(event)
     logger.info(
         "oauthconn %s: connection=%s owner=%s %s",
-        kind,
-        connection.slug,
-        getattr(owner, "pk", None),
-        message,
+        event.kind,
+        event.connection.slug,
+        getattr(event.owner, "pk", None),
+        event.message,
     )
     if send_signal:
         _signal_after_commit(event, actor=actor, error=error)
-    return event
 
 
 def _signal_after_commit(event: Event, *, actor: Actor, error: Exception | None) -> None:
@@ -176,8 +205,13 @@ def lease_seconds(pk: int) -> float:
     row = (
         Token.objects.filter(pk=pk).values_list("subject", "connection__provider__jwks_uri").first()
     )
-    requests = 3 if row is not None and row[0] and row[1] else 1
-    return requests * float(oauthconn_settings.REQUEST_DEADLINE) + LEASE_MARGIN
+    return lease_for(*(row or ("", None))) + LEASE_MARGIN
+
+
+def lease_for(subject: str, jwks_uri: str | None) -> float:
+    """Seconds the requests of one renewal may take (see :func:`lease_seconds`), no margin."""
+    requests = 3 if subject and jwks_uri else 1
+    return requests * float(oauthconn_settings.REQUEST_DEADLINE)
 
 
 def claim_lease(pk: int, seconds: float) -> datetime | None:
@@ -199,6 +233,24 @@ def claim_lease(pk: int, seconds: float) -> datetime | None:
 def release_lease(pk: int, until: datetime) -> None:
     """End a lease unless it is no longer this one (it ran out and another worker took it)."""
     Token.objects.filter(pk=pk, lease_until=until).update(lease_until=None)
+
+
+#: the columns :func:`apply_token_set` may change, for ``save(update_fields=...)``
+APPLIED_FIELDS = (
+    "access_token",
+    "refresh_token",
+    "refresh_expires_at",
+    "id_token",
+    "token_type",
+    "expires_at",
+    "lifetime",
+    "scope",
+    "status",
+    "last_error",
+    "last_error_code",
+    "failure_count",
+    "next_attempt_at",
+)
 
 
 def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool) -> None:

@@ -10,16 +10,23 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from oauthconn.exceptions import OAuthConnError, TemporarilyUnavailable
-from oauthconn.flows.common import apply_token_set, record_event
-from oauthconn.models import EventKind, Token, TokenStatus
+from oauthconn.flows.common import (
+    APPLIED_FIELDS,
+    apply_token_set,
+    new_event,
+    record_event,
+    record_events,
+)
+from oauthconn.models import Event, EventKind, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet
 
 BACKOFF_BASE = 10.0
@@ -47,6 +54,12 @@ def renewer() -> dict[str, Any]:
     return {"actor": actor, **({"source": source} if source else {})}
 
 
+#: Part of the caller's transaction (the renewal's row lock), not a savepoint of its own:
+#: a failure here aborts the renewal anyway, and a savepoint costs two more round trips.
+#: Called without a transaction, it still is one.
+_in_callers_transaction = transaction.atomic(savepoint=False)
+
+
 @dataclass
 class Outcome:
     """A renewal's result: the row as it is now, and the error to raise after commit."""
@@ -55,8 +68,66 @@ class Outcome:
     error: OAuthConnError | None = None
 
 
-@transaction.atomic
+#: the columns a renewal writes
+_RENEWAL_FIELDS = (*APPLIED_FIELDS, "refreshed_at", "authorized_at", "updated_at")
+
+
+@dataclass
+class Lease:
+    """A proactive batch's claim on token rows until ``until`` (see flows/proactive_batch.py).
+
+    Renewals inside :func:`storing_under` store through it: one UPDATE per token, the events
+    kept in ``events`` for the batch to write at once with ``record_events``.
+    """
+
+    until: datetime
+    events: list[Event] = field(default_factory=list)
+    stored: set[int] = field(default_factory=set)
+
+    def store(self, token: Token) -> None:
+        """Write the renewed columns and end the lease, if it still is ours, in one statement.
+
+        Written even when the lease ran out and another worker took the row: the provider
+        has already replaced the refresh token it answered with, so ours is the one to keep
+        (the other worker's request fails with invalid_grant and finds it, R37).
+        """
+        values: dict[str, Any] = {name: getattr(token, name) for name in _RENEWAL_FIELDS}
+        values["updated_at"] = timezone.now()
+        ours = When(lease_until=self.until, then=Value(None, output_field=DateTimeField()))
+        Token.objects.filter(pk=token.pk).update(
+            **values, lease_until=Case(ours, default=F("lease_until"))
+        )
+        token.lease_until = None
+        self.stored.add(token.pk)
+
+
+_lease: ContextVar[Lease | None] = ContextVar("oauthconn_lease", default=None)
+
+
+@contextmanager
+def storing_under(lease: Lease) -> Iterator[None]:
+    """Renewals in this block hold ``lease`` (no transaction) and store through it."""
+    reset = _lease.set(lease)
+    try:
+        yield
+    finally:
+        _lease.reset(reset)
+
+
 def store_renewal(token: Token, tokens: TokenSet) -> None:
+    """Put a renewal's tokens on the row and record its events: in the caller's transaction,
+    or under a proactive batch's :class:`Lease`, which stores and records them its way."""
+    events = _apply_renewal(token, tokens)
+    lease = _lease.get()
+    if lease is None:
+        _save_renewal(token, events)
+        return
+    lease.store(token)
+    lease.events += events
+
+
+def _apply_renewal(token: Token, tokens: TokenSet) -> list[Event]:
+    """Copy ``tokens`` onto ``token`` (not saved); the events the change calls for."""
     recovering = token.status == TokenStatus.FAILING
     first = token.access_token is None
     # R39: a refreshed ID token replaces the original only once verified against it
@@ -67,22 +138,28 @@ def store_renewal(token: Token, tokens: TokenSet) -> None:
     if first:
         token.authorized_at = token.refreshed_at
         token.scope = tokens.scope or token.connection.scopes
-    token.save()
     kind = EventKind.AUTHORIZED if first else EventKind.REFRESHED
-    record_event(
-        kind, token.connection, token=token, message="New access token obtained.", **renewer()
-    )
+    events = [new_event(kind, token.connection, token=token, message=_NEW, **renewer())]
     if recovering:
-        record_event(
-            EventKind.RECOVERED,
-            token.connection,
-            token=token,
-            message="The provider answered again.",
-            **renewer(),
+        events.append(
+            new_event(
+                EventKind.RECOVERED, token.connection, token=token, message=_AGAIN, **renewer()
+            )
         )
+    return events
 
 
-@transaction.atomic
+_NEW, _AGAIN = "New access token obtained.", "The provider answered again."
+
+
+@_in_callers_transaction
+def _save_renewal(token: Token, events: list[Event]) -> None:
+    # Only what changed: the row's other columns (lease, revocation flag) are not ours.
+    token.save(update_fields=_RENEWAL_FIELDS)
+    record_events(events, actor=renewer()["actor"])
+
+
+@_in_callers_transaction
 def mark_needs_reauth(
     token: Token, error: OAuthConnError, cause: Exception | None = None
 ) -> Outcome:
@@ -90,7 +167,9 @@ def mark_needs_reauth(
     token.last_error = str(error)
     token.last_error_code = getattr(cause, "code", error.code)
     token.next_attempt_at = None
-    token.save()
+    token.save(
+        update_fields=["status", "last_error", "last_error_code", "next_attempt_at", "updated_at"]
+    )
     record_event(
         EventKind.NEEDS_REAUTH,
         token.connection,
@@ -105,7 +184,19 @@ def mark_needs_reauth(
     return Outcome(token, error)
 
 
-@transaction.atomic
+_FAILING_FIELDS = (
+    "failure_count",
+    "status",
+    "last_error",
+    "last_error_code",
+    "next_attempt_at",
+    "refresh_token",
+    "refresh_expires_at",
+    "updated_at",
+)
+
+
+@_in_callers_transaction
 def mark_failing(
     token: Token, err: OAuthConnError, *, new_refresh_token: str | None = None
 ) -> Outcome:
@@ -122,7 +213,7 @@ def mark_failing(
         token.refresh_token = new_refresh_token
         token.refresh_expires_at = None  # whatever was announced was for the old one
         message += "; the new refresh token it sent was kept for the next attempt."
-    token.save()
+    token.save(update_fields=_FAILING_FIELDS)
     record_event(
         EventKind.REFRESH_FAILED,
         token.connection,

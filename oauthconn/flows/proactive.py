@@ -3,14 +3,16 @@
 A token is due when its access token expires within ``window`` seconds, when its refresh
 token has not been used for ``idle_days`` (Microsoft, Google, Xero and others expire idle
 refresh tokens), or when the provider announced a refresh token expiry within
-``refresh_window`` seconds. Several copies may run at once on several hosts: each row is
-taken with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so a row another copy holds is
-skipped, never waited on, and the due-check is repeated under the lock.
+``refresh_window`` seconds. Several copies may run at once on several hosts: a row another
+copy holds is skipped, never waited on, and the due-check is repeated once the row is taken
+(PostgreSQL: a chunk of rows leased at once, see flows/proactive_batch.py; SQLite: a lease per
+row; MySQL: ``SELECT … FOR UPDATE SKIP LOCKED`` per row).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +29,10 @@ from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import OAuthConnError
-from oauthconn.flows.common import reusing_outbound_client
+from oauthconn.flows.common import lease_for, reusing_outbound_client
+from oauthconn.flows.outcomes import Outcome as RenewalOutcome
 from oauthconn.flows.outcomes import renewing_as
+from oauthconn.flows.proactive_batch import CHUNK, Row, refresh_chunk
 from oauthconn.flows.tokens import exclusively, renew_locked_token
 from oauthconn.models import GrantType, Token, TokenStatus
 
@@ -148,68 +152,83 @@ def refresh_due(
 ) -> Summary:
     """Refresh every due token, at most ``concurrency`` at a time; report as they finish.
 
-    ``on_progress(done, total)`` is called after each token. ``source`` names the job in the
-    events it records (the connection page shows "by oauthconn_refresh"). SQLite serializes
-    writes, so there the work runs one token at a time in the calling thread.
+    ``on_progress(done, total)`` is called as tokens finish. ``source`` names the job in the
+    events it records (the connection page shows "by oauthconn_refresh"). PostgreSQL renews a
+    chunk of tokens per claim (flows/proactive_batch.py); elsewhere one row at a time, and
+    SQLite, which serializes writes, in the calling thread.
     """
     policy = policy or Policy.from_settings()
-    pks = list(policy.candidates().values_list("pk", flat=True))
+    rows = [
+        (pk, lease_for(subject, jwks_uri))
+        for pk, subject, jwks_uri in policy.candidates().values_list(
+            "pk", "subject", "connection__provider__jwks_uri"
+        )
+    ]
     workers = concurrency or oauthconn_settings.PROACTIVE_CONCURRENCY
     if db_connection.vendor == "sqlite":
         workers = 1
     summary = Summary()
-    results = _map(partial(refresh_if_due, is_due=policy.is_due, source=source), pks, workers)
-    for done, result in enumerate(results, start=1):
+    for done, result in enumerate(_run(policy, rows, workers, source), start=1):
         summary.add(result)
         if on_progress is not None:
-            on_progress(done, len(pks))
+            on_progress(done, len(rows))
     return summary
 
 
-Outcome = tuple[str | None, BaseException | None]
+def _run(policy: Policy, rows: list[Row], workers: int, source: str) -> Iterator[str]:
+    if db_connection.vendor == "postgresql":
+        size = max(1, min(CHUNK, math.ceil(len(rows) / workers)))
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        batch = partial(refresh_chunk, is_due=policy.is_due, result=result_of, source=source)
+        return _map(batch, chunks, workers)
+    one = partial(refresh_if_due, is_due=policy.is_due, source=source)
+    return _map(lambda chunk: [one(chunk[0][0])], [[row] for row in rows], workers)
 
 
-def _map(function: Callable[[int], str], pks: list[int], workers: int) -> Iterator[str]:
-    """Results in the order they finish, so the progress bar moves with the work.
+Outcome = tuple[list[str] | None, BaseException | None]
+Work = Callable[[list[Row]], list[str]]
+
+
+def _map(function: Work, chunks: list[list[Row]], workers: int) -> Iterator[str]:
+    """Results in the order their chunks finish, so the progress bar moves with the work.
 
     A ``ThreadPoolExecutor`` of at most ``workers`` threads runs one share each: a share
-    takes the next token until none is left, with one database connection and one HTTP
+    takes the next chunk until none is left, with one database connection and one HTTP
     client for all of them (opening both anew for every token cost more than the refresh
     itself), and closes its database connection when done. An error is raised here, in the
     caller's thread, once the shares have finished the rest.
     """
-    if workers <= 1 or len(pks) <= 1:
+    if workers <= 1 or len(chunks) <= 1:
         with reusing_outbound_client():
-            yield from map(function, pks)
+            for chunk in chunks:
+                yield from function(chunk)
         return
-    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for pk in pks:
-        todo.put(pk)
+    todo: queue.SimpleQueue[list[Row]] = queue.SimpleQueue()
+    for chunk in chunks:
+        todo.put(chunk)
     finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-    shares = min(workers, len(pks))
+    shares = min(workers, len(chunks))
     with ThreadPoolExecutor(max_workers=shares, thread_name_prefix="oauthconn-refresh") as pool:
         for _ in range(shares):
             pool.submit(_share, function, todo, finished)
-        for _ in pks:
-            result, error = finished.get()
+        for _ in chunks:
+            results, error = finished.get()
             if error is not None:
                 raise error
-            yield cast(str, result)  # set whenever error is None
+            yield from cast(list[str], results)  # set whenever error is None
 
 
-def _share(
-    function: Callable[[int], str], todo: queue.SimpleQueue[int], finished: queue.SimpleQueue
-) -> None:
+def _share(function: Work, todo: queue.SimpleQueue[list[Row]], finished: queue.SimpleQueue) -> None:
     """One worker's part of the run; every token's outcome goes to ``finished``."""
     try:
         with reusing_outbound_client():
             while True:
                 try:
-                    pk = todo.get_nowait()
+                    chunk = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    finished.put((function(pk), None))
+                    finished.put((function(chunk), None))
                 except BaseException as err:  # raised in the caller's thread; go on here
                     finished.put((None, err))
     except BaseException as err:  # no HTTP client: the caller must not wait for results
@@ -237,6 +256,11 @@ def refresh_if_due(pk: int, is_due: Callable[[Token], bool], source: str = "") -
         # stop the run for the others.
         logger.warning("oauthconn proactive refresh of token %s failed: %s", pk, err)
         return FAILED
+    return result_of(outcome)
+
+
+def result_of(outcome: RenewalOutcome) -> str:
+    """A renewal's outcome as the run counts it."""
     if outcome.error is None and outcome.token.status == TokenStatus.ACTIVE:
         return REFRESHED
     return NEEDS_REAUTH if outcome.token.status == TokenStatus.NEEDS_REAUTH else FAILED

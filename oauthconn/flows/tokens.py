@@ -225,7 +225,7 @@ def _renew_locked(pk: int, stale: Token | None, force: bool) -> Outcome:
         error = Busy(BUSY)
         error.__cause__ = err
         return Outcome(load_token_by_pk(pk), error)
-    # SQLite: another process holds the lease. Its result may already be there.
+    # Another process holds the lease (SQLite, or a proactive batch). Its result may be there.
     token = load_token_by_pk(pk)
     if _still_fresh(token, stale, force):
         return Outcome(token)
@@ -237,16 +237,16 @@ def exclusively(pk: int, *, wait: bool) -> Iterator[Token | None]:
     """The right to renew row ``pk``: yields it re-read, or None if another worker has it.
 
     PostgreSQL (and MySQL): a row lock for the whole renewal, so whoever waits finds the
-    result; ``wait=False`` skips a locked row instead. SQLite: a lease (see
-    ``claim_lease``), never waited on; the process-local lock already queues this
-    process's threads.
+    result; ``wait=False`` skips a locked row instead; a row a proactive batch leased is None.
+    SQLite: a lease (``claim_lease``), never waited on; the process-local lock queues threads.
     """
     if db_connection.features.has_select_for_update:
         with transaction.atomic():
-            if wait:
-                yield lock_token(pk, timeout=oauthconn_settings.LOCK_TIMEOUT)
-            else:
-                yield try_lock_token(pk)
+            timeout = oauthconn_settings.LOCK_TIMEOUT
+            token = lock_token(pk, timeout=timeout) if wait else try_lock_token(pk)
+            # A proactive batch's lease (flows/proactive_batch.py): its request may be in
+            # flight with this refresh token, and it holds no row lock meanwhile.
+            yield None if token is not None and _seconds_until(token.lease_until) else token
         return
     until = claim_lease(pk, lease_seconds(pk))
     if until is None:

@@ -1,0 +1,169 @@
+"""How many statements a proactive refresh costs the database (issue 11).
+
+Counted with ``connection.execute_wrapper`` over a batch: every statement Django sends,
+savepoints included, plus two (BEGIN and COMMIT, which the driver sends on its own) for each
+transaction a statement ran in; a statement in autocommit is one round trip.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from oauthconn.flows.proactive import Policy, refresh_due
+from oauthconn.flows.tokens import renew_now
+from oauthconn.models import Connection, Provider, Token
+from tests.scripted_server import Reply
+from tests.test_concurrency import ROOT, subprocess_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BATCH = 6
+
+
+def make_due(scripted_server, slug: str, *, answer: bool = True) -> None:
+    endpoint = scripted_server.url(f"/{slug}/token")
+    provider = Provider.objects.create(slug=slug, name=slug, token_endpoint=endpoint)
+    connection_ = Connection.objects.create(
+        slug=slug, name=slug, provider=provider, client_id="c", client_secret="s"
+    )
+    Token.objects.create(
+        connection=connection_,
+        access_token="a",
+        refresh_token="r",
+        expires_at=timezone.now() + timedelta(minutes=2),
+    )
+    if not answer:
+        return
+    body = {"access_token": "a2", "refresh_token": f"{slug}-r2", "expires_in": 3600}
+    scripted_server.add(f"/{slug}/token", Reply(body={**body, "token_type": "Bearer"}))
+
+
+@pytest.mark.postgres
+def test_a_refresh_costs_at_most_three_round_trips(scripted_server):
+    for i in range(BATCH):
+        make_due(scripted_server, f"c{i}")
+    statements: list[str] = []
+    transactions: list[bool] = []  # one entry per committed transaction
+    open_ = []
+
+    def count(execute, sql, params, many, context):
+        if connection.in_atomic_block and not open_:
+            open_.append(True)  # the first statement of a transaction: count it at commit
+
+            def committed() -> None:
+                transactions.append(True)
+                open_.clear()
+
+            transaction.on_commit(committed)
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        summary = refresh_due(Policy.from_settings(), concurrency=1)
+
+    assert summary.refreshed == BATCH
+    # The one candidates query serves the whole batch.
+    round_trips = len(statements) - 1 + 2 * len(transactions)
+    assert round_trips / BATCH <= 3, "\n".join(statements)
+    # The rotated refresh tokens are stored.
+    stored = sorted(t.refresh_token.reveal() for t in Token.objects.all())
+    assert stored == sorted(f"c{i}-r2" for i in range(BATCH))
+
+
+# --- a worker killed mid-batch (PostgreSQL) -------------------------------------------------
+
+
+class FirstStalls:
+    """A rotating token endpoint whose first answer never arrives: the worker is killed
+    while waiting for it (the provider may or may not have rotated meanwhile)."""
+
+    def __init__(self) -> None:
+        self.arrived, self.release = threading.Event(), threading.Event()
+        self.sent: list[str] = []
+
+    def __call__(self, request) -> Reply:
+        self.sent.append(request.form()["refresh_token"][0])
+        if len(self.sent) == 1:
+            self.arrived.set()
+            self.release.wait(60)
+        n = len(self.sent) + 1
+        body = {"access_token": f"a{n}", "refresh_token": f"r{n}", "expires_in": 3600}
+        return Reply(body={**body, "token_type": "Bearer"})
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_batch_loses_no_token(scripted_server):
+    endpoint = FirstStalls()
+    make_due(scripted_server, "stuck", answer=False)
+    scripted_server.default("/stuck/token", endpoint)
+    Token.objects.update(refresh_token="r1")
+    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--skip-checks"]
+    copy = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE)
+    try:
+        assert endpoint.arrived.wait(60), "the worker never sent its request"
+        copy.send_signal(signal.SIGKILL)
+        copy.wait(timeout=30)
+    finally:
+        endpoint.release.set()
+    token = Token.objects.get()
+    assert token.lease_until > timezone.now()  # claimed by the dead worker, nothing stored
+    assert token.refresh_token.reveal() == "r1"
+
+    # While its lease runs, neither the next run nor a person's "Refresh now" renews it.
+    assert refresh_due(Policy.from_settings()).skipped == 1
+    assert renew_now(token.connection).busy
+    assert endpoint.sent == ["r1"]
+
+    Token.objects.update(lease_until=timezone.now() - timedelta(seconds=1))  # it runs out
+    assert refresh_due(Policy.from_settings()).refreshed == 1
+    token = Token.objects.get()
+    assert endpoint.sent == ["r1", "r1"]
+    assert token.refresh_token.reveal() == "r3" and token.access_token.reveal() == "a3"
+    assert token.lease_until is None
+
+
+class Slow:
+    """A rotating token endpoint that takes a moment, so that two copies overlap."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, request) -> Reply:
+        self.sent.append(request.form()["refresh_token"][0])
+        time.sleep(0.1)
+        body = {"access_token": "a2", "refresh_token": f"{self.sent[-1]}-2", "expires_in": 3600}
+        return Reply(body={**body, "token_type": "Bearer"})
+
+
+@pytest.mark.postgres
+def test_two_copies_at_once_refresh_each_token_once(scripted_server):
+    endpoints = {}
+    for i in range(20):
+        make_due(scripted_server, f"t{i}", answer=False)
+        Token.objects.filter(connection__slug=f"t{i}").update(refresh_token=f"t{i}")
+        endpoints[f"t{i}"] = Slow()
+        scripted_server.default(f"/t{i}/token", endpoints[f"t{i}"])
+    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--concurrency", "3"]
+    command.append("--skip-checks")
+    env = subprocess_env()
+    copies = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    lines = [copy.communicate(timeout=120)[0].strip() for copy in copies]
+
+    assert [copy.returncode for copy in copies] == [0, 0], lines
+    assert sum(int(line.split(",")[0].removeprefix("refreshed ")) for line in lines) == 20
+    assert {slug: e.sent for slug, e in endpoints.items()} == {s: [s] for s in endpoints}
+    stored = {t.connection.slug: t.refresh_token.reveal() for t in Token.objects.all()}
+    assert stored == {slug: f"{slug}-2" for slug in endpoints}
+    assert not Token.objects.filter(lease_until__isnull=False).exists()
