@@ -6,7 +6,6 @@ transaction; events are recorded here and their signals sent after commit.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,6 +17,7 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
+from oauthconn.backoff import jittered_backoff
 from oauthconn.exceptions import OAuthConnError, TemporarilyUnavailable
 from oauthconn.flows.common import (
     APPLIED_FIELDS,
@@ -239,9 +239,5 @@ def serve_while_failing(token: Token, error: TemporarilyUnavailable) -> Outcome:
 
 
 def backoff_delay(failures: int, retry_after: float | None = None) -> float:
-    """Capped exponential backoff with jitter; a provider's Retry-After wins up to the cap."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
-    delay *= random.uniform(0.8, 1.2)
-    if retry_after:
-        delay = max(delay, min(float(retry_after), BACKOFF_CAP))
-    return delay
+    """Backoff of a failing renewal or revocation; a provider's Retry-After wins up to the cap."""
+    return jittered_backoff(failures, base=BACKOFF_BASE, cap=BACKOFF_CAP, retry_after=retry_after)

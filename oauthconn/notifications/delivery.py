@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -20,6 +19,7 @@ from django.core.mail import mail_admins, send_mail
 from django.utils import timezone
 
 from oauthconn import http
+from oauthconn.backoff import jittered_backoff
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.models import Notification
@@ -43,9 +43,8 @@ class DeliveryFailed(Exception):
 
 
 def backoff_delay(attempts: int) -> float:
-    """Capped exponential backoff with jitter, in seconds, after ``attempts`` failures."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(attempts - 1, 0))
-    return delay * random.uniform(0.8, 1.2)
+    """Seconds before the next delivery attempt after ``attempts`` failures."""
+    return jittered_backoff(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
 
 def deliver_due(now: datetime | None = None) -> dict[str, int]:
