@@ -110,7 +110,12 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         with renewing_as(actor=request.user):
             outcome = flows.connect(
-                connection, owner, user=request.user, session=request.session, return_to=return_to
+                connection,
+                owner,
+                user=request.user,
+                session=request.session,
+                return_to=return_to,
+                asked={f.name: request.POST.get(f.input_name, "") for f in connection.asked_fields},
             )
     except OAuthConnError as err:
         messages.error(request, f"{connection.name}: {err}")

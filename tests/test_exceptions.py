@@ -28,6 +28,7 @@ PERMANENT = {
     oc.TemporarilyUnavailable: False,
     oc.Busy: False,
     oc.DisallowedResourceURL: True,
+    oc.GrantValueRefused: True,
     oc.TransportError: False,
     oc.ProviderTimeout: False,
     oc.DeadlineExceeded: False,

@@ -23,6 +23,7 @@ from oauthconn import flows
 from oauthconn.admin import health, pages
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
 from oauthconn.admin.wizard import ConnectionWizard
+from oauthconn.base_url import has_grant_fields
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.flows.configuration import invalidate_grants
@@ -227,6 +228,8 @@ def status_context(request: HttpRequest, connection: Connection) -> dict[str, An
     """What the connection page shows above the form: status, grant metadata, events."""
     user = request.user
     token = Token.objects.filter(connection=connection, owner__isnull=True).first()
+    if token is not None:
+        token.connection = connection  # its api_base_url resolves with it, no query
     context = {
         "redirect_uri": connection.redirect_uri,
         "events": Event.objects.filter(connection=connection).select_related("actor")[:10],
@@ -238,10 +241,13 @@ def status_context(request: HttpRequest, connection: Connection) -> dict[str, An
         "authorize_host": urlsplit(connection.provider.authorization_endpoint).netloc
         if connection.uses_browser
         else "",
+        "has_grant_fields": has_grant_fields(connection.api_base_url),
         **signing_key_context(request, connection),
     }
     if connection.per_user:
-        tokens = Token.objects.filter(connection=connection).select_related("owner")
+        tokens = list(Token.objects.filter(connection=connection).select_related("owner"))
+        for t in tokens:
+            t.connection = connection
         context["user_tokens"] = [(t, badge(token_status(t))) for t in tokens]
         return context
     requested = connection.scope_list

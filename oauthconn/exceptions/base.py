@@ -143,3 +143,12 @@ class DisallowedResourceURL(OAuthConnError, ValueError):
     code = "disallowed_url"
     message = "Tokens are only sent to the connection's API base URL."
     permanent = True
+
+
+class GrantValueRefused(DisallowedResourceURL):
+    """A per-grant value of the API base URL (``{ask:...}`` typed when connecting, or
+    ``{token:...}`` from the token response) is malformed or makes a URL the policy refuses
+    (R62). ``details["field"]`` names the field when one is at fault."""
+
+    code = "grant_value_refused"
+    message = "A value of the connection's API base URL was refused."

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from oauthconn import http
+from oauthconn.base_url import check_value, grant_fields, resolve, values_for_grant
 from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
@@ -75,11 +76,14 @@ def start_authorization(
     session: SessionBase,
     owner: Owner = None,
     return_to: str = "",
+    asked: Mapping[str, str] | None = None,
 ) -> str:
     """Record a new attempt and return the URL to send the browser to.
 
     ``owner`` must be the one :func:`~oauthconn.flows.access.authorizing_owner` allows
     ``user`` to authorize for, else NotPermitted: the callback checks the same again.
+    ``asked`` holds the values of the API base URL's ``{ask:...}`` fields (by name), checked
+    now (GrantValueRefused) and stored with the grant when it arrives.
     """
     if not connection.uses_browser:
         raise ConfigurationError("Client credentials connections do not use a browser.")
@@ -89,6 +93,7 @@ def start_authorization(
         raise NotPermitted()
     provider = connection.provider
     http.check_url(provider.authorization_endpoint, field="authorization endpoint")
+    base_values = check_asked(connection.api_base_url, asked or {})
     state = pkce.make_state()
     verifier = pkce.make_code_verifier() if connection.uses_pkce else None
     nonce = pkce.make_nonce() if "openid" in connection.scope_list else None
@@ -102,6 +107,7 @@ def start_authorization(
         nonce=nonce,
         redirect_uri=connection.redirect_uri,
         return_to=return_to,
+        base_values=base_values,
     )
     _record_attempt(attempt)
     return build_authorization_url(
@@ -114,6 +120,17 @@ def start_authorization(
         nonce=nonce,
         extra_params=connection.extra_authorize_params,
     )
+
+
+def check_asked(template: str, asked: Mapping[str, str]) -> dict[str, str]:
+    """The ``{ask:...}`` values of ``template`` from ``asked``, each checked, and the URL
+    they make with sample token values checked too (GrantValueRefused, R62)."""
+    fields = grant_fields(template)
+    values = {f.name: check_value(f, asked.get(f.name)) for f in fields if f.source == "ask"}
+    if values:
+        samples = {f.name: "https://example.com" for f in fields if f.source == "token"}
+        resolve(template, {**samples, **values})
+    return values
 
 
 def _record_attempt(attempt: PendingAuthorization) -> None:
@@ -183,6 +200,10 @@ def _complete(
             raise AuthorizationDenied(params.error, params.error_description)
         tokens = redeem_code(connection, attempt, params.code)
         identity = verify_identity(connection, tokens, Sealed.reveal_optional(attempt.nonce))
+        # R62: a refused instance_url refuses the grant; the stored one stays as it was.
+        values = values_for_grant(
+            connection.api_base_url, response=tokens.extra, asked=attempt.base_values
+        )
     except Exception as err:
         record_event(
             EventKind.AUTHORIZATION_FAILED,
@@ -195,8 +216,15 @@ def _complete(
     # Defect 7b: another account than the connected grant's waits for the person to confirm.
     old = switching_from(connection, attempt.owner, identity)
     if old is not None and identity is not None:
-        return hold_switch(attempt, tokens, identity, old)
-    return store_grant(connection, tokens, owner=attempt.owner, actor=user, identity=identity)
+        return hold_switch(attempt, tokens, identity, old, base_values=values)
+    return store_grant(
+        connection,
+        tokens,
+        owner=attempt.owner,
+        actor=user,
+        identity=identity,
+        base_values=values,
+    )
 
 
 def started_from(query: Query, *, session: SessionBase) -> str:
@@ -299,8 +327,15 @@ def store_grant(
     owner: Owner = None,
     actor: Actor = None,
     identity: Identity | None = None,
+    base_values: Mapping[str, str] | None = None,
 ) -> Token:
-    """Save a new grant for an owner, all or nothing, and record the events."""
+    """Save a new grant for an owner, all or nothing, and record the events.
+
+    ``base_values``: the grant's API base URL values (:func:`values_for_grant`); when not
+    given they come from the token response alone (GrantValueRefused if that is not enough).
+    """
+    if base_values is None:
+        base_values = values_for_grant(connection.api_base_url, response=tokens.extra, asked={})
     with transaction.atomic():
         token, created = Token.objects.select_for_update().get_or_create(
             connection=connection, owner=owner
@@ -310,6 +345,7 @@ def store_grant(
         switched = identity is not None and token.subject not in ("", identity.subject)
         before = describe_account(token.subject, token.claims) if switched else None
         _apply_grant(token, tokens, connection, actor=actor, identity=identity)
+        token.base_values = dict(base_values)
         token.save()
         _record_authorized(connection, token, actor=actor, before=before, recovered=was_broken)
     return token

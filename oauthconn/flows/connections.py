@@ -7,7 +7,7 @@ before delete" are each decided here only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,16 +45,18 @@ def connect(
     user: RequestUser,
     session: SessionBase,
     return_to: str = "",
+    asked: Mapping[str, str] | None = None,
 ) -> Connected | Redirect:
     """Client credentials fetch a token now; every other grant starts a browser flow.
 
     ``owner`` is the one :func:`oauthconn.flows.access.owner_for` allowed ``user``. Raises
-    any ``OAuthConnError`` of :func:`renew_now` or :func:`start_authorization`.
+    any ``OAuthConnError`` of :func:`renew_now` or :func:`start_authorization`. ``asked``:
+    the API base URL's ``{ask:...}`` values typed on the connect form (browser grants).
     """
     if not connection.uses_browser:
         return Connected(renew_now(connection, owner))
     url = start_authorization(
-        connection, user=user, session=session, owner=owner, return_to=return_to
+        connection, user=user, session=session, owner=owner, return_to=return_to, asked=asked
     )
     return Redirect(url)
 

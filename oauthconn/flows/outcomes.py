@@ -18,6 +18,7 @@ from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from oauthconn.backoff import jittered_backoff
+from oauthconn.base_url import renewed_values
 from oauthconn.exceptions import OAuthConnError, TemporarilyUnavailable
 from oauthconn.flows.common import (
     APPLIED_FIELDS,
@@ -69,7 +70,7 @@ class Outcome:
 
 
 #: the columns a renewal writes
-_RENEWAL_FIELDS = (*APPLIED_FIELDS, "refreshed_at", "authorized_at", "updated_at")
+_RENEWAL_FIELDS = (*APPLIED_FIELDS, "base_values", "refreshed_at", "authorized_at", "updated_at")
 
 
 @dataclass
@@ -139,7 +140,13 @@ def _apply_renewal(token: Token, tokens: TokenSet) -> list[Event]:
         token.authorized_at = token.refreshed_at
         token.scope = tokens.scope or token.connection.scopes
     kind = EventKind.AUTHORIZED if first else EventKind.REFRESHED
-    events = [new_event(kind, token.connection, token=token, message=_NEW, **renewer())]
+    # R62: a refused {token:...} value (an instance_url to a private address) keeps the old
+    # one and is told in the event; the new, valid access token is stored all the same.
+    token.base_values, refused = renewed_values(
+        token.connection.api_base_url, token.base_values, tokens.extra
+    )
+    message = f"{_NEW} {refused}" if refused else _NEW
+    events = [new_event(kind, token.connection, token=token, message=message, **renewer())]
     if recovering:
         events.append(
             new_event(

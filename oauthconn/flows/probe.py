@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from oauthconn import http
+from oauthconn.base_url import grant_fields
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.resource import Grant
 from oauthconn.models import Connection
@@ -38,10 +39,13 @@ class ProbeResult:
         return 200 <= self.status_code < 300
 
 
-def probe_url(connection: Connection) -> str:
-    """The URL "Test" calls, or ConfigurationError when the connection has neither target."""
+def probe_url(connection: Connection, base_url: str | None = None) -> str:
+    """The URL "Test" calls, or ConfigurationError when the connection has neither target.
+
+    ``base_url``: the grant's resolved API base URL when it has per-grant fields.
+    """
     if connection.test_path and connection.api_base_url:
-        base = connection.api_base_url.rstrip("/") + "/"
+        base = (base_url or connection.api_base_url).rstrip("/") + "/"
         return urljoin(base, connection.test_path.lstrip("/"))
     if connection.provider.userinfo_endpoint:
         return connection.provider.userinfo_endpoint
@@ -58,8 +62,9 @@ def probe_connection(connection: Connection, owner: Owner = None) -> ProbeResult
     ``ReauthorizationRequired``...), transport errors, and ``DisallowedResourceURL`` for a
     test path that leaves the API base URL's origin.
     """
-    url = probe_url(connection)
     grant = Grant(connection, owner)
+    resolved = grant.api_base_url() if grant_fields(connection.api_base_url) else None
+    url = probe_url(connection, resolved)
     if connection.test_path and connection.api_base_url:
         with grant.client() as client:
             response = http.send(client, "GET", url)

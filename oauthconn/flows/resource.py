@@ -18,6 +18,7 @@ import httpx
 from asgiref.sync import sync_to_async
 
 from oauthconn import http
+from oauthconn.base_url import grant_fields, resolve
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
 from oauthconn.flows.tokens import get_valid_token
@@ -61,11 +62,24 @@ class Grant:
         return str(self.base_url())
 
     def base_url(self) -> httpx.URL:
-        """:meth:`api_base_url` parsed (parsed and checked once per process per value)."""
-        base = self.connection.api_base_url
-        if not base:
+        """:meth:`api_base_url` parsed (parsed and checked once per process per value).
+
+        With per-grant fields (``{token:...}``, ``{ask:...}``) it is the URL this owner's
+        grant resolves to, so it needs the grant's row (refreshed first when due).
+        """
+        template = self.connection.api_base_url
+        if not template:
             raise ConfigurationError(f"Connection {self.connection.slug!r} has no API base URL.")
-        return _checked_base_url(base, bool(oauthconn_settings.ALLOW_INSECURE_LOOPBACK))
+        if not grant_fields(template):
+            return _checked_base_url(template, bool(oauthconn_settings.ALLOW_INSECURE_LOOPBACK))
+        return self.base_url_of(self.token())
+
+    def base_url_of(self, token: Token) -> httpx.URL:
+        """The API base URL that ``token``'s grant values resolve to (GrantValueRefused)."""
+        values = tuple(sorted(token.base_values.items()))
+        return _resolved_base_url(
+            self.connection.api_base_url, values, bool(oauthconn_settings.ALLOW_INSECURE_LOOPBACK)
+        )
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A new ``httpx.Client`` on the API base URL that authenticates with this grant.
@@ -95,6 +109,14 @@ def _checked_base_url(base: str, allow_insecure_loopback: bool) -> httpx.URL:
     return httpx.URL(base.rstrip("/") + "/")
 
 
+@functools.lru_cache(maxsize=1024)
+def _resolved_base_url(
+    template: str, values: tuple[tuple[str, Any], ...], allow_insecure_loopback: bool
+) -> httpx.URL:
+    # Same key rule as above; a refused value raises and is not cached.
+    return httpx.URL(resolve(template, dict(values)).rstrip("/") + "/")
+
+
 @functools.lru_cache(maxsize=256)
 def _origin(url: str) -> tuple[str, str, int | None]:
     parsed = httpx.URL(url)
@@ -106,7 +128,10 @@ class ConnectionAuth(httpx.Auth):
 
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
-        self.origin = _origin(grant.connection.api_base_url)
+        template = grant.connection.api_base_url
+        # Without per-grant fields the origin is the connection's, known before any token;
+        # with them it is the grant's own, judged with the very token about to be sent.
+        self.origin = None if grant_fields(template) else _origin(template)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         self._check_origin(request)
@@ -124,16 +149,23 @@ class ConnectionAuth(httpx.Auth):
             token = await sync_to_async(self.grant.token)(force_refresh=True)
             yield self._authorize(request, token)
 
-    def _check_origin(self, request: httpx.Request) -> None:
+    def _check_origin(self, request: httpx.Request, token: Token | None = None) -> None:
+        if self.origin is not None:
+            origin = self.origin
+        elif token is not None:
+            origin = _origin(str(self.grant.base_url_of(token)))
+        else:
+            return  # a per-grant origin: _authorize checks it once the token is known
         url = request.url
-        if (url.scheme, url.host, url.port) != self.origin:
+        if (url.scheme, url.host, url.port) != origin:
             raise DisallowedResourceURL(
                 f"Refusing to send the token of {self.grant.connection.slug!r} to "
                 f"{url.scheme}://{url.host}: only its API base URL's origin is allowed."
             )
 
-    @staticmethod
-    def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
+    def _authorize(self, request: httpx.Request, token: Token) -> httpx.Request:
+        if self.origin is None:
+            self._check_origin(request, token)  # R41, R63: this grant's resolved origin
         request.headers["Authorization"] = f"Bearer {token.require_access_token().reveal()}"
         return request
 

@@ -60,7 +60,14 @@ def confirm_switch(key: str, *, user: RequestUser, session: SessionBase) -> Swit
         discard(connection, tokens)  # nobody may use them now; do not leave them valid
         raise
     identity = Identity(subject=switch.subject, claims=switch.claims)
-    store_grant(connection, tokens, owner=switch.owner, actor=user, identity=identity)
+    store_grant(
+        connection,
+        tokens,
+        owner=switch.owner,
+        actor=user,
+        identity=identity,
+        base_values=switch.base_values,
+    )
     new = old_and_new(switch)[1]
     return SwitchAnswer(connection, switch.return_to, f"{connection.name} now uses {new}.")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -62,7 +63,12 @@ def switching_from(connection: Connection, owner: Owner, identity: Identity | No
 
 
 def hold_switch(
-    attempt: PendingAuthorization, tokens: TokenSet, identity: Identity, old: Token
+    attempt: PendingAuthorization,
+    tokens: TokenSet,
+    identity: Identity,
+    old: Token,
+    *,
+    base_values: Mapping[str, str] | None = None,
 ) -> HeldSwitch:
     """Keep ``tokens`` encrypted until the person of ``attempt`` confirms or declines."""
     key = secrets.token_urlsafe(32)
@@ -81,6 +87,7 @@ def hold_switch(
             subject=identity.subject,
             claims=identity.claims,
             return_to=attempt.return_to,
+            base_values=dict(base_values or {}),
             created_at=now,
             expires_at=now + timedelta(seconds=oauthconn_settings.STATE_LIFETIME),
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.utils.text import capfirst
 
+from oauthconn.base_url import asked_fields, check_template
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.configuration import issuer_conflict
 from oauthconn.http import check_url
@@ -49,7 +50,10 @@ def url_problems(values: Mapping[str, Any]) -> dict[str, str]:
         if not value:
             continue
         try:
-            check_url(value, field=url_label(name))
+            if name == "api_base_url":
+                check_template(value, field=url_label(name))  # may hold per-grant fields
+            else:
+                check_url(value, field=url_label(name))
         except ConfigurationError as err:
             problems[name] = str(err)
     return problems
@@ -120,6 +124,11 @@ def credential_problems(values: Mapping[str, Any], *, has_secret: bool) -> dict[
     browser = grant != GrantType.CLIENT_CREDENTIALS
     if browser and "authorization_endpoint" in values and not values["authorization_endpoint"]:
         problems["authorization_endpoint"] = "The code grant needs this endpoint."
+    if not browser and asked_fields(values.get("api_base_url") or ""):
+        problems["api_base_url"] = (
+            "Client credentials connect without a form: use {token:...} fields or none, "
+            "not {ask:...}."
+        )
     return problems
 
 

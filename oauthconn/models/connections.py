@@ -9,6 +9,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from oauthconn.base_url import GrantField, asked_fields
 from oauthconn.conf import oauthconn_settings
 from oauthconn.fields import EncryptedTextField
 
@@ -127,7 +128,13 @@ class Connection(models.Model):
     scopes = models.TextField(blank=True, help_text=_("Requested scopes, space separated."))
     extra_authorize_params = models.JSONField(default=dict, blank=True)
     extra_token_params = models.JSONField(default=dict, blank=True)
-    api_base_url = url_field(_("API base URL"), help_text=_("Tokens are sent only to this origin."))
+    api_base_url = url_field(
+        _("API base URL"),
+        help_text=_(
+            "Tokens are sent only to this origin. Per-grant fields: {token:name} from the "
+            "token response, {ask:name} typed when connecting."
+        ),
+    )
     per_user = models.BooleanField(
         _("per-user"), default=False, help_text=_("Each user connects their own account.")
     )
@@ -166,6 +173,11 @@ class Connection(models.Model):
     @property
     def uses_browser(self) -> bool:
         return self.grant_type != GrantType.CLIENT_CREDENTIALS
+
+    @property
+    def asked_fields(self) -> list[GrantField]:
+        """The API base URL's ``{ask:...}`` fields, typed by whoever connects."""
+        return asked_fields(self.api_base_url)
 
     @property
     def scope_list(self) -> list[str]:

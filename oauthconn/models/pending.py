@@ -42,6 +42,8 @@ class PendingAuthorization(models.Model):
     nonce = EncryptedTextField()
     redirect_uri = models.CharField(max_length=URL_LENGTH)
     return_to = models.CharField(max_length=URL_LENGTH, blank=True)
+    #: the API base URL's {ask:...} values typed when the attempt started (checked then)
+    base_values = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     #: set (and the verifier and nonce dropped) when its callback arrives; kept until it
@@ -80,6 +82,8 @@ class PendingSwitch(models.Model):
     old_claims = models.JSONField(default=dict, blank=True)
     subject = models.CharField(max_length=255)
     claims = models.JSONField(default=dict, blank=True)
+    #: the new grant's API base URL values (Token.base_values), stored with it if confirmed
+    base_values = models.JSONField(default=dict, blank=True)
     return_to = models.CharField(max_length=URL_LENGTH, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)

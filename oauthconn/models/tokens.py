@@ -12,8 +12,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from oauthconn.base_url import grant_fields, resolve
 from oauthconn.conf import oauthconn_settings
-from oauthconn.exceptions import NotConnected
+from oauthconn.exceptions import NotConnected, OAuthConnError
 from oauthconn.fields import EncryptedTextField
 from oauthconn.models.connections import Connection
 
@@ -79,6 +80,11 @@ class Token(models.Model):
     subject = models.CharField(max_length=255, blank=True)
     claims = models.JSONField(
         default=dict, blank=True, help_text=_("Display claims (name, email).")
+    )
+    #: the values of the API base URL's per-grant fields ({token:...}, {ask:...}), by name
+    #: (oauthconn.base_url); read by the one-query lookup with the rest of the row
+    base_values = models.JSONField(
+        default=dict, blank=True, help_text=_("This grant's values of the API base URL fields.")
     )
     status = models.CharField(
         max_length=20, choices=TokenStatus.choices, default=TokenStatus.ACTIVE
@@ -189,6 +195,15 @@ class Token(models.Model):
         self.expires_at = None
         self.refresh_expires_at = None
         self.next_attempt_at = None
+
+    @property
+    def api_base_url(self) -> str:
+        """The API base URL this grant's values resolve to, for display; "" when they do not."""
+        template = self.connection.api_base_url
+        try:
+            return resolve(template, self.base_values) if grant_fields(template) else template
+        except OAuthConnError:
+            return ""
 
     @property
     def granted_scopes(self) -> list[str]:

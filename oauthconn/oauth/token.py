@@ -64,6 +64,9 @@ class TokenSet:
     id_token: str | None
     #: seconds from ``expires_in`` (clamped) or the default lifetime; None when unknown
     lifetime: int | None = field(default=None, compare=False)
+    #: the response's other members with short text values (Salesforce's ``instance_url``),
+    #: for the API base URL's ``{token:...}`` fields; may hold anything, so never shown
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
         return (
@@ -248,7 +251,36 @@ def _checked_token_set(
         refresh_expires_at=_expiry(sent_at, refresh_lifetime, max_lifetime),
         scope=_optional_string(payload, "scope"),
         id_token=_optional_token(payload, "id_token"),
+        extra=_extra_members(payload),
     )
+
+
+#: RFC 6749 §5.1 and OpenID Connect members, read above; everything else is "extra"
+_STANDARD_MEMBERS = frozenset(
+    {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "refresh_token_expires_in",
+        "refresh_expires_in",
+        "scope",
+        "id_token",
+    }
+)
+#: extra members kept: a few short texts are all a base URL field needs
+MAX_EXTRA_MEMBERS, MAX_EXTRA_LENGTH = 32, 2000
+
+
+def _extra_members(payload: Mapping[str, Any]) -> dict[str, str]:
+    extra = {
+        key: value
+        for key, value in payload.items()
+        if key not in _STANDARD_MEMBERS
+        and isinstance(value, str)
+        and len(value) <= MAX_EXTRA_LENGTH
+    }
+    return dict(list(extra.items())[:MAX_EXTRA_MEMBERS])
 
 
 def _access_token(payload: Mapping[str, Any]) -> str:

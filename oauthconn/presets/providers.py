@@ -123,10 +123,10 @@ SALESFORCE = Preset(
     pkce=True,
     client_auth_method="client_secret_post",
     grant_types=CODE_PKCE_CC,
-    # The data API lives on the org's own host (the token response's instance_url), so use
-    # the My Domain host as {domain} to call it; userinfo answers on any login host.
-    api_base_url="https://{domain}/",
-    test_path="services/oauth2/userinfo",
+    # The data API lives on the org's own host, which the token response names in
+    # instance_url (whatever host {domain} signs in at): a per-grant field, refreshed with it.
+    api_base_url="{token:instance_url}/services/data/",
+    test_path="v59.0/",
     docs_url="https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm",
     parameters=("domain",),
     parameter_defaults={"domain": "login.salesforce.com"},

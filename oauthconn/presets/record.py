@@ -17,6 +17,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from oauthconn.base_url import FIELD as GRANT_FIELD
+from oauthconn.base_url import sample_filled
 from oauthconn.http.policy import is_loopback_host
 from oauthconn.presets.validators import path_segment
 
@@ -262,7 +264,8 @@ class Preset:
             extra = set(getattr(self, mapping)) - set(self.parameters)
             if extra:
                 raise ValueError(f"{mapping} names undeclared parameters: {sorted(extra)}.")
-        texts = [getattr(self, f) for f in TEMPLATED_FIELDS]
+        # {token:...} / {ask:...} are the grant's own fields (oauthconn.base_url), not ours.
+        texts = [GRANT_FIELD.sub("", getattr(self, f)) for f in TEMPLATED_FIELDS]
         texts += list(self.extra_authorize_params.values())
         used = {m for text in texts for m in _PLACEHOLDER.findall(text)}
         if used != set(self.pending_parameters):
@@ -276,6 +279,8 @@ class Preset:
     def _check_url(self, field: str, url: str) -> None:
         if not url:
             return
+        if field == "api_base_url" and GRANT_FIELD.search(url):
+            url = sample_filled(url)
         leading = re.match(r"\{([a-z0-9_]+)\}", url)
         if leading:
             # Only a parameter with its own validator may supply a URL's origin; that
