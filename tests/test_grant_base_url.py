@@ -7,6 +7,7 @@ Salesforce's do; what it says is set per test in :data:`INSTANCE_URLS`.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -24,7 +25,7 @@ from oauthconn.exceptions import (
 )
 from oauthconn.flows.probe import probe_connection
 from oauthconn.flows.validation import validate_configuration
-from oauthconn.models import Event, EventKind, PendingAuthorization, Token
+from oauthconn.models import Event, EventKind, GrantType, PendingAuthorization, Token
 from tests.conftest import authorize, consent, deliver, outcome, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -196,6 +197,39 @@ def test_a_token_response_without_the_field_is_refused_readably(
     assert not Token.objects.filter(connection=salesforce_like).exists()
 
 
+def test_the_async_client_keeps_to_the_grants_origin(
+    staff_client, salesforce_like, live_server, as_log
+):
+    authorize(staff_client, salesforce_like)
+    crm = get_connection("crm")
+    elsewhere = f"{other_origin(live_server.url)}/demo-api/me/"
+
+    async def calls() -> int:
+        async with crm.async_client() as client:
+            with pytest.raises(DisallowedResourceURL):
+                await client.get(elsewhere)
+            return (await client.get("me/")).status_code
+
+    as_log.clear()
+    assert asyncio.run(calls()) == 200
+    assert len(as_log.to("/demo-api/me/")) == 1
+
+
+def test_client_credentials_take_the_instance_url_of_their_first_token(
+    make_connection, live_server, instance_urls
+):
+    connection = templated(
+        make_connection,
+        "{token:instance_url}/demo-api/",
+        slug="service",
+        grant_type=GrantType.CLIENT_CREDENTIALS,
+    )
+    instance_urls[connection.client_id] = live_server.url
+    service = get_connection("service")
+    assert service.get("me/").json() == {"username": None}  # the first token, fetched now
+    assert Token.objects.get(connection=connection).base_values == {"instance_url": live_server.url}
+
+
 def test_a_templated_grant_still_costs_one_query(
     staff_client, salesforce_like, live_server, django_assert_num_queries
 ):
@@ -310,6 +344,24 @@ def test_the_admin_authorize_form_asks_for_the_value(staff_client, make_connecti
     assert Token.objects.get(connection=connection).base_values == {"host": "localhost"}
     page = staff_client.get(reverse("admin:oauthconn_connection_change", args=[connection.pk]))
     assert f"{live_server.url}/demo-api/" in page.content.decode()
+
+
+def test_the_api_takes_the_values_and_shows_them(staff, make_connection, live_server):
+    from rest_framework.test import APIClient
+
+    port = urlsplit(live_server.url).port
+    connection = templated(make_connection, f"http://{{ask:host}}:{port}/demo-api/")
+    api = APIClient()
+    api.force_login(staff)
+    url = f"/api/oauthconn/connections/{connection.pk}/"
+    refused = api.post(f"{url}authorize/", {"values": {"host": "x@evil.example"}}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "grant_value_refused"
+    assert not PendingAuthorization.objects.exists()
+    started = api.post(f"{url}authorize/", {"values": {"host": "localhost"}}, format="json")
+    assert started.status_code == 200
+    deliver(api, connection, consent(api, started.json()["authorization_url"]))
+    assert api.get(url).json()["token"]["base_values"] == {"host": "localhost"}
 
 
 # --- configuration --------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class TokenSerializer(serializers.ModelSerializer):
             "refresh_expires_at",
             "granted_scopes",
             "subject",
+            "base_values",
             "authorized_at",
             "refreshed_at",
             "last_error",
@@ -335,6 +336,12 @@ class AuthorizeSerializer(serializers.Serializer):
         allow_blank=True,
         max_length=2000,
         help_text="A path on this site to come back to after the callback.",
+    )
+    values = serializers.DictField(
+        child=serializers.CharField(max_length=300, allow_blank=True),
+        required=False,
+        help_text="The values of the API base URL's {ask:name} fields, by name "
+        '(e.g. {"subdomain": "acme"}); checked before the authorization starts.',
     )
 
 
