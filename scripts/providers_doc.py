@@ -71,6 +71,14 @@ def facts(preset) -> list[tuple[str, str]]:
             for p in preset.parameters
         ]
         rows.insert(0, ("Asks for", ", ".join(names)))
+    if "{token:" in preset.api_base_url or "{ask:" in preset.api_base_url:
+        rows.append(
+            (
+                "API base URL",
+                f"`{preset.api_base_url}`, per grant (see [base-url-templates.md]"
+                "(base-url-templates.md))",
+            )
+        )
     return rows
 
 

@@ -18,6 +18,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.views import AuthorizationView, TokenView
 
 from oauthconn import get_connection
+from oauthconn.base_url import resolve
 from oauthconn.exceptions import (
     ConfigurationError,
     DisallowedResourceURL,
@@ -26,6 +27,7 @@ from oauthconn.exceptions import (
 from oauthconn.flows.probe import probe_connection
 from oauthconn.flows.validation import validate_configuration
 from oauthconn.models import Event, EventKind, GrantType, PendingAuthorization, Token
+from oauthconn.presets import get_preset
 from tests.conftest import authorize, consent, deliver, outcome, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -382,6 +384,20 @@ def test_malformed_templates_are_refused_where_connections_are_configured(templa
     with pytest.raises(ConfigurationError, match=message) as caught:
         validate_configuration({"api_base_url": template}, has_secret=True)
     assert caught.value.details["field"] == "api_base_url"
+
+
+def test_the_salesforce_preset_calls_the_instance_url():
+    preset = get_preset("salesforce").resolve()
+    defaults = preset.connection_defaults()
+    assert defaults["api_base_url"] == "{token:instance_url}/services/data/"
+    validate_configuration(
+        {**preset.provider_fields(), **defaults, "grant_type": "client_credentials"},
+        has_secret=True,
+    )
+    values = {"instance_url": "https://acme.my.salesforce.com"}
+    assert resolve(defaults["api_base_url"], values) == (
+        "https://acme.my.salesforce.com/services/data/"
+    )
 
 
 def test_client_credentials_cannot_ask():

@@ -47,8 +47,10 @@ SETUP_NOTES: dict[str, str] = {
     "App (or an external client app), enable OAuth settings, enter the redirect URI as the "
     "Callback URL and select the api and refresh_token (offline access) scopes; the consumer "
     "key and secret are the client id and secret, usable after a few minutes. The domain "
-    "parameter is your My Domain host (needed to call the data API); how long refresh tokens "
-    "last is the connected app's refresh token policy.",
+    "parameter is the host to sign in at (your My Domain host, login.salesforce.com or "
+    "test.salesforce.com); API calls go to the org's own host, which each token response names "
+    "in instance_url and oauthconn keeps per grant. How long refresh tokens last is the "
+    "connected app's refresh token policy.",
     "dropbox": "Create a scoped-access app in the Dropbox App Console, enter the redirect URI "
     "on its Settings tab and the scopes (account_info.read, ...) on its Permissions tab. "
     "Access tokens are short-lived (about 4 hours); a refresh token comes only with "
