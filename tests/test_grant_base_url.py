@@ -5,6 +5,7 @@ DOT's token responses carry ``instance_url`` here through :class:`InstanceURLVal
 Salesforce's do; what it says is set per test in :data:`INSTANCE_URLS`.
 """
 
+# ruff: noqa: F811  (the fixtures imported from tests/test_oidc_live.py are named as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -29,6 +30,12 @@ from oauthconn.flows.validation import validate_configuration
 from oauthconn.models import Event, EventKind, GrantType, PendingAuthorization, Token
 from oauthconn.presets import get_preset
 from tests.conftest import authorize, consent, deliver, outcome, start
+from tests.test_oidc_live import (  # noqa: F401  (fixtures shared with it)
+    fresh_jwks_cache,
+    issuer,
+    oidc_connection,
+    oidc_provider,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -364,6 +371,30 @@ def test_the_api_takes_the_values_and_shows_them(staff, make_connection, live_se
     assert started.status_code == 200
     deliver(api, connection, consent(api, started.json()["authorization_url"]))
     assert api.get(url).json()["token"]["base_values"] == {"host": "localhost"}
+
+
+def test_an_account_switch_keeps_the_values_typed_for_the_new_account(
+    staff_client, oidc_connection, django_user_model, live_server
+):
+    from django.test import Client
+
+    port = urlsplit(live_server.url).port
+    oidc_connection.api_base_url = f"http://{{ask:host}}:{port}/demo-api/"
+    oidc_connection.save(update_fields=["api_base_url"])
+    authorize_url = start(staff_client, oidc_connection, ask_host="localhost")
+    deliver(staff_client, oidc_connection, consent(staff_client, authorize_url))
+    assert Token.objects.get(connection=oidc_connection).base_values == {"host": "localhost"}
+    bob = Client()
+    bob.force_login(django_user_model.objects.create_user("bob", "bob@example.com", "pw"))
+    authorize_url = start(staff_client, oidc_connection, ask_host="127.0.0.1")
+    switch = deliver(staff_client, oidc_connection, consent(bob, authorize_url))
+    assert switch["Location"].startswith("/oauthconn/switch/")
+    # Until confirmed, the old account's grant and values stay.
+    assert Token.objects.get(connection=oidc_connection).base_values == {"host": "localhost"}
+    staff_client.post(switch["Location"], {"use_new": "1"})
+    token = Token.objects.get(connection=oidc_connection)
+    assert token.base_values == {"host": "127.0.0.1"}
+    assert get_connection("idp").get("me/").json() == {"username": "bob"}
 
 
 # --- configuration --------------------------------------------------------------------------
