@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from oauth2_provider.models import AccessToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.views import AuthorizationView, TokenView
 
@@ -175,7 +176,7 @@ def test_a_refresh_sending_a_refused_instance_url_keeps_the_old_one_and_the_new_
     ],
 )
 def test_an_authorization_whose_instance_url_is_refused_stores_nothing(
-    staff_client, salesforce_like, instance_urls, sent, reason
+    staff_client, salesforce_like, instance_urls, sent, reason, as_log
 ):
     instance_urls[salesforce_like.client_id] = sent
     page = outcome(staff_client, authorize(staff_client, salesforce_like))
@@ -183,6 +184,9 @@ def test_an_authorization_whose_instance_url_is_refused_stores_nothing(
     assert not Token.objects.filter(connection=salesforce_like).exists()
     failed = Event.objects.get(kind=EventKind.AUTHORIZATION_FAILED)
     assert failed.data["code"] == "grant_value_refused"
+    # The tokens it issued were revoked at the provider rather than left valid.
+    assert len(as_log.to("/demo-oauth/revoke_token/")) == 2
+    assert not AccessToken.objects.filter(application__client_id=salesforce_like.client_id)
 
 
 def test_a_refused_reauthorization_leaves_the_working_grant_alone(
@@ -195,6 +199,7 @@ def test_a_refused_reauthorization_leaves_the_working_grant_alone(
     after = Token.objects.get(connection=salesforce_like)
     assert after.access_token.reveal() == before.access_token.reveal()
     assert after.base_values == {"instance_url": live_server.url}
+    assert get_connection("crm").get("me/").status_code == 200  # still valid at the provider
 
 
 def test_a_token_response_without_the_field_is_refused_readably(

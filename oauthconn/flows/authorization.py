@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from oauthconn import http
-from oauthconn.base_url import check_value, grant_fields, resolve, values_for_grant
+from oauthconn.base_url import values_for_grant
 from oauthconn.conf import oauthconn_settings
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
@@ -31,6 +31,7 @@ from oauthconn.exceptions import (
     SignedOut,
 )
 from oauthconn.flows.access import authorizing_owner, check_still_authorizes
+from oauthconn.flows.base_values import check_asked, grant_values
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
 from oauthconn.flows.identity import Identity, describe_account, verify_identity
 from oauthconn.flows.switching import HeldSwitch, hold_switch, switching_from
@@ -122,17 +123,6 @@ def start_authorization(
     )
 
 
-def check_asked(template: str, asked: Mapping[str, str]) -> dict[str, str]:
-    """The ``{ask:...}`` values of ``template`` from ``asked``, each checked, and the URL
-    they make with sample token values checked too (GrantValueRefused, R62)."""
-    fields = grant_fields(template)
-    values = {f.name: check_value(f, asked.get(f.name)) for f in fields if f.source == "ask"}
-    if values:
-        samples = {f.name: "https://example.com" for f in fields if f.source == "token"}
-        resolve(template, {**samples, **values})
-    return values
-
-
 def _record_attempt(attempt: PendingAuthorization) -> None:
     """Store a new attempt, valid for STATE_LIFETIME, after purging this browser's old ones."""
     now = timezone.now()
@@ -200,10 +190,7 @@ def _complete(
             raise AuthorizationDenied(params.error, params.error_description)
         tokens = redeem_code(connection, attempt, params.code)
         identity = verify_identity(connection, tokens, Sealed.reveal_optional(attempt.nonce))
-        # R62: a refused instance_url refuses the grant; the stored one stays as it was.
-        values = values_for_grant(
-            connection.api_base_url, response=tokens.extra, asked=attempt.base_values
-        )
+        values = grant_values(connection, tokens, attempt)
     except Exception as err:
         record_event(
             EventKind.AUTHORIZATION_FAILED,
