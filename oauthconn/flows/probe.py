@@ -63,7 +63,8 @@ def probe_connection(connection: Connection, owner: Owner = None) -> ProbeResult
     test path that leaves the API base URL's origin.
     """
     grant = Grant(connection, owner)
-    resolved = grant.api_base_url() if grant_fields(connection.api_base_url) else None
+    templated = connection.test_path and grant_fields(connection.api_base_url)
+    resolved = grant.api_base_url() if templated else None
     url = probe_url(connection, resolved)
     if connection.test_path and connection.api_base_url:
         with grant.client() as client:
