@@ -20,7 +20,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.views import AuthorizationView, TokenView
 
 from oauthconn import get_connection
-from oauthconn.base_url import resolve
+from oauthconn.base_url import resolve, values_for_grant
 from oauthconn.exceptions import (
     ConfigurationError,
     DisallowedResourceURL,
@@ -456,3 +456,20 @@ def test_typed_values_are_refused_by_the_flow_too(staff, make_connection):
         )
     assert caught.value.details["field"] == "tenant"
     assert not PendingAuthorization.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("https://Acme.My.Salesforce.com", "https://acme.my.salesforce.com"),
+        ("https://acme.my.salesforce.com/", "https://acme.my.salesforce.com"),
+        ("https://acme.example:8443", "https://acme.example:8443"),
+        ("  https://acme.example  ", "https://acme.example"),
+    ],
+)
+def test_an_origin_value_is_stored_normalised(sent, stored):
+    values = values_for_grant(
+        "{token:instance_url}/api/", response={"instance_url": sent}, asked={}
+    )
+    assert values == {"instance_url": stored}
+    assert resolve("{token:instance_url}/api/", values) == f"{stored}/api/"
