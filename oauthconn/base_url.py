@@ -117,7 +117,9 @@ def check_template(template: str, *, field: str = "API base URL") -> None:
 def sample_filled(template: str) -> str:
     """``template`` with sample values, to check the rest of the URL before any grant exists."""
     fields = grant_fields(template)
-    return _fill(template, {f.name: _SAMPLE_ORIGIN if f.origin else _SAMPLE_HOST for f in fields})
+    # http is allowed for loopback only (development), so only a loopback host can fill it.
+    host = "localhost" if template.startswith("http://") else _SAMPLE_HOST
+    return _fill(template, {f.name: _SAMPLE_ORIGIN if f.origin else host for f in fields})
 
 
 def check_value(field: GrantField, value: object) -> str:

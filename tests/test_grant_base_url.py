@@ -436,6 +436,14 @@ def test_the_salesforce_preset_calls_the_instance_url():
     )
 
 
+def test_an_http_template_is_for_loopback_development_only(settings):
+    template = {"api_base_url": "http://{ask:host}:8000/api/"}
+    validate_configuration(template, has_secret=True)
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "ALLOW_INSECURE_LOOPBACK": False}
+    with pytest.raises(ConfigurationError, match="ALLOW_INSECURE_LOOPBACK"):
+        validate_configuration(template, has_secret=True)
+
+
 def test_client_credentials_cannot_ask():
     values = {"api_base_url": "https://{ask:host}.example/", "grant_type": "client_credentials"}
     with pytest.raises(ConfigurationError, match="Client credentials connect without a form"):
