@@ -82,9 +82,13 @@ class Token(models.Model):
         default=dict, blank=True, help_text=_("Display claims (name, email).")
     )
     #: the values of the API base URL's per-grant fields ({token:...}, {ask:...}), by name
-    #: (oauthconn.base_url); read by the one-query lookup with the rest of the row
+    #: (oauthconn.base_url); read by the one-query lookup with the rest of the row. The
+    #: database default keeps raw INSERTs that predate the column working (bulk seeding).
     base_values = models.JSONField(
-        default=dict, blank=True, help_text=_("This grant's values of the API base URL fields.")
+        default=dict,
+        db_default={},
+        blank=True,
+        help_text=_("This grant's values of the API base URL fields."),
     )
     status = models.CharField(
         max_length=20, choices=TokenStatus.choices, default=TokenStatus.ACTIVE
