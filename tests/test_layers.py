@@ -23,6 +23,7 @@ PACKAGE_DIR = Path(oauthconn.__file__).parent
 EDGES = (
     "oauthconn.client",
     "oauthconn.views",
+    "oauthconn.scope_views",
     "oauthconn.admin",
     "oauthconn.api",
     "oauthconn.management",
