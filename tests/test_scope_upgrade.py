@@ -254,3 +254,25 @@ def test_admin_page_offers_request_more_scopes(staff_client, connected):
 
     assert landed["Location"] == change
     assert Token.objects.get(connection=connected).scope == "read write"
+
+
+def test_the_api_authorize_action_adds_allowed_scopes_only(staff, connected):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_login(staff)
+    url = f"/api/oauthconn/connections/{connected.pk}/authorize/"
+    before = stored_row(Token.objects.get(connection=connected).pk)
+
+    refused = api.post(url, {"scopes": ["write", "admin"]}, format="json")
+    assert refused.status_code == 400 and refused.json()["code"] == "scope_not_allowed"
+    assert not PendingAuthorization.objects.filter(consumed_at__isnull=True).exists()
+    assert stored_row(Token.objects.get(connection=connected).pk) == before
+
+    response = api.post(url, {"scopes": ["write"]}, format="json")
+    authorize_url = response.json()["authorization_url"]
+    assert parse_qs(urlsplit(authorize_url).query)["scope"] == ["read write"]
+    deliver(api, connected, consent(api, authorize_url))
+    shown = api.get(f"/api/oauthconn/connections/{connected.pk}/").json()
+    assert shown["optional_scopes"] == "write"
+    assert shown["token"]["granted_scopes"] == ["read", "write"]
