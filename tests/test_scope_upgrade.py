@@ -276,3 +276,53 @@ def test_the_api_authorize_action_adds_allowed_scopes_only(staff, connected):
     shown = api.get(f"/api/oauthconn/connections/{connected.pk}/").json()
     assert shown["optional_scopes"] == "write"
     assert shown["token"]["granted_scopes"] == ["read", "write"]
+
+
+def test_a_token_response_without_scope_granted_what_the_upgrade_asked(
+    staff_client, connected, scripted_server
+):
+    from tests.scripted_server import Reply
+
+    authorize_url = to_provider(staff_client, upgrade_url(connected, "write"))
+    answer = consent(staff_client, authorize_url)
+    reply = {"access_token": "upgraded-token", "token_type": "Bearer", "expires_in": 3600}
+    scripted_server.add("/token", Reply(body=reply))  # RFC 6749 §5.1: scope left out
+    connected.provider.token_endpoint = scripted_server.url("/token")
+    connected.provider.save()
+
+    deliver(staff_client, connected, answer)
+
+    token = Token.objects.get(connection=connected)
+    assert token.access_token.reveal() == "upgraded-token"
+    assert token.scope == "read write"  # what the attempt asked for, not the connection's
+
+
+def test_a_failed_token_request_leaves_every_column_of_the_old_grant(
+    staff_client, connected, scripted_server
+):
+    from tests.scripted_server import Reply
+
+    before = stored_row(Token.objects.get(connection=connected).pk)
+    authorize_url = to_provider(staff_client, upgrade_url(connected, "write"))
+    answer = consent(staff_client, authorize_url)
+    scripted_server.add("/token", Reply(status=500, body="<html>down</html>"))
+    connected.provider.token_endpoint = scripted_server.url("/token")
+    connected.provider.save()
+
+    page = outcome(staff_client, deliver(staff_client, connected, answer))
+
+    assert page.status_code == 502
+    assert stored_row(Token.objects.get(connection=connected).pk) == before
+
+
+def test_the_admin_sets_optional_scopes_as_scope_tokens(staff_client, connected):
+    from tests.test_admin_pages import change_data
+
+    url = f"/admin/oauthconn/connection/{connected.pk}/change/"
+    refused = staff_client.post(url, change_data(connected, optional_scopes='write "all"'))
+    assert refused.status_code == 200 and b"printable ASCII" in refused.content
+
+    saved = staff_client.post(url, change_data(connected, optional_scopes="  write   openid "))
+    assert saved.status_code == 302
+    connected.refresh_from_db()
+    assert connected.optional_scopes == "write openid"
