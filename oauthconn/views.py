@@ -160,12 +160,16 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     if isinstance(token, flows.HeldSwitch):  # another account: ask first (defect 7b)
         return private(HttpResponseSeeOther(reverse("oauthconn:switch", args=[token.key])))
     connection = token.connection
-    say_connected(request, connection, [scope for scope in requested if not token.has_scope(scope)])
+    # Only the added scopes: Google reports "email" as a URL, so a check of the connection's
+    # own scopes would warn on every sign-in (the event and the admin page still list them).
+    added = [scope for scope in requested if scope not in connection.scope_list]
+    say_connected(request, connection, [scope for scope in added if not token.has_scope(scope)])
     return private(HttpResponseSeeOther(landing_url(request, connection, return_to)))
 
 
 def say_connected(request: HttpRequest, connection: Connection, missing: list[str]) -> None:
-    """The callback's success message; a grant of fewer scopes than asked says which."""
+    """The callback's success message; an upgrade granted without some of the scopes it
+    added (``missing``) says which (docs/scopes.md)."""
     if missing:
         provider = connection.provider.name
         messages.warning(

@@ -326,3 +326,18 @@ def test_the_admin_sets_optional_scopes_as_scope_tokens(staff_client, connected)
     assert saved.status_code == 302
     connected.refresh_from_db()
     assert connected.optional_scopes == "write openid"
+
+
+def test_a_plain_authorization_warns_about_added_scopes_only(staff_client, make_connection):
+    """Google reports "email" as a URL: a plain sign-in must not warn about the connection's
+    own scopes on every callback (the event still lists them)."""
+    connection = make_connection(scopes="read write")
+    Application.objects.update(skip_authorization=False)
+    start = staff_client.post(f"/oauthconn/connect/{connection.slug}/")["Location"]
+
+    answer = provider_answer(staff_client, start, allow="Authorize", scope="read")
+    page = outcome(staff_client, deliver(staff_client, connection, answer))
+
+    assert b"Crm is connected." in page.content and b"did not grant" not in page.content
+    event = Event.objects.filter(connection=connection, kind="authorized").first()
+    assert event is not None and event.message == "Authorized. Scopes not granted: write."
