@@ -1,0 +1,234 @@
+"""oauthconn.testing: each capability of the fake provider, used through oauthconn's public
+API, as a site's tests would use it (the ``oauthconn_provider`` fixture of the plugin)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+
+from oauthconn import get_connection
+from oauthconn.crypto import Sealed
+from oauthconn.exceptions import (
+    AuthorizationDenied,
+    ProviderTimeout,
+    ReauthorizationRequired,
+    TemporarilyUnavailable,
+)
+from oauthconn.models import ClientAuthMethod, GrantType, Token, TokenStatus
+from oauthconn.testing import FakeProvider, Reply
+
+
+def stored(slug: str, owner=None) -> Token:
+    return Token.objects.get(connection__slug=slug, owner=owner)
+
+
+def test_connect_runs_the_code_flow_with_pkce_and_an_id_token(oauthconn_provider):
+    oauthconn_provider.connect("crm", subject="acme", claims={"name": "Acme", "email": "a@x.io"})
+
+    assert get_connection("crm").get("me").json()["sub"] == "acme"
+    token = stored("crm")
+    assert (token.status, token.subject, token.claims) == (
+        TokenStatus.ACTIVE,
+        "acme",
+        {"name": "Acme", "email": "a@x.io"},
+    )
+    (redeem,) = oauthconn_provider.requests_to("token")
+    assert redeem.grant_type == "authorization_code" and redeem.form["code_verifier"]
+    assert [r.endpoint for r in oauthconn_provider.requests][:2] == ["authorize", "token"]
+
+
+def test_per_user_connections_keep_one_grant_per_owner(oauthconn_provider, django_user_model):
+    alice = django_user_model.objects.create_user("alice")
+    bob = django_user_model.objects.create_user("bob")
+    oauthconn_provider.connect("drive", owner=alice)
+    oauthconn_provider.connect("drive", owner=bob, subject="bob-at-drive")
+
+    assert get_connection("drive", owner=alice).get("me").json()["sub"] == f"user-{alice.pk}"
+    assert get_connection("drive", owner=bob).get("me").json()["sub"] == "bob-at-drive"
+    assert Token.objects.filter(connection__slug="drive").count() == 2
+
+
+def test_expire_makes_the_next_call_refresh_once_with_rotation(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    first_refresh = Sealed.reveal_optional(stored("crm").refresh_token)
+    oauthconn_provider.expire("crm")
+    oauthconn_provider.reset()
+
+    assert get_connection("crm").get("me").status_code == 200
+    assert get_connection("crm").get("me").status_code == 200
+    assert [r.grant_type for r in oauthconn_provider.requests_to("token")] == ["refresh_token"]
+    assert Sealed.reveal_optional(stored("crm").refresh_token) not in (None, first_refresh)
+
+
+def test_the_old_access_token_really_expired_at_the_provider(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    old = Sealed.reveal_optional(stored("crm").access_token)
+    oauthconn_provider.expire("crm")
+
+    answer = httpx.get(f"{oauthconn_provider.url}/me", headers={"Authorization": f"Bearer {old}"})
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_a_reused_refresh_token_revokes_the_grant(oauthconn_provider):
+    connection = oauthconn_provider.connect("crm")
+    rotated_out = Sealed.reveal_optional(stored("crm").refresh_token)
+    oauthconn_provider.expire("crm")
+    get_connection("crm").access_token  # refreshed: the refresh token rotates
+
+    replay = httpx.post(
+        f"{oauthconn_provider.url}/token",
+        data={"grant_type": "refresh_token", "refresh_token": rotated_out},
+        auth=(connection.client_id, Sealed.reveal_optional(connection.client_secret)),
+    )
+    assert (replay.status_code, replay.json()["error"]) == (400, "invalid_grant")
+    oauthconn_provider.expire("crm")
+    with pytest.raises(ReauthorizationRequired):
+        get_connection("crm").access_token
+
+
+def test_revoke_at_the_provider_asks_for_reauthorization(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.revoke("crm")
+
+    with pytest.raises(ReauthorizationRequired):
+        get_connection("crm").get("me")
+    assert stored("crm").status == TokenStatus.NEEDS_REAUTH
+    refresh = oauthconn_provider.requests_to("token", grant_type="refresh_token")
+    assert [r.grant_type for r in refresh] == ["refresh_token"]  # tried once, not retried
+
+
+def test_scripted_invalid_grant(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.expire("crm")
+    oauthconn_provider.next_response("token", Reply.error("invalid_grant"))
+
+    with pytest.raises(ReauthorizationRequired):
+        get_connection("crm").access_token
+    assert stored("crm").last_error_code == "invalid_grant"
+
+
+def test_scripted_429_keeps_the_grant_and_passes_retry_after_on(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.expire("crm")
+    oauthconn_provider.next_response("token", Reply.rate_limited(retry_after=120))
+
+    with pytest.raises(TemporarilyUnavailable) as caught:
+        get_connection("crm").access_token
+    assert caught.value.retry_after == 120
+    token = stored("crm")
+    assert token.status == TokenStatus.FAILING and token.refresh_token is not None
+
+
+def test_scripted_5xx_is_temporary(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.expire("crm")
+    oauthconn_provider.next_response("token", Reply.server_error(502))
+
+    with pytest.raises(TemporarilyUnavailable):
+        get_connection("crm").access_token
+    assert stored("crm").status == TokenStatus.FAILING
+
+
+def test_a_slow_token_endpoint_meets_oauthconns_timeout(oauthconn_provider, settings):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.expire("crm")
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "READ_TIMEOUT": 0.2}
+    oauthconn_provider.next_response("token", Reply.slow(2))
+
+    with pytest.raises(TemporarilyUnavailable) as caught:
+        get_connection("crm").access_token
+    assert isinstance(caught.value.__cause__, ProviderTimeout)
+
+
+def test_a_slow_reply_still_answers_as_usual(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.next_response("me", Reply.slow(0.05))
+
+    assert get_connection("crm").get("me").json()["sub"] == "fake-user"
+
+
+def test_scripted_api_answers_reach_the_site_code(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.next_response("me", Reply.rate_limited(retry_after=7))
+
+    response = get_connection("crm").get("me")
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "7")
+    assert get_connection("crm").get("me").status_code == 200
+    assert oauthconn_provider.requests_to("token", grant_type="refresh_token") == []
+
+
+def test_added_resources_check_the_bearer_token(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.add_resource("/v1/contacts", [{"name": "Ada"}])
+
+    assert get_connection("crm").get("v1/contacts").json() == [{"name": "Ada"}]
+    assert httpx.get(f"{oauthconn_provider.url}/v1/contacts").status_code == 401
+
+
+def test_client_credentials_connections_fetch_on_first_use(oauthconn_provider):
+    oauthconn_provider.connect(
+        "svc",
+        grant_type=GrantType.CLIENT_CREDENTIALS,
+        client_auth_method=ClientAuthMethod.CLIENT_SECRET_POST,
+        scopes="read",
+    )
+    assert oauthconn_provider.requests == []
+
+    me = get_connection("svc").get("me").json()
+    assert (me["sub"], me["scope"]) == (None, "read")
+    (fetch,) = oauthconn_provider.requests_to("token")
+    assert fetch.grant_type == "client_credentials" and "authorization" not in fetch.headers
+
+
+def test_a_denied_authorization_stores_nothing(oauthconn_provider):
+    oauthconn_provider.deny_next_authorization()
+
+    with pytest.raises(AuthorizationDenied):
+        oauthconn_provider.connect("crm")
+    assert not Token.objects.exists()
+
+
+def test_the_request_log_never_shows_a_secret(oauthconn_provider):
+    connection = oauthconn_provider.connect("crm", client_auth_method="client_secret_post")
+    oauthconn_provider.expire("crm")
+    get_connection("crm").access_token
+
+    shown = repr(oauthconn_provider.requests)
+    sent = [r.form for r in oauthconn_provider.requests_to("token")]
+    secrets = {form[name] for form in sent for name in form if name != "grant_type"}
+    secrets -= {connection.client_id, connection.redirect_uri}
+    # the client secret, the code, its verifier, the refresh token
+    assert len(secrets) == 4 and not any(secret in shown for secret in secrets)
+
+
+def test_reset_forgets_requests_and_unused_scripts(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.next_response("me", Reply.server_error())
+    oauthconn_provider.reset()
+
+    assert oauthconn_provider.requests == []
+    assert get_connection("crm").get("me").status_code == 200
+
+
+def test_the_provider_turns_loopback_on_only_while_open(db, settings):
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "ALLOW_INSECURE_LOOPBACK": False}
+
+    with FakeProvider() as provider:
+        assert django_settings.OAUTHCONN["ALLOW_INSECURE_LOOPBACK"] is True
+        provider.connect("crm")
+        assert get_connection("crm").get("me").status_code == 200
+    assert django_settings.OAUTHCONN["ALLOW_INSECURE_LOOPBACK"] is False
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{provider.url}/me")  # closed
+
+
+def test_its_discovery_document_is_what_oauthconn_reads(oauthconn_provider):
+    from oauthconn import http
+    from oauthconn.oauth.discovery import discover
+
+    with http.build_client() as client:
+        metadata = discover(client, oauthconn_provider.url)
+    assert metadata.issuer == oauthconn_provider.url
+    assert metadata.jwks_uri == f"{oauthconn_provider.url}{oauthconn_provider.jwks_path}"
