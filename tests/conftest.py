@@ -24,9 +24,7 @@ pytest_plugins = [
 ]
 # The test kit's plugin (oauthconn_provider). An install of oauthconn whose metadata has the
 # pytest11 entry point has loaded it already, and registering it twice is an error.
-if not any(
-    ep.value == "oauthconn.testing.pytest_plugin" for ep in entry_points(group="pytest11")
-):
+if not any(ep.value == "oauthconn.testing.pytest_plugin" for ep in entry_points(group="pytest11")):
     pytest_plugins.append("oauthconn.testing.pytest_plugin")
 
 
