@@ -131,6 +131,22 @@ def test_scripted_5xx_is_temporary(oauthconn_provider):
     assert stored("crm").status == TokenStatus.FAILING
 
 
+def test_replies_can_be_scripted_with_keywords_and_in_sequence(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.next_response(
+        "me", Reply.server_error(), status=418, json={"teapot": True}, headers={"X-A": "b"}
+    )
+
+    first, second, third = (get_connection("crm").get("me") for _ in range(3))
+    assert first.status_code == 503 and "text/html" in first.headers["Content-Type"]
+    assert (second.status_code, second.json(), second.headers["X-A"]) == (
+        418,
+        {"teapot": True},
+        "b",
+    )
+    assert third.status_code == 200
+
+
 def test_a_slow_token_endpoint_meets_oauthconns_timeout(oauthconn_provider, settings):
     oauthconn_provider.connect("crm")
     oauthconn_provider.expire("crm")

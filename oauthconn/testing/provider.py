@@ -129,12 +129,14 @@ class FakeProvider:
 
     # --- scripting -------------------------------------------------------------------------------
 
-    def next_response(self, endpoint: str, *replies: Reply) -> None:
+    def next_response(self, endpoint: str, *replies: Reply, **reply: Any) -> None:
         """Answer the next requests to ``endpoint`` ("token", "me", "revoke", "userinfo",
         "jwks" or a path added with :meth:`add_resource`) with ``replies``, one each, in
-        order; then as usual. ``Reply.slow(2)`` delays the usual answer."""
+        order; then as usual. ``Reply.slow(2)`` delays the usual answer. Keywords make one
+        more reply: ``next_response("token", status=429, headers={"Retry-After": "5"})``."""
+        queued = [*replies, Reply(**reply)] if reply else list(replies)
         with self.auth.lock:
-            self._scripts[_endpoint(endpoint)].extend(replies)
+            self._scripts[_endpoint(endpoint)].extend(queued)
 
     script = next_response
 
