@@ -11,11 +11,12 @@ from oauthconn import get_connection
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
     AuthorizationDenied,
+    ConfigurationError,
     ProviderTimeout,
     ReauthorizationRequired,
     TemporarilyUnavailable,
 )
-from oauthconn.models import ClientAuthMethod, GrantType, Token, TokenStatus
+from oauthconn.models import ClientAuthMethod, Connection, GrantType, Token, TokenStatus
 from oauthconn.testing import FakeProvider, Reply
 
 
@@ -203,7 +204,15 @@ def test_a_denied_authorization_stores_nothing(oauthconn_provider):
 
     with pytest.raises(AuthorizationDenied):
         oauthconn_provider.connect("crm")
-    assert not Token.objects.exists()
+    assert not Token.objects.exists() and not Connection.objects.exists()
+
+
+def test_a_slug_of_another_provider_is_refused_readably(oauthconn_provider):
+    with FakeProvider() as other:
+        other.connect("crm")
+        with pytest.raises(ConfigurationError, match="'crm' already exists for another"):
+            oauthconn_provider.connect("crm")
+        assert get_connection("crm").get("me").status_code == 200  # still the other's
 
 
 def test_the_request_log_never_shows_a_secret(oauthconn_provider):

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from oauthconn import http
 from oauthconn.crypto import Sealed
-from oauthconn.exceptions import AuthorizationDenied, InvalidCallback
+from oauthconn.exceptions import AuthorizationDenied, ConfigurationError, InvalidCallback
 from oauthconn.flows.authorization import store_grant
 from oauthconn.flows.common import credentials_for, token_limits
 from oauthconn.flows.identity import verify_identity
@@ -65,7 +65,12 @@ def connection_row(
 ) -> Connection:
     """The connection ``slug``, created and registered as a client of the fake provider;
     an existing one of this provider is reused (a second owner of a per-user connection)."""
-    existing = Connection.objects.filter(slug=slug, provider=provider).first()
+    existing = Connection.objects.filter(slug=slug).first()
+    if existing is not None and existing.provider_id != provider.pk:
+        raise ConfigurationError(
+            f"A connection {slug!r} already exists for another provider; "
+            "the fake provider connects only connections it created."
+        )
     if existing is not None:
         return existing
     grant_type = fields.pop("grant_type", GrantType.AUTHORIZATION_CODE_PKCE)

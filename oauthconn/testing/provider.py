@@ -24,6 +24,7 @@ from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.db import transaction
 from django.test.utils import override_settings
 
 from oauthconn.testing import grants
@@ -46,23 +47,24 @@ class FakeProvider:
     """A fake provider, running from construction until :meth:`close` (or the ``with`` end).
 
     ``access_token_lifetime`` is the ``expires_in`` it grants; ``rotate_refresh_tokens=False``
-    makes refreshes keep the refresh token. ``slug`` names its ``Provider`` row.
+    makes refreshes keep the refresh token. ``slug`` names its ``Provider`` row (default
+    ``fake-provider-<port>``, so two fake providers in one test never share a row).
     """
 
     def __init__(
         self,
         *,
-        slug: str = "fake-provider",
+        slug: str | None = None,
         access_token_lifetime: int = 3600,
         rotate_refresh_tokens: bool = True,
         loopback: bool = True,
     ) -> None:
-        self.slug = slug
         self._requests: list[RecordedRequest] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._resources: dict[str, Any] = {}
         self._http = LoopbackServer(self._handle)
         self.url = self._http.url
+        self.slug = slug or f"fake-provider-{self.url.rsplit(':', 1)[1]}"
         self.auth = AuthServer(issuer=self.url)
         self.auth.access_token_lifetime = access_token_lifetime
         self.auth.rotate_refresh_tokens = rotate_refresh_tokens
@@ -94,20 +96,23 @@ class FakeProvider:
         owner) and ``claims`` its ID token display claims. Other keyword arguments are
         Connection fields (``grant_type``, ``client_auth_method``, ``token_lifetime``...).
         A client credentials connection is created without a grant: the first use fetches it.
+
+        All or nothing: when the authorization fails (``deny_next_authorization``, a scripted
+        token error) the exception propagates and no row is left behind.
         """
-        provider = grants.provider_row(self.auth, self.slug, self.jwks_path)
-        per_user = owner is not None if per_user is None else per_user
-        connection = grants.connection_row(
-            self.auth, provider, slug, per_user, {"scopes": scopes, **fields}
-        )
-        if not connection.uses_browser:
-            return connection
         if subject is None:
             subject = f"user-{owner.pk}" if owner is not None else "fake-user"
         if claims is not None:
             with self.auth.lock:
                 self.auth.accounts[subject] = claims
-        grants.authorize(self.auth, connection, owner=owner, subject=subject, actor=actor)
+        per_user = owner is not None if per_user is None else per_user
+        with transaction.atomic():
+            provider = grants.provider_row(self.auth, self.slug, self.jwks_path)
+            connection = grants.connection_row(
+                self.auth, provider, slug, per_user, {"scopes": scopes, **fields}
+            )
+            if connection.uses_browser:
+                grants.authorize(self.auth, connection, owner=owner, subject=subject, actor=actor)
         return connection
 
     def expire(self, connection: Connection | str, owner: Owner = None) -> Token:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -182,7 +182,3 @@ class LoopbackServer:
 
 def redirect(location: str) -> Reply:
     return Reply(status=302, headers={"Location": location})
-
-
-def form_reply(status: int, payload: Mapping[str, Any]) -> Reply:
-    return Reply(status=status, json=dict(payload))
