@@ -3,9 +3,12 @@ API, as a site's tests would use it (the ``oauthconn_provider`` fixture of the p
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from django.conf import settings as django_settings
+from django.urls import reverse
 
 from oauthconn import get_connection
 from oauthconn.crypto import Sealed
@@ -257,3 +260,48 @@ def test_its_discovery_document_is_what_oauthconn_reads(oauthconn_provider):
         metadata = discover(client, oauthconn_provider.url)
     assert metadata.issuer == oauthconn_provider.url
     assert metadata.jwks_uri == f"{oauthconn_provider.url}{oauthconn_provider.jwks_path}"
+
+
+def test_the_sites_own_connect_pages_work_with_consent(
+    oauthconn_provider, client, django_user_model
+):
+    user = django_user_model.objects.create_user("ann")
+    oauthconn_provider.connect("drive", per_user=True, authorize=False)
+    client.force_login(user)
+
+    started = client.post(reverse("oauthconn:start", args=["drive"]))
+    back = oauthconn_provider.consent(started["Location"], subject="ann-at-drive")
+    finished = client.get(back)
+
+    assert finished.status_code == 303
+    assert get_connection("drive", owner=user).get("me").json()["sub"] == "ann-at-drive"
+    assert stored("drive", owner=user).authorized_by == user
+
+
+def test_a_denied_consent_comes_back_as_an_error(oauthconn_provider, client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("ann"))
+    oauthconn_provider.connect("drive", per_user=True, authorize=False)
+    oauthconn_provider.deny_next_authorization()
+
+    back = oauthconn_provider.consent(
+        client.post(reverse("oauthconn:start", args=["drive"]))["Location"]
+    )
+
+    assert "error=access_denied" in back
+    client.get(back)
+    assert not Token.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_async_client_works_against_it(oauthconn_provider):
+    oauthconn_provider.connect("crm")
+    oauthconn_provider.expire("crm")
+
+    crm = get_connection("crm")  # the lookup is sync; the refresh runs in sync_to_async
+
+    async def call() -> dict:
+        async with crm.async_client() as http:
+            return (await http.get("me")).json()
+
+    assert asyncio.run(call())["sub"] == "fake-user"
+    assert len(oauthconn_provider.requests_to("token", grant_type="refresh_token")) == 1

@@ -97,6 +97,8 @@ class AuthServer:
         self.access_tokens: dict[str, AccessToken] = {}
         self.refresh_tokens: dict[str, Grant] = {}
         self.denials: list[str] = []
+        #: who the next authorizations sign in as (else login_hint, else "fake-user")
+        self.signed_in: list[str] = []
         self.access_token_lifetime = 3600
         self.rotate_refresh_tokens = True
 
@@ -120,7 +122,8 @@ class AuthServer:
     def _new_code(self, client: Client, query: dict[str, str]) -> str:
         method = query.get("code_challenge_method")
         challenge = query.get("code_challenge")
-        subject = query.get("login_hint") or "fake-user"
+        subject = self.signed_in.pop(0) if self.signed_in else query.get("login_hint")
+        subject = subject or "fake-user"
         grant = Grant(client.client_id, subject, query.get("scope", ""))
         code = secrets.token_urlsafe(24)
         self.codes[code] = Code(

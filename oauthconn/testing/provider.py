@@ -85,6 +85,7 @@ class FakeProvider:
         subject: str | None = None,
         claims: dict[str, str] | None = None,
         actor: Actor = None,
+        authorize: bool = True,
         **fields: Any,
     ) -> Connection:
         """Create the connection ``slug`` at this provider and authorize it, for ``owner``.
@@ -95,7 +96,9 @@ class FakeProvider:
         names the account at the provider (default ``fake-user``, or ``user-<pk>`` for an
         owner) and ``claims`` its ID token display claims. Other keyword arguments are
         Connection fields (``grant_type``, ``client_auth_method``, ``token_lifetime``...).
-        A client credentials connection is created without a grant: the first use fetches it.
+        A client credentials connection is created without a grant: the first use fetches it;
+        so is any connection with ``authorize=False``, for tests that go through the site's
+        own connect pages (see :meth:`consent`).
 
         All or nothing: when the authorization fails (``deny_next_authorization``, a scripted
         token error) the exception propagates and no row is left behind.
@@ -111,9 +114,24 @@ class FakeProvider:
             connection = grants.connection_row(
                 self.auth, provider, slug, per_user, {"scopes": scopes, **fields}
             )
-            if connection.uses_browser:
+            if authorize and connection.uses_browser:
                 grants.authorize(self.auth, connection, owner=owner, subject=subject, actor=actor)
         return connection
+
+    def consent(self, authorization_url: str, *, subject: str | None = None) -> str:
+        """The browser at the provider: open ``authorization_url`` (where oauthconn's start
+        view redirected to), consent as ``subject``, and return where the provider sends the
+        browser back to (the site's callback URL with ``code``, ``state`` and ``iss``)."""
+        import httpx
+
+        if subject is not None:
+            with self.auth.lock:
+                self.auth.signed_in.append(subject)
+        # A browser's request, not oauthconn's: no client of oauthconn.http is needed.
+        response = httpx.get(authorization_url)
+        if response.status_code != 302:
+            raise AssertionError(f"The fake provider refused: {response.text}")
+        return response.headers["Location"]
 
     def expire(self, connection: Connection | str, owner: Owner = None) -> Token:
         """Expire the grant's access token, in the database and here: the next use refreshes."""
