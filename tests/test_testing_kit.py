@@ -15,6 +15,7 @@ from oauthconn.crypto import Sealed
 from oauthconn.exceptions import (
     AuthorizationDenied,
     ConfigurationError,
+    JWKSUnavailable,
     ProviderTimeout,
     ReauthorizationRequired,
     TemporarilyUnavailable,
@@ -305,3 +306,12 @@ def test_the_async_client_works_against_it(oauthconn_provider):
 
     assert asyncio.run(call())["sub"] == "fake-user"
     assert len(oauthconn_provider.requests_to("token", grant_type="refresh_token")) == 1
+
+
+def test_an_unreachable_jwks_fails_the_authorization_and_stores_nothing(oauthconn_provider):
+    oauthconn_provider.next_response("jwks", Reply.server_error())
+
+    with pytest.raises(JWKSUnavailable):
+        oauthconn_provider.connect("crm")
+    assert len(oauthconn_provider.requests_to("jwks")) == 1
+    assert not Token.objects.exists()

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from django.conf import settings
 from django.db import transaction
 from django.test.utils import override_settings
@@ -122,8 +123,6 @@ class FakeProvider:
         """The browser at the provider: open ``authorization_url`` (where oauthconn's start
         view redirected to), consent as ``subject``, and return where the provider sends the
         browser back to (the site's callback URL with ``code``, ``state`` and ``iss``)."""
-        import httpx
-
         if subject is not None:
             with self.auth.lock:
                 self.auth.signed_in.append(subject)
@@ -185,7 +184,7 @@ class FakeProvider:
         return [
             r
             for r in self.requests
-            if r.endpoint == name and (grant_type is None or r.grant_type == grant_type)
+            if self._name(r) == name and (grant_type is None or r.grant_type == grant_type)
         ]
 
     def reset(self) -> None:
@@ -218,7 +217,7 @@ class FakeProvider:
     def _handle(self, request: RecordedRequest) -> Reply:
         with self.auth.lock:
             self._requests.append(request)
-            queue = self._scripts.get(request.endpoint)
+            queue = self._scripts.get(self._name(request))
             scripted = queue.popleft() if queue else None
             if scripted is not None and scripted.status is not None:
                 return scripted
@@ -226,6 +225,10 @@ class FakeProvider:
         if scripted is not None:
             reply.delay = scripted.delay
         return reply
+
+    def _name(self, request: RecordedRequest) -> str:
+        # The JWKS lives under a per-provider path (see jwks_path); tests call it "jwks".
+        return "jwks" if request.path == self.jwks_path else request.endpoint
 
     def _route(self, request: RecordedRequest) -> Reply:
         endpoint = request.endpoint
