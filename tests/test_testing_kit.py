@@ -315,3 +315,32 @@ def test_an_unreachable_jwks_fails_the_authorization_and_stores_nothing(oauthcon
         oauthconn_provider.connect("crm")
     assert len(oauthconn_provider.requests_to("jwks")) == 1
     assert not Token.objects.exists()
+
+
+def test_disconnecting_revokes_the_grant_at_the_provider(oauthconn_provider):
+    from oauthconn.flows import disconnect
+
+    oauthconn_provider.connect("crm")
+    token = stored("crm")
+    refresh = Sealed.reveal_optional(token.refresh_token)
+
+    disconnect(token)
+
+    revocations = oauthconn_provider.requests_to("revoke")
+    assert refresh in [r.form["token"] for r in revocations]
+    with oauthconn_provider.auth.lock:
+        assert oauthconn_provider.auth.refresh_tokens[refresh].revoked
+
+
+def test_without_rotation_a_refresh_keeps_the_refresh_token(db):
+    with FakeProvider(rotate_refresh_tokens=False, access_token_lifetime=600) as provider:
+        provider.connect("crm")
+        before = Sealed.reveal_optional(stored("crm").refresh_token)
+        provider.expire("crm")
+
+        get_connection("crm").access_token
+
+        (refresh,) = provider.requests_to("token", grant_type="refresh_token")
+        assert refresh.form["refresh_token"] == before
+        assert Sealed.reveal_optional(stored("crm").refresh_token) == before
+        assert stored("crm").lifetime == 600
