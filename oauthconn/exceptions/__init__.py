@@ -41,6 +41,7 @@ from oauthconn.exceptions.callback import (
     SwitchNotFound,
     SwitchRefused,
 )
+from oauthconn.exceptions.calls import RateLimited, RetriesExhausted
 from oauthconn.exceptions.identity import (
     DiscoveryFailed,
     IdentityChanged,
@@ -109,8 +110,10 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RateLimited",
     "ReauthorizationRequired",
     "ResponseTooLarge",
+    "RetriesExhausted",
     "SessionMissing",
     "SignedOut",
     "SwitchAlreadyUsed",
