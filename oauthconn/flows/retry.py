@@ -12,6 +12,7 @@ client's ``deadline=``, counted from the first attempt; each attempt is still bo
 own deadline in the transport). When it stops on a 429 or 503, the call raises
 :class:`~oauthconn.exceptions.RateLimited` / :class:`~oauthconn.exceptions.RetriesExhausted`
 carrying the last response. With retries off, that response is returned as it always was.
+These rules are SECURITY R60; the extra refresh statuses (in ``ConnectionAuth``) are R61.
 """
 
 from __future__ import annotations
