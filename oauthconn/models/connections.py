@@ -176,9 +176,12 @@ class Connection(models.Model):
     )
     # Resilient calls (docs/calls.md): opt-in retries of idempotent requests on 429 and 503,
     # bounded so that no worker waits long, and the statuses that mean "expired token" here.
+    # Database defaults too: rows written outside the ORM (bulk seeding, an older release
+    # still running during a deploy) get the same values.
     retry_rate_limited = models.BooleanField(
         _("retry rate-limited calls"),
         default=False,
+        db_default=False,
         help_text=_(
             "Retry idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) answered 429 or 503, "
             "waiting as Retry-After says or with a jittered backoff."
@@ -187,12 +190,14 @@ class Connection(models.Model):
     max_attempts = models.PositiveSmallIntegerField(
         _("max attempts"),
         default=3,
+        db_default=3,
         validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text=_("Requests sent per call at most, the first one included (1-10)."),
     )
     max_retry_wait = models.PositiveSmallIntegerField(
         _("max retry wait"),
         default=30,
+        db_default=30,
         validators=[MinValueValidator(1), MaxValueValidator(300)],
         help_text=_(
             "Seconds (1-300). A Retry-After longer than this ends the call at once with "
@@ -202,6 +207,7 @@ class Connection(models.Model):
     refresh_on_status = models.JSONField(
         _("refresh on status"),
         default=list,
+        db_default=models.Value([], models.JSONField()),
         blank=True,
         validators=[validate_refresh_statuses],
         help_text=_(
