@@ -127,12 +127,14 @@ class Attempts:
     def error(
         self, response: httpx.Response, why: str, retry_after: float | None
     ) -> RetriesExhausted:
-        # Host and path only: a query string may carry an API key.
+        # Host and path only: a query string may carry an API key. The standard reason
+        # phrase, not the server's: that one is free text from the other side.
         url = response.request.url
-        kind = RateLimited if response.status_code == 429 else RetriesExhausted
+        status = response.status_code
+        kind = RateLimited if status == 429 else RetriesExhausted
         return kind(
-            f"{response.request.method} {url.host}{url.path} answered {response.status_code} "
-            f"{response.reason_phrase} {why}.",
+            f"{response.request.method} {url.host}{url.path} answered {status} "
+            f"{httpx.codes.get_reason_phrase(status)} {why}.",
             response=response,
             attempts=self.count,
             retry_after=retry_after,
