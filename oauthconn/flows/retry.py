@@ -113,7 +113,9 @@ class Attempts:
             )
         wait = asked
         if wait is None:
-            wait = jittered_backoff(self.count, base=BACKOFF_BASE, cap=policy.max_wait)
+            # The jitter may add 20 % to the cap; the admin's cap is the longest wait.
+            backoff = jittered_backoff(self.count, base=BACKOFF_BASE, cap=policy.max_wait)
+            wait = min(backoff, policy.max_wait)
         if self.clock() - self.started + wait >= policy.deadline:
             raise self.error(
                 response,
