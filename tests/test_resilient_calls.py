@@ -11,6 +11,7 @@ through the times the server recorded (lower bounds only) or an injected ``sleep
 from __future__ import annotations
 
 import asyncio
+import pickle
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -144,6 +145,18 @@ def test_the_last_attempt_raises_with_the_final_response(connected, scripted_ser
         f"GET 127.0.0.1{PATH} answered 429 Too Many Requests after 3 attempts."
     )  # no query string: it may hold an API key
     assert len(scripted_server.requests_to(PATH)) == 3
+
+
+def test_the_error_survives_pickling_as_a_task_queue_does_it(connected, scripted_server):
+    configure(connected, retry_rate_limited=True, max_retry_wait=5)
+    scripted_server.add(PATH, Reply(429, {"Retry-After": "7"}, TOO_MANY))
+    with pytest.raises(RateLimited) as caught:
+        get_connection("crm").get("items")
+
+    copy = pickle.loads(pickle.dumps(caught.value))
+
+    assert type(copy) is RateLimited and str(copy) == str(caught.value)
+    assert (copy.attempts, copy.retry_after, copy.response.json()) == (1, 7.0, TOO_MANY)
 
 
 def test_a_503_after_the_last_attempt_is_retries_exhausted(connected, scripted_server):

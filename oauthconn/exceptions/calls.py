@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import httpx
 
 from oauthconn.exceptions.base import OAuthConnError
@@ -40,6 +43,18 @@ class RetriesExhausted(OAuthConnError, httpx.HTTPStatusError):
     @property
     def status_code(self) -> int:
         return self.response.status_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as cls(*args), which lacks the keyword-only arguments: a task
+        # queue that pickles a failed task's exception (Celery's default) would fail on it.
+        rebuild = functools.partial(
+            type(self),
+            str(self),
+            response=self.response,
+            attempts=self.attempts,
+            retry_after=self.retry_after,
+        )
+        return (rebuild, ())
 
 
 class RateLimited(RetriesExhausted):
