@@ -26,6 +26,7 @@ from oauthconn.models import (
     Token,
     TokenStatus,
 )
+from oauthconn.models.connections import validate_refresh_statuses
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner, RequestUser
@@ -172,6 +173,13 @@ class ConnectionSerializer(serializers.ModelSerializer):
     extra_token_params = string_dict()
     redirect_uri = serializers.CharField(read_only=True)
     token = serializers.SerializerMethodField()
+    refresh_on_status = serializers.ListField(
+        child=serializers.IntegerField(min_value=400, max_value=599),
+        required=False,
+        max_length=10,
+        validators=[validate_refresh_statuses],
+        help_text="Statuses besides 401 that mean an expired token here (e.g. [403]).",
+    )
 
     class Meta:
         model = Connection
@@ -196,6 +204,10 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "per_user",
             "token_lifetime",
             "test_path",
+            "retry_rate_limited",
+            "max_attempts",
+            "max_retry_wait",
+            "refresh_on_status",
             "redirect_uri",
             "token",
             "created_at",

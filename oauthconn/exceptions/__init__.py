@@ -41,6 +41,7 @@ from oauthconn.exceptions.callback import (
     SwitchNotFound,
     SwitchRefused,
 )
+from oauthconn.exceptions.calls import RateLimited, RetriesExhausted
 from oauthconn.exceptions.identity import (
     DiscoveryFailed,
     IdentityChanged,
@@ -110,10 +111,12 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RateLimited",
     "ReauthorizationRequired",
     "ResponseTooLarge",
     "ScopeNotAllowed",
     "ScopesRequired",
+    "RetriesExhausted",
     "SessionMissing",
     "SignedOut",
     "SwitchAlreadyUsed",

@@ -3,9 +3,11 @@
 :class:`Grant` is one owner's grant of a connection as a caller holds it: the last token it
 served stays in memory while it is valid, and it asks :func:`get_valid_token` (single-flight
 refresh) for a new one when due. :class:`ConnectionAuth` is the httpx ``Auth`` that sends the
-bearer token only to the API base URL's origin (SECURITY R41) and, after a 401, refreshes
-once and retries once. The public client (:mod:`oauthconn.client`) and the admin's "Test"
-(:mod:`oauthconn.flows.probe`) both build on these, so neither rule exists twice.
+bearer token only to the API base URL's origin (SECURITY R41) and, after a 401 (or a status of
+the connection's ``refresh_on_status``), refreshes once and retries once; :meth:`Grant.auth`
+wraps it in the connection's retries on 429 / 503 (:mod:`oauthconn.flows.retry`). The public
+client (:mod:`oauthconn.client`) and the admin's "Test" (:mod:`oauthconn.flows.probe`) both
+build on these, so neither rule exists twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from asgiref.sync import sync_to_async
 from oauthconn import http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
+from oauthconn.flows.retry import retrying
 from oauthconn.flows.scopes import require_scopes
 from oauthconn.flows.tokens import get_valid_token
 from oauthconn.models import Connection, Token
@@ -90,14 +93,19 @@ class Grant:
         :func:`oauthconn.http.build_client`.
         """
         base_url = self.api_base_url()
-        return http.build_pooled_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
+        auth = self.auth(deadline=kwargs.get("deadline"))
+        return http.build_pooled_client(base_url=base_url, auth=auth, **kwargs)
 
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
         """The async twin of :meth:`client` (a pool per event loop), same deadline rule."""
         base_url = self.api_base_url()
-        return http.build_pooled_async_client(
-            base_url=base_url, auth=ConnectionAuth(self), **kwargs
-        )
+        auth = self.auth(deadline=kwargs.get("deadline"))
+        return http.build_pooled_async_client(base_url=base_url, auth=auth, **kwargs)
+
+    def auth(self, *, deadline: float | None = None) -> httpx.Auth:
+        """The httpx ``Auth`` of this grant: :class:`ConnectionAuth` within the connection's
+        retries on 429 / 503 (docs/calls.md), whose waits end before ``deadline``."""
+        return retrying(ConnectionAuth(self), self.connection, deadline=deadline)
 
 
 @functools.lru_cache(maxsize=256)
@@ -114,11 +122,15 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 class ConnectionAuth(httpx.Auth):
-    """Bearer authentication (RFC 6750 §2.1) that refreshes once and retries after a 401."""
+    """Bearer authentication (RFC 6750 §2.1) that refreshes once and retries after a 401, or
+    a status the connection lists in ``refresh_on_status`` (APIs that answer 403 for an
+    expired token)."""
 
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
         self.origin = _origin(grant.connection.api_base_url)
+        extra = grant.connection.refresh_on_status or []
+        self.refresh_on = frozenset({401, *(code for code in extra if isinstance(code, int))})
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         self._check_origin(request)
@@ -149,8 +161,7 @@ class ConnectionAuth(httpx.Auth):
         request.headers["Authorization"] = f"Bearer {token.require_access_token().reveal()}"
         return request
 
-    @staticmethod
-    def _should_retry(response: httpx.Response) -> bool:
+    def _should_retry(self, response: httpx.Response) -> bool:
         # RFC 6750 §3.1: insufficient_scope will not be cured by a new token.
         challenge = response.headers.get("WWW-Authenticate", "")
-        return response.status_code == 401 and "insufficient_scope" not in challenge
+        return response.status_code in self.refresh_on and "insufficient_scope" not in challenge

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -90,6 +92,39 @@ class Provider(models.Model):
         return self.name
 
 
+#: How many extra "refresh and retry" status codes a connection may list.
+MAX_REFRESH_STATUSES = 10
+
+
+def validate_refresh_statuses(value: object) -> None:
+    """``refresh_on_status``: a list of distinct HTTP error codes, 400-599, without 401
+    (which always refreshes), as ints."""
+    if not isinstance(value, list) or not all(
+        isinstance(code, int) and not isinstance(code, bool) for code in value
+    ):
+        raise ValidationError(
+            "Enter a list of HTTP status codes, e.g. [403].", code="invalid_statuses"
+        )
+    wrong = [code for code in value if not 400 <= code <= 599]
+    if wrong:
+        raise ValidationError(
+            "Only error statuses (400-599) can mean an expired token, not %(codes)s.",
+            code="invalid_statuses",
+            params={"codes": ", ".join(map(str, wrong))},
+        )
+    if 401 in value:
+        raise ValidationError(
+            "401 always refreshes the token and retries: list only the other statuses.",
+            code="invalid_statuses",
+        )
+    if len(set(value)) != len(value) or len(value) > MAX_REFRESH_STATUSES:
+        raise ValidationError(
+            "List each status once, at most %(max)d of them.",
+            code="invalid_statuses",
+            params={"max": MAX_REFRESH_STATUSES},
+        )
+
+
 class GrantType(models.TextChoices):
     AUTHORIZATION_CODE = "authorization_code", _("Authorization code")
     AUTHORIZATION_CODE_PKCE = "authorization_code_pkce", _("Authorization code with PKCE")
@@ -147,6 +182,47 @@ class Connection(models.Model):
     )
     test_path = models.CharField(
         max_length=URL_LENGTH, blank=True, help_text=_("Path under the API base URL for 'Test'.")
+    )
+    # Resilient calls (docs/calls.md): opt-in retries of idempotent requests on 429 and 503,
+    # bounded so that no worker waits long, and the statuses that mean "expired token" here.
+    # Database defaults too: rows written outside the ORM (bulk seeding, an older release
+    # still running during a deploy) get the same values.
+    retry_rate_limited = models.BooleanField(
+        _("retry rate-limited calls"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "Retry idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) answered 429 or 503, "
+            "waiting as Retry-After says or with a jittered backoff."
+        ),
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        _("max attempts"),
+        default=3,
+        db_default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text=_("Requests sent per call at most, the first one included (1-10)."),
+    )
+    max_retry_wait = models.PositiveSmallIntegerField(
+        _("max retry wait"),
+        default=30,
+        db_default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(300)],
+        help_text=_(
+            "Seconds (1-300). A Retry-After longer than this ends the call at once with "
+            "RateLimited instead of holding the worker."
+        ),
+    )
+    refresh_on_status = models.JSONField(
+        _("refresh on status"),
+        default=list,
+        db_default=models.Value([], models.JSONField()),
+        blank=True,
+        validators=[validate_refresh_statuses],
+        help_text=_(
+            "HTTP statuses besides 401 with which this API says the token expired (e.g. 403): "
+            "the token is refreshed once and the request retried once."
+        ),
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
