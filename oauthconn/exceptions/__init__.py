@@ -60,6 +60,8 @@ from oauthconn.exceptions.identity import (
 from oauthconn.exceptions.transport import (
     BlockedDestination,
     DeadlineExceeded,
+    DPoPNonceRejected,
+    DPoPProofRejected,
     InvalidClient,
     InvalidGrant,
     InvalidProviderResponse,
@@ -80,6 +82,8 @@ __all__ = [
     "Busy",
     "ConfigurationError",
     "ConnectionNotFound",
+    "DPoPNonceRejected",
+    "DPoPProofRejected",
     "DeadlineExceeded",
     "DecryptionFailed",
     "DisallowedResourceURL",

@@ -89,6 +89,15 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def dpop_signing_algs(self) -> list[str]:
+        """``dpop_signing_alg_values_supported`` of the discovery snapshot (RFC 9449 §5.1):
+        non-empty exactly when the provider says it accepts DPoP proofs."""
+        algs = self.metadata.get("dpop_signing_alg_values_supported") if self.metadata else None
+        if not isinstance(algs, list):
+            return []
+        return [alg for alg in algs if isinstance(alg, str) and alg]
+
 
 class GrantType(models.TextChoices):
     AUTHORIZATION_CODE = "authorization_code", _("Authorization code")
@@ -130,6 +139,14 @@ class Connection(models.Model):
     api_base_url = url_field(_("API base URL"), help_text=_("Tokens are sent only to this origin."))
     per_user = models.BooleanField(
         _("per-user"), default=False, help_text=_("Each user connects their own account.")
+    )
+    use_dpop = models.BooleanField(
+        _("DPoP-bound tokens"),
+        default=False,
+        help_text=_(
+            "RFC 9449: tokens are bound to a key pair kept for each grant, so a stolen token "
+            "is useless without it."
+        ),
     )
     token_lifetime = models.PositiveIntegerField(
         null=True,
