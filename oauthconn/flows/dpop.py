@@ -21,6 +21,7 @@ from oauthconn.exceptions import ConfigurationError, DecryptionFailed, DPoPNonce
 from oauthconn.models import Connection, Token
 from oauthconn.oauth import dpop
 from oauthconn.oauth.dpop import DPoP, DPoPKey, NonceStore, choose_algorithm, make_key
+from oauthconn.oauth.token import TokenSet
 
 #: DPoP-bound tokens use this scheme (RFC 9449 §7.1) and token_type.
 SCHEME = "DPoP"
@@ -56,6 +57,13 @@ def binding_for(connection: Connection, token: Token | None) -> DPoP | None:
     if token is not None and token.dpop_key is not None:
         return DPoP(stored_key(token), NONCES)
     return new_binding(connection)
+
+
+def binding_of(tokens: TokenSet) -> DPoP | None:
+    """The binding of a token response not stored yet (userinfo right after the exchange)."""
+    if tokens.token_type != SCHEME or not tokens.dpop_key:
+        return None
+    return DPoP(DPoPKey.from_json(tokens.dpop_key), NONCES)
 
 
 def stored_key(token: Token) -> DPoPKey:
