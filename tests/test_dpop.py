@@ -334,3 +334,88 @@ def test_the_key_is_encrypted_at_rest_and_never_shown(
     for record in caplog.records:
         assert secret_d not in record.getMessage()
     assert timezone.now()  # the life cycle above ran with every logger at DEBUG
+
+
+# --- the wizard, the admin page and the API (issue 13 part 4) --------------------------------
+
+WIZARD = "/admin/oauthconn/connection/add/"
+
+
+def wizard_step(client, step_name: str, **fields):
+    data = {"connection_wizard-current_step": step_name}
+    data.update({f"{step_name}-{key}": value for key, value in fields.items()})
+    return client.post(WIZARD, data)
+
+
+def client_fields(issuer: str, **more) -> dict:
+    return {
+        "client_id": "dpop-basic",
+        "client_secret": "not-checked-here",
+        "client_auth_method": "client_secret_basic",
+        "authorization_endpoint": f"{issuer}/auth",
+        "token_endpoint": f"{issuer}/token",
+        "revocation_endpoint": "",
+        "userinfo_endpoint": "",
+        "scopes": "openid",
+        "extra_authorize_params": "{}",
+        "extra_token_params": "{}",
+        "api_base_url": f"{issuer}/",
+        "test_path": "me",
+        **more,
+    }
+
+
+def test_the_wizard_offers_dpop_when_discovery_lists_it_and_the_review_says_so(
+    staff_client, dpop_server
+):
+    assert staff_client.get(WIZARD).status_code == 200
+    basics = {"name": "Bound", "slug": "dpop", "sharing": "shared", "source": "issuer"}
+    wizard_step(staff_client, "basics", **basics, issuer=dpop_server.issuer)
+    response = wizard_step(staff_client, "grant", grant_type=GrantType.AUTHORIZATION_CODE)
+    form = response.context["wizard"]["form"]
+    assert "use_dpop" in form.fields and "RFC 9449" in form.fields["use_dpop"].help_text
+    response = wizard_step(
+        staff_client, "client", **client_fields(dpop_server.issuer, use_dpop="on")
+    )
+    assert response.context["wizard"]["steps"].current == "review"
+    assert b"Bound with DPoP (RFC 9449)" in response.content
+    response = wizard_step(staff_client, "review")
+    assert response.status_code == 302  # "Save and authorize": off to the provider
+    connection = Connection.objects.get(slug="dpop")
+    assert connection.use_dpop
+    page = staff_client.get(f"/admin/oauthconn/connection/{connection.pk}/change/")
+    assert b"Tokens bound with DPoP" in page.content
+
+
+def test_the_wizard_does_not_offer_dpop_when_the_provider_does_not_list_it(staff_client, db):
+    provider = Provider.objects.create(
+        slug="plain",
+        name="Plain",
+        authorization_endpoint="https://as.example/a",
+        token_endpoint="https://as.example/t",
+    )
+    assert staff_client.get(WIZARD).status_code == 200
+    basics = {"name": "Plain", "slug": "plain", "sharing": "shared", "source": "existing"}
+    wizard_step(staff_client, "basics", **basics, existing_provider=provider.pk)
+    response = wizard_step(staff_client, "grant", grant_type=GrantType.AUTHORIZATION_CODE)
+    assert "use_dpop" not in response.context["wizard"]["form"].fields
+    wizard_step(staff_client, "client", **client_fields("https://as.example", use_dpop="on"))
+    response = wizard_step(staff_client, "review")
+    assert not Connection.objects.get(slug="plain").use_dpop  # not offered, not taken
+
+
+def test_the_api_reads_and_writes_the_setting_and_shows_the_token_type(
+    staff_client, make_dpop, dpop_server, admin_client
+):
+    connection = make_dpop(use_dpop=False, slug="dpop-off")
+    url = f"/api/oauthconn/connections/{connection.pk}/"
+    assert admin_client.get(url).json()["use_dpop"] is False
+    response = admin_client.patch(url, {"use_dpop": True}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["use_dpop"] is True
+    connection.refresh_from_db()
+    authorize(staff_client, connection, dpop_server)
+    body = admin_client.get(url).json()
+    assert body["token"]["token_type"] == "DPoP"
+    assert "dpop_key" not in json.dumps(body)
+    page = admin_client.get(f"/admin/oauthconn/connection/{connection.pk}/change/")
+    assert b"DPoP-bound (sender-constrained)" in page.content

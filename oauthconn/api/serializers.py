@@ -194,6 +194,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "api_base_url",
             "per_user",
             "token_lifetime",
+            "use_dpop",
             "test_path",
             "redirect_uri",
             "token",
