@@ -9,6 +9,7 @@ a bound token only as ``Authorization: DPoP`` with a valid proof of that key (``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -22,6 +23,7 @@ from oauthconn import get_connection
 from oauthconn.exceptions import DPoPNonceRejected, InvalidProviderResponse
 from oauthconn.flows import dpop as dpop_flows
 from oauthconn.flows.discovery import discover_provider
+from oauthconn.flows.revocation import disconnect
 from oauthconn.flows.tokens import renew_now
 from oauthconn.models import Connection, EventKind, GrantType, Provider, Token
 from oauthconn.oauth import dpop, jwks
@@ -205,6 +207,7 @@ def test_nonce_mode_at_the_token_endpoint_and_the_resource(staff_client, make_dp
     assert "userinfo not used" not in str(connection.events.values_list("message", flat=True))
 
     dpop_flows.NONCES.clear()  # as in another process: the resource's nonce is not known
+    dpop_server.reset()
     seen = []
     hooks = {"request": [lambda request: seen.append(request.headers["dpop"])]}
     with get_connection("dpop-nonce").client(event_hooks=hooks) as http:
@@ -214,8 +217,42 @@ def test_nonce_mode_at_the_token_endpoint_and_the_resource(staff_client, make_dp
     # the second used that nonce at once
     nonces = [jwt.decode(proof, options={"verify_signature": False}).get("nonce") for proof in seen]
     assert nonces[0] is None and nonces[1] and nonces[2] and len(nonces) == 3
+    assert dpop_server.refreshes() == 0  # answered with the nonce, not by a new token
 
     assert renew_now(connection).renewed  # refresh: the token endpoint's nonce is known
+
+
+def test_the_async_client_answers_the_resource_nonce_too(staff_client, make_dpop, dpop_server):
+    connection = make_dpop(slug="dpop-nonce")
+    authorize(staff_client, connection, dpop_server)
+    require_dpop_nonce(dpop_server, True)
+    dpop_flows.NONCES.clear()
+    crm = get_connection("dpop-nonce")
+    proofs: list[str] = []
+
+    async def call():
+        async def keep(request):
+            proofs.append(request.headers["dpop"])
+
+        async with crm.async_client(event_hooks={"request": [keep]}) as http:
+            return (await http.get("me")).json()
+
+    dpop_server.reset()
+    assert asyncio.run(call())["sub"] == "alice"
+    nonces = [jwt.decode(p, options={"verify_signature": False}).get("nonce") for p in proofs]
+    assert len(nonces) == 2 and nonces[0] is None and nonces[1]
+    assert dpop_server.refreshes() == 0  # answered with the nonce, not by a new token
+
+
+def test_disconnect_revokes_and_forgets_the_key(staff_client, make_dpop, dpop_server):
+    connection = make_dpop()
+    token = authorize(staff_client, connection, dpop_server)
+    access_token = token.access_token.reveal()
+    result = disconnect(token)
+    assert result.revoked_at_provider
+    token.refresh_from_db()
+    assert token.dpop_key is None and token.access_token is None
+    assert dpop_server.introspect(access_token, "dpop-basic")["active"] is False
 
 
 def test_a_wrong_nonce_is_answered_with_the_right_one(staff_client, make_dpop, dpop_server):
