@@ -17,7 +17,7 @@ import threading
 
 import httpx
 
-from oauthconn.exceptions import ConfigurationError, DecryptionFailed, DPoPNonceRejected
+from oauthconn.exceptions import ConfigurationError, DPoPNonceRejected
 from oauthconn.models import Connection, Token
 from oauthconn.oauth import dpop
 from oauthconn.oauth.dpop import DPoP, DPoPKey, NonceStore, choose_algorithm, make_key
@@ -71,9 +71,7 @@ def stored_key(token: Token) -> DPoPKey:
     if token.dpop_key is None:
         raise ConfigurationError("This grant's tokens are DPoP-bound but it has no DPoP key.")
     try:
-        return DPoPKey.from_json(token.dpop_key.reveal())
-    except DecryptionFailed:
-        raise
+        return DPoPKey.from_json(token.dpop_key.reveal())  # DecryptionFailed passes through
     except ConfigurationError as err:
         raise ConfigurationError(f"{err} Reauthorize the connection.") from err
 

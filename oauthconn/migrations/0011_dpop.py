@@ -14,6 +14,7 @@ class Migration(migrations.Migration):
             model_name="connection",
             name="use_dpop",
             field=models.BooleanField(
+                db_default=False,
                 default=False,
                 help_text="RFC 9449: tokens are bound to a key pair kept for each grant, so a stolen token is useless without it.",
                 verbose_name="DPoP-bound tokens",

@@ -143,6 +143,8 @@ class Connection(models.Model):
     use_dpop = models.BooleanField(
         _("DPoP-bound tokens"),
         default=False,
+        # Also in the database: rows written by raw SQL (bulk seeding) need no value for it.
+        db_default=False,
         help_text=_(
             "RFC 9449: tokens are bound to a key pair kept for each grant, so a stolen token "
             "is useless without it."
