@@ -53,6 +53,8 @@ PERMANENT = {
     oc.UnauthorizedClient: True,
     oc.ProviderUnavailable: False,
     oc.InvalidProviderResponse: False,
+    oc.DPoPNonceRejected: False,  # its nonces may settle
+    oc.DPoPProofRejected: False,  # as any other refused request: a valid grant is kept
     oc.DiscoveryFailed: True,
     oc.InvalidIDToken: False,
     oc.MalformedIDToken: False,

@@ -194,6 +194,7 @@ class ConnectionForm(forms.ModelForm):
             "max_attempts",
             "max_retry_wait",
             "refresh_on_status",
+            "use_dpop",
         ]
         field_classes = {"refresh_on_status": StatusCodesField}
 

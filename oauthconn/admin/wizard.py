@@ -257,6 +257,7 @@ class ConnectionWizard(SessionWizardView):
                 extra_token_params=client.get("extra_token_params") or {},
                 api_base_url=client["api_base_url"],
                 test_path=client["test_path"],
+                use_dpop=bool(client.get("use_dpop")),
                 created_by=self.request.user,
             )
             if connection.client_auth_method == PRIVATE_KEY_JWT:

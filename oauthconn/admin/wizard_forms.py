@@ -15,6 +15,7 @@ from oauthconn.admin.forms import (
     choice_field,
     chosen_value,
 )
+from oauthconn.admin.wizard_dpop import add_dpop_field
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DiscoveryFailed
 from oauthconn.flows.configuration import issuer_conflict
@@ -208,6 +209,7 @@ class BasicsForm(forms.Form):
         )
         self.provider_fields = {name: getattr(provider, name) for name in names}
         self.provider_fields["pk"] = provider.pk
+        self.provider_fields["dpop_signing_algs"] = provider.dpop_signing_algs
         meta = provider.metadata or {}
         self.defaults = {
             "scopes": " ".join(meta.get("default_scopes", [])),
@@ -359,6 +361,7 @@ class ClientForm(forms.Form):
         method.choices = choices
         offered = [value for value, _label in choices]
         method.help_text = auth_method_help(chosen_value(self, "client_auth_method"), offered)
+        add_dpop_field(self, self.provider_fields)
 
     def clean_key_type(self) -> str:
         return self.cleaned_data.get("key_type") or "RSA"

@@ -203,6 +203,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "api_base_url",
             "per_user",
             "token_lifetime",
+            "use_dpop",
             "test_path",
             "retry_rate_limited",
             "max_attempts",

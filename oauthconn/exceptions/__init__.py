@@ -62,6 +62,8 @@ from oauthconn.exceptions.scopes import ScopeNotAllowed, ScopesRequired
 from oauthconn.exceptions.transport import (
     BlockedDestination,
     DeadlineExceeded,
+    DPoPNonceRejected,
+    DPoPProofRejected,
     InvalidClient,
     InvalidGrant,
     InvalidProviderResponse,
@@ -82,6 +84,8 @@ __all__ = [
     "Busy",
     "ConfigurationError",
     "ConnectionNotFound",
+    "DPoPNonceRejected",
+    "DPoPProofRejected",
     "DeadlineExceeded",
     "DecryptionFailed",
     "DisallowedResourceURL",

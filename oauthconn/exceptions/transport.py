@@ -114,6 +114,21 @@ class ProviderUnavailable(ProviderError):
     message = "The provider is temporarily unavailable."
 
 
+class DPoPNonceRejected(ProviderError):
+    """The server asked for a DPoP nonce again after the retry with the one it gave
+    (RFC 9449 §8, §9; SECURITY R53). Temporary: its nonces may settle."""
+
+    code = "use_dpop_nonce"
+    message = "The provider refused the DPoP nonce it had just sent."
+
+
+class DPoPProofRejected(ProviderError):
+    """The server refused the DPoP proof (RFC 9449 §5 ``invalid_dpop_proof``)."""
+
+    code = "invalid_dpop_proof"
+    message = "The provider refused the DPoP proof."
+
+
 class InvalidProviderResponse(ProviderError):
     """The response could not be understood (HTML, not JSON, missing fields, bad types).
 

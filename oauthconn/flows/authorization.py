@@ -34,6 +34,7 @@ from oauthconn.exceptions import (
 from oauthconn.flows import scopes
 from oauthconn.flows.access import authorizing_owner, check_still_authorizes
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
+from oauthconn.flows.dpop import new_binding
 from oauthconn.flows.identity import Identity, describe_account, verify_identity
 from oauthconn.flows.switching import HeldSwitch, hold_switch, switching_from
 from oauthconn.models import (
@@ -320,6 +321,8 @@ def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str
             code_verifier=Sealed.reveal_optional(attempt.code_verifier),
             credentials=credentials_for(connection),
             extra_params=connection.extra_token_params,
+            # R53: every authorization binds its tokens to a new key (RFC 9449 §2).
+            dpop=new_binding(connection),
             **token_limits(connection),
         )
     return tokens

@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from oauthconn import http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
+from oauthconn.flows import dpop
 from oauthconn.flows.retry import retrying
 from oauthconn.flows.scopes import require_scopes
 from oauthconn.flows.tokens import get_valid_token
@@ -122,9 +123,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 class ConnectionAuth(httpx.Auth):
-    """Bearer authentication (RFC 6750 §2.1) that refreshes once and retries after a 401, or
-    a status the connection lists in ``refresh_on_status`` (APIs that answer 403 for an
-    expired token)."""
+    """Bearer (RFC 6750 §2.1) or DPoP (RFC 9449 §7) authentication that refreshes once and
+    retries after a 401, or a status the connection lists in ``refresh_on_status`` (APIs that
+    answer 403 for an expired token); a DPoP resource's nonce challenge is answered once first
+    (§9)."""
 
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
@@ -134,7 +136,11 @@ class ConnectionAuth(httpx.Auth):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         self._check_origin(request)
-        response = yield self._authorize(request, self.grant.token())
+        token = self.grant.token()
+        response = yield self._authorize(request, token)
+        if dpop.wants_nonce(response, token):
+            response = yield self._authorize(request, token)  # RFC 9449 §9: once
+            dpop.raise_if_nonce_refused(response, token)
         if self._should_retry(response):
             yield self._authorize(request, self.grant.token(force_refresh=True))
 
@@ -144,6 +150,9 @@ class ConnectionAuth(httpx.Auth):
         self._check_origin(request)
         token = await sync_to_async(self.grant.token)()
         response = yield self._authorize(request, token)
+        if dpop.wants_nonce(response, token):
+            response = yield self._authorize(request, token)  # RFC 9449 §9: once
+            dpop.raise_if_nonce_refused(response, token)
         if self._should_retry(response):
             token = await sync_to_async(self.grant.token)(force_refresh=True)
             yield self._authorize(request, token)
@@ -158,7 +167,7 @@ class ConnectionAuth(httpx.Auth):
 
     @staticmethod
     def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
-        request.headers["Authorization"] = f"Bearer {token.require_access_token().reveal()}"
+        dpop.authorize(request, token)  # Bearer, or DPoP with a fresh proof (R52)
         return request
 
     def _should_retry(self, response: httpx.Response) -> bool:

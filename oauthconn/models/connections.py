@@ -91,6 +91,15 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def dpop_signing_algs(self) -> list[str]:
+        """``dpop_signing_alg_values_supported`` of the discovery snapshot (RFC 9449 §5.1):
+        non-empty exactly when the provider says it accepts DPoP proofs."""
+        algs = self.metadata.get("dpop_signing_alg_values_supported") if self.metadata else None
+        if not isinstance(algs, list):
+            return []
+        return [alg for alg in algs if isinstance(alg, str) and alg]
+
 
 #: How many extra "refresh and retry" status codes a connection may list.
 MAX_REFRESH_STATUSES = 10
@@ -164,6 +173,8 @@ class Connection(models.Model):
     #: site code, a user or an admin may ask to add to a grant later
     optional_scopes = models.TextField(
         blank=True,
+        default="",
+        db_default="",  # rows written by raw SQL (the benchmarks' seeding) need no value
         help_text=_(
             "Scopes that may be added to a grant later (Request more scopes, "
             "require_scopes()), space separated."
@@ -174,6 +185,16 @@ class Connection(models.Model):
     api_base_url = url_field(_("API base URL"), help_text=_("Tokens are sent only to this origin."))
     per_user = models.BooleanField(
         _("per-user"), default=False, help_text=_("Each user connects their own account.")
+    )
+    use_dpop = models.BooleanField(
+        _("DPoP-bound tokens"),
+        default=False,
+        # Also in the database: rows written by raw SQL (bulk seeding) need no value for it.
+        db_default=False,
+        help_text=_(
+            "RFC 9449: tokens are bound to a key pair kept for each grant, so a stolen token "
+            "is useless without it."
+        ),
     )
     token_lifetime = models.PositiveIntegerField(
         null=True,

@@ -45,6 +45,7 @@ const RECORDED = [
 ];
 
 async function testRoutes(ctx, next) {
+  if (await dpopTestRoutes(ctx)) return;
   if (ctx.path === '/_test/events' && ctx.method === 'GET') {
     ctx.body = { counts: counts(), events: log };
   } else if (ctx.path === '/_test/reset' && ctx.method === 'POST') {
@@ -53,6 +54,31 @@ async function testRoutes(ctx, next) {
   } else {
     await next();
   }
+}
+
+// --- DPoP (RFC 9449), only for an instance started with config.dpop ----------------------
+// config.dpop = {requireNonce: bool}: proofs accepted on every endpoint, clients registered
+// with dpop_bound_access_tokens must send them. POST /_test/dpop-nonce?required=1|0 turns
+// the nonce requirement (§8, §9) on and off while the provider runs.
+
+const dpopState = { requireNonce: Boolean(config.dpop?.requireNonce) };
+
+function dpopFeature() {
+  if (!config.dpop) return {};
+  return {
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => dpopState.requireNonce,
+    },
+  };
+}
+
+async function dpopTestRoutes(ctx) {
+  if (!config.dpop || ctx.path !== '/_test/dpop-nonce' || ctx.method !== 'POST') return false;
+  dpopState.requireNonce = ctx.query.required === '1';
+  ctx.status = 204;
+  return true;
 }
 
 // --- client authentication only by the registered method ----------------------------------
@@ -138,6 +164,7 @@ function configuration() {
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      ...dpopFeature(),
     },
     // PKCE (S256, the only method oidc-provider 9 knows) required for public clients, and
     // verified for confidential ones when they send it.
