@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.scripted_server",
     "tests.authlib_server",
     "tests.oidc_provider_server",
+    "tests.oidc_provider_par",
 ]
 
 

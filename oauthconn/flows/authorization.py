@@ -32,6 +32,7 @@ from oauthconn.exceptions import (
 from oauthconn.flows.access import authorizing_owner, check_still_authorizes
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
 from oauthconn.flows.identity import Identity, describe_account, verify_identity
+from oauthconn.flows.par import pushed_url
 from oauthconn.flows.switching import HeldSwitch, hold_switch, switching_from
 from oauthconn.models import (
     Connection,
@@ -41,7 +42,7 @@ from oauthconn.models import (
     TokenStatus,
 )
 from oauthconn.oauth import pkce
-from oauthconn.oauth.authorize import build_authorization_url
+from oauthconn.oauth.authorize import append_query, authorization_parameters
 from oauthconn.oauth.callback import CallbackParams, check_issuer, named_states, parse_callback
 from oauthconn.oauth.token import TokenSet, exchange_code
 
@@ -92,6 +93,18 @@ def start_authorization(
     state = pkce.make_state()
     verifier = pkce.make_code_verifier() if connection.uses_pkce else None
     nonce = pkce.make_nonce() if "openid" in connection.scope_list else None
+    params = authorization_parameters(
+        provider.authorization_endpoint,
+        client_id=connection.client_id,
+        redirect_uri=connection.redirect_uri,
+        scope=connection.scope_string,
+        state=state,
+        code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
+        nonce=nonce,
+        extra_params=connection.extra_authorize_params,
+    )
+    # The push comes before the attempt is recorded: a refused push stores nothing (R55).
+    url = pushed_url(connection, params) if connection.pushes_requests else None
     attempt = PendingAuthorization(
         state_hash=PendingAuthorization.hash(state),
         browser_hash=browser_hash(session, create=True),
@@ -104,16 +117,7 @@ def start_authorization(
         return_to=return_to,
     )
     _record_attempt(attempt)
-    return build_authorization_url(
-        provider.authorization_endpoint,
-        client_id=connection.client_id,
-        redirect_uri=connection.redirect_uri,
-        scope=connection.scope_string,
-        state=state,
-        code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
-        nonce=nonce,
-        extra_params=connection.extra_authorize_params,
-    )
+    return url or append_query(provider.authorization_endpoint, params)
 
 
 def _record_attempt(attempt: PendingAuthorization) -> None:

@@ -39,6 +39,7 @@ class Provider(models.Model):
         "revocation_endpoint",
         "userinfo_endpoint",
         "jwks_uri",
+        "pushed_authorization_request_endpoint",
     )
     #: What an admin or API client may set.
     SETTINGS_FIELDS = (
@@ -48,6 +49,7 @@ class Provider(models.Model):
         *URL_FIELDS,
         "scope_separator",
         "sends_issuer",
+        "requires_par",
         "supported_grant_types",
         "code_challenge_methods",
         "token_endpoint_auth_methods",
@@ -65,6 +67,15 @@ class Provider(models.Model):
     revocation_endpoint = url_field(_("revocation endpoint"))
     userinfo_endpoint = url_field(_("userinfo endpoint"))
     jwks_uri = url_field(_("JWKS URI"))
+    pushed_authorization_request_endpoint = url_field(
+        _("pushed authorization request endpoint"),
+        help_text=_("RFC 9126 (PAR): where authorization requests are pushed, when offered."),
+    )
+    requires_par = models.BooleanField(
+        _("requires pushed authorization requests"),
+        default=False,
+        help_text=_("RFC 9126 §5: the provider accepts authorization requests only pushed."),
+    )
     scope_separator = models.CharField(max_length=5, default=" ")
     sends_issuer = models.BooleanField(
         _("sends iss in authorization responses"),
@@ -139,6 +150,14 @@ class Connection(models.Model):
     test_path = models.CharField(
         max_length=URL_LENGTH, blank=True, help_text=_("Path under the API base URL for 'Test'.")
     )
+    use_par = models.BooleanField(
+        _("push authorization requests (PAR)"),
+        default=False,
+        help_text=_(
+            "RFC 9126: send the authorization request to the provider directly; the browser "
+            "carries only a reference. Always on when the provider requires it."
+        ),
+    )
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -166,6 +185,11 @@ class Connection(models.Model):
     @property
     def uses_browser(self) -> bool:
         return self.grant_type != GrantType.CLIENT_CREDENTIALS
+
+    @property
+    def pushes_requests(self) -> bool:
+        """Whether authorization starts with a pushed request (RFC 9126): chosen, or required."""
+        return self.use_par or self.provider.requires_par
 
     @property
     def scope_list(self) -> list[str]:
