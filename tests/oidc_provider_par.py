@@ -47,7 +47,8 @@ def par_config(client_secrets: dict[str, str]) -> dict[str, Any]:
         if method != "none":
             client["client_secret"] = client_secrets[client_id]
         clients.append(client)
-    return {"clients": clients, "par": {"required": True, "ttl": SHORT_LIVED}}
+    par = {"required": True, "allowUnregisteredRedirectUris": True, "ttl": SHORT_LIVED}
+    return {"clients": clients, "par": par}
 
 
 def launch(config: dict[str, Any], log_file) -> subprocess.Popen:

@@ -60,7 +60,7 @@ def make_par(par_provider: Provider, par_server: OidcServer):
             client_id=client_id,
             client_auth_method=fields.pop("auth_method", method),
             scopes=fields.pop("scopes", "openid offline_access profile"),
-            extra_authorize_params={"prompt": "consent"},
+            extra_authorize_params=fields.pop("extra_authorize_params", {"prompt": "consent"}),
             api_base_url=par_server.issuer + "/",
             **fields,
         )
@@ -128,13 +128,13 @@ def test_a_wrong_client_secret_is_refused_at_the_push(staff_client, make_par, pa
 
 
 def test_a_malformed_push_is_refused_with_the_providers_reason(staff_client, make_par):
-    # a slug whose callback URI the client did not register: 400 invalid_redirect_uri
-    connection = make_par("par-unregistered", "par-basic")
+    # oidc-provider refuses a prompt value it does not know with 400 invalid_request
+    connection = make_par("par-basic", "par-basic", extra_authorize_params={"prompt": "bogus"})
 
     message = refused_start(staff_client, connection)
 
     assert "rejected the request as malformed" in message
-    assert "redirect_uri did not match" in message
+    assert "unsupported prompt value requested" in message
     assert_nothing_started(connection)
 
 

@@ -157,6 +157,7 @@ class ConnectionForm(forms.ModelForm):
             "api_base_url",
             "test_path",
             "token_lifetime",
+            "use_par",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -25,6 +25,7 @@ from formtools.wizard.storage.session import SessionStorage
 from formtools.wizard.views import SessionWizardView
 
 from oauthconn import flows
+from oauthconn.admin.features import par_summary
 from oauthconn.admin.wizard_forms import (
     KEY_TYPE_LABELS,
     PRIVATE_KEY_JWT,
@@ -220,6 +221,7 @@ class ConnectionWizard(SessionWizardView):
             "grant": dict(GrantType.choices).get(grant.get("grant_type", ""), ""),
             "auth": dict(ClientAuthMethod.choices).get(client.get("client_auth_method", ""), ""),
             "preset": dict(preset_choices()).get(basics.get("preset", ""), ""),
+            "par": par_summary(client.get("use_par"), self.provider_fields),
         }
         return {"basics": basics, "grant": grant, "client": client, "labels": labels}
 
@@ -257,6 +259,7 @@ class ConnectionWizard(SessionWizardView):
                 extra_token_params=client.get("extra_token_params") or {},
                 api_base_url=client["api_base_url"],
                 test_path=client["test_path"],
+                use_par=bool(client.get("use_par")),
                 created_by=self.request.user,
             )
             if connection.client_auth_method == PRIVATE_KEY_JWT:

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.utils.text import slugify
 
+from oauthconn.admin.features import offer_par
 from oauthconn.admin.forms import (
     PROVIDER_URL_FIELDS,
     add_configuration_errors,
@@ -202,6 +203,7 @@ class BasicsForm(forms.Form):
             return
         names = (
             *PROVIDER_URL_FIELDS,
+            "requires_par",
             "supported_grant_types",
             "code_challenge_methods",
             "token_endpoint_auth_methods",
@@ -359,6 +361,7 @@ class ClientForm(forms.Form):
         method.choices = choices
         offered = [value for value, _label in choices]
         method.help_text = auth_method_help(chosen_value(self, "client_auth_method"), offered)
+        offer_par(self, self.provider_fields, grant_type)
 
     def clean_key_type(self) -> str:
         return self.cleaned_data.get("key_type") or "RSA"
@@ -370,8 +373,13 @@ class ClientForm(forms.Form):
         super().clean()  # a Form's clean() returns self.cleaned_data
         cleaned = self.cleaned_data
         try:
+            push = self.provider_fields.get("pushed_authorization_request_endpoint", "")
             validate_configuration(
-                {**cleaned, "grant_type": self.grant_type},
+                {
+                    **cleaned,
+                    "grant_type": self.grant_type,
+                    "pushed_authorization_request_endpoint": push,
+                },
                 has_secret=bool(cleaned.get("client_secret") or self.secret_set),
             )
         except ConfigurationError as err:

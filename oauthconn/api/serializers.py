@@ -171,6 +171,11 @@ class ConnectionSerializer(serializers.ModelSerializer):
     extra_authorize_params = string_dict()
     extra_token_params = string_dict()
     redirect_uri = serializers.CharField(read_only=True)
+    pushes_requests = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether authorization starts with a pushed request (RFC 9126): use_par, "
+        "or the provider requires it.",
+    )
     token = serializers.SerializerMethodField()
 
     class Meta:
@@ -195,6 +200,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "per_user",
             "token_lifetime",
             "test_path",
+            "use_par",
+            "pushes_requests",
             "redirect_uri",
             "token",
             "created_at",
@@ -248,6 +255,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "client_auth_method": instance.client_auth_method,
             "extra_authorize_params": instance.extra_authorize_params,
             "extra_token_params": instance.extra_token_params,
+            "use_par": instance.use_par,
         }
 
     def create(self, validated_data: dict) -> Connection:

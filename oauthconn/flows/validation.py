@@ -84,6 +84,15 @@ def validate_configuration(
     problems.update(params_problems(values, authorization_endpoint=endpoint))
     for name, message in credential_problems(values, has_secret=has_secret).items():
         problems.setdefault(name, message)
+    push = values.get(
+        "pushed_authorization_request_endpoint",
+        getattr(provider, "pushed_authorization_request_endpoint", ""),
+    )
+    if values.get("use_par") and not push:
+        problems.setdefault(
+            "use_par",
+            "The provider has no pushed authorization request endpoint (RFC 9126) to push to.",
+        )
     raise_problems(problems)
 
 

@@ -162,7 +162,7 @@ function configuration() {
 
 // --- PAR, dynamic registration, resource indicators (issue 13; tests/oidc_provider_par.py) --
 // Off unless the config JSON asks: the shared instance keeps oidc-provider's defaults.
-//   config.par = {required: bool, ttl: {<client_id>: seconds}}  (RFC 9126)
+//   config.par = {required, allowUnregisteredRedirectUris, ttl: {<client_id>: seconds}}
 //   config.registration = {initialAccessToken: bool|string}     (RFC 7591 + RFC 7592)
 //   config.resourceIndicators = {resource: url, scope: "..."}   (RFC 8707, JWT access tokens)
 
@@ -177,6 +177,9 @@ function withParAndRegistration(conf) {
     conf.features.pushedAuthorizationRequests = {
       enabled: true,
       requirePushedAuthorizationRequests: Boolean(config.par.required),
+      // RFC 9126 §2.4: a confidential client may push a redirect_uri it never registered
+      // (the browser tests' live server has a port known only at run time)
+      allowUnregisteredRedirectUris: Boolean(config.par.allowUnregisteredRedirectUris),
     };
     // oidc-provider 9 fixes request_uri lifetimes at 60 s; shorter ones, per client, are
     // set where the pushed request is stored, so a test can see one expire.
