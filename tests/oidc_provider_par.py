@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.oidc_provider_server import HERE, OidcServer, _ready_line, callback_uri
+from tests.resource_server import ResourceServer, serve
 
 PAR_SLUGS = ("par-basic", "par-public", "par-short", "par-post", "par-wizard")
 #: client id -> registered token endpoint auth method
@@ -102,3 +103,40 @@ def par_server(par_server_process: OidcServer) -> OidcServer:
     """The PAR-requiring provider with its event log emptied for this test."""
     par_server_process.reset()
     return par_server_process
+
+
+# --- dynamic registration and resource indicators (RFC 7591/7592, RFC 8707, RFC 9728) -------
+
+
+@pytest.fixture(scope="session")
+def resource_server_process() -> Iterator[ResourceServer]:
+    yield from serve()
+
+
+@pytest.fixture(scope="session")
+def registration_server_process(resource_server_process: ResourceServer) -> Iterator[OidcServer]:
+    """A third oidc-provider: open dynamic registration with management, and the test
+    resource server (tests/resource_server.py) as the one resource it issues JWTs for."""
+    config = {
+        "clients": [],
+        "registration": {"initialAccessToken": False},
+        "resourceIndicators": {"resource": resource_server_process.resource, "scope": "read write"},
+    }
+    for server in running(config, {}):
+        resource_server_process.issuer = server.issuer
+        yield server
+
+
+@pytest.fixture
+def registration_server(registration_server_process: OidcServer) -> OidcServer:
+    registration_server_process.reset()
+    return registration_server_process
+
+
+@pytest.fixture
+def resource_server(
+    resource_server_process: ResourceServer, registration_server: OidcServer
+) -> ResourceServer:
+    """The API, publishing its metadata; hostile documents added by a test are dropped."""
+    resource_server_process.reset()
+    return resource_server_process

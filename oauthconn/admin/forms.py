@@ -158,6 +158,7 @@ class ConnectionForm(forms.ModelForm):
             "test_path",
             "token_lifetime",
             "use_par",
+            "resource",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

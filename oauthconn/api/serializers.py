@@ -202,12 +202,22 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "test_path",
             "use_par",
             "pushes_requests",
+            "resource",
+            "registered_automatically",
+            "registration_client_uri",
             "redirect_uri",
             "token",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        # R57: what a registration issued is the provider's; only deleting the connection
+        # ends it. The registration access token is never a field at all.
+        read_only_fields = [
+            "created_at",
+            "updated_at",
+            "registered_automatically",
+            "registration_client_uri",
+        ]
 
     def get_has_client_secret(self, connection: Connection) -> bool:
         return connection.client_secret is not None
@@ -256,6 +266,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "extra_authorize_params": instance.extra_authorize_params,
             "extra_token_params": instance.extra_token_params,
             "use_par": instance.use_par,
+            "resource": instance.resource,
         }
 
     def create(self, validated_data: dict) -> Connection:

@@ -102,6 +102,7 @@ def start_authorization(
         code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
         nonce=nonce,
         extra_params=connection.extra_authorize_params,
+        resource=connection.resource,
     )
     # The push comes before the attempt is recorded: a refused push stores nothing (R55).
     url = pushed_url(connection, params) if connection.pushes_requests else None
@@ -290,7 +291,7 @@ def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str
             redirect_uri=attempt.redirect_uri,
             code_verifier=Sealed.reveal_optional(attempt.code_verifier),
             credentials=credentials_for(connection),
-            extra_params=connection.extra_token_params,
+            extra_params=connection.token_params,
             **token_limits(connection),
         )
     return tokens

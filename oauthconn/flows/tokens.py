@@ -329,7 +329,7 @@ def _refresh(client: httpx.Client, token: Token, refresh_token: Sealed) -> Token
         connection.provider.token_endpoint,
         refresh_token=refresh_token.reveal(),
         credentials=credentials_for(connection),
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
         **token_limits(connection),
     )
 
@@ -340,7 +340,7 @@ def _client_credentials(client: httpx.Client, connection: Connection) -> TokenSe
         connection.provider.token_endpoint,
         credentials=credentials_for(connection),
         scope=connection.scope_string,
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
         **token_limits(connection),
     )
 

@@ -40,6 +40,7 @@ class Provider(models.Model):
         "userinfo_endpoint",
         "jwks_uri",
         "pushed_authorization_request_endpoint",
+        "registration_endpoint",
     )
     #: What an admin or API client may set.
     SETTINGS_FIELDS = (
@@ -70,6 +71,10 @@ class Provider(models.Model):
     pushed_authorization_request_endpoint = url_field(
         _("pushed authorization request endpoint"),
         help_text=_("RFC 9126 (PAR): where authorization requests are pushed, when offered."),
+    )
+    registration_endpoint = url_field(
+        _("registration endpoint"),
+        help_text=_("RFC 7591: where clients register themselves, when offered."),
     )
     requires_par = models.BooleanField(
         _("requires pushed authorization requests"),
@@ -158,6 +163,22 @@ class Connection(models.Model):
             "carries only a reference. Always on when the provider requires it."
         ),
     )
+    resource = url_field(
+        _("resource indicator"),
+        help_text=_(
+            "RFC 8707: the API the tokens are for, sent as 'resource' in the authorization "
+            "and token requests. Set when connecting by API URL."
+        ),
+    )
+    registered_automatically = models.BooleanField(
+        _("registered automatically"),
+        default=False,
+        help_text=_("RFC 7591: the client was registered by oauthconn, not typed in."),
+    )
+    registration_access_token = EncryptedTextField(_("registration access token"))
+    registration_client_uri = url_field(
+        _("registration client URI"), help_text=_("RFC 7592: where the registration is managed.")
+    )
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -190,6 +211,15 @@ class Connection(models.Model):
     def pushes_requests(self) -> bool:
         """Whether authorization starts with a pushed request (RFC 9126): chosen, or required."""
         return self.use_par or self.provider.requires_par
+
+    @property
+    def token_params(self) -> dict[str, str]:
+        """Extra token request parameters, with the RFC 8707 ``resource`` when one is set:
+        the token is then issued for that API only (§2.2)."""
+        params = dict(self.extra_token_params or {})
+        if self.resource:
+            params["resource"] = self.resource
+        return params
 
     @property
     def scope_list(self) -> list[str]:

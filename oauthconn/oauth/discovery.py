@@ -59,6 +59,7 @@ _ENDPOINTS = (
     "jwks_uri",
     "introspection_endpoint",
     "pushed_authorization_request_endpoint",
+    "registration_endpoint",
 )
 
 #: RFC 8414 §2 defaults for members a server may leave out.
@@ -87,6 +88,8 @@ class ServerMetadata:
     #: RFC 9126 §5: where authorization requests are pushed, and whether only pushed ones count
     pushed_authorization_request_endpoint: str = ""
     requires_par: bool = False
+    #: RFC 7591 §3: where a client may register itself
+    registration_endpoint: str = ""
     scopes_supported: tuple[str, ...] = ()
     supported_grant_types: tuple[str, ...] = _DEFAULT_GRANT_TYPES
     code_challenge_methods: tuple[str, ...] = ()
