@@ -17,6 +17,7 @@ from django.urls import reverse
 from oauthconn import get_connection
 from oauthconn.exceptions import DiscoveryFailed, RegistrationRefused
 from oauthconn.flows.registration import discover_resource, register
+from oauthconn.flows.tokens import renew_now
 from oauthconn.models import Connection, GrantType, TokenStatus
 from oauthconn.oauth import jwks
 from tests.conftest import deliver
@@ -148,7 +149,7 @@ def client_values(form, **changes) -> dict[str, str]:
         "token_endpoint": form["token_endpoint"].value(),
         "revocation_endpoint": form["revocation_endpoint"].value() or "",
         "userinfo_endpoint": "",
-        "scopes": "openid read",
+        "scopes": "openid offline_access read",
         "extra_authorize_params": '{"prompt": "consent"}',
         "extra_token_params": "{}",
         "api_base_url": form["api_base_url"].value(),
@@ -191,6 +192,9 @@ def test_connect_by_api_url_registers_authorizes_with_resource_and_calls_the_api
     answer = get_connection("api-by-url").get("me")
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"sub": "alice", "aud": resource_server.resource}
+    # a refresh asks for the same resource (RFC 8707 §2.2): the new token works there too
+    assert renew_now(connection).renewed
+    assert get_connection("api-by-url").get("me").json()["aud"] == resource_server.resource
 
     # the page says so, and no registration access token appears anywhere
     registration_token = connection.registration_access_token.reveal()

@@ -204,7 +204,9 @@ function withParAndRegistration(conf) {
     conf.features.resourceIndicators = {
       enabled: true,
       defaultResource: () => undefined,
-      useGrantedResource: () => true,
+      // false: a token request without 'resource' gets no token for the API, so the tests
+      // see that oauthconn sends it on the code exchange and on every refresh (RFC 8707 §2.2)
+      useGrantedResource: () => false,
       getResourceServerInfo(ctx, indicator) {
         if (indicator !== resource) throw new errors.InvalidTarget();
         return { scope, audience: resource, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
