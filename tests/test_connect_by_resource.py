@@ -230,3 +230,15 @@ def test_a_refused_registration_in_the_wizard_stores_nothing(
     assert response.status_code == 200
     assert "could not be registered" in response.content.decode()
     assert not Connection.objects.filter(slug="api-by-url").exists()
+
+
+def test_a_typed_client_id_and_automatic_registration_do_not_mix(
+    staff_client, resource_server, registration_server
+):
+    form = connect_by_url(staff_client, resource_server)
+    response = step(staff_client, "client", **client_values(form, client_id="typed"))
+    errors = response.context["wizard"]["form"].errors
+    assert errors["client_id"] == ["Leave this empty to register automatically."]
+    response = step(staff_client, "client", **client_values(form, register_client=""))
+    errors = response.context["wizard"]["form"].errors
+    assert errors["client_id"] == ["Enter the client id, or register automatically."]

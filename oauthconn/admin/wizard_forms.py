@@ -387,6 +387,9 @@ class ClientForm(forms.Form):
         registering = bool(cleaned.get("register_client"))
         if not registering and not cleaned.get("client_id"):
             self.add_error("client_id", "Enter the client id, or register automatically.")
+        if registering and cleaned.get("client_id"):
+            # a typed id would silently give way to the registered one
+            self.add_error("client_id", "Leave this empty to register automatically.")
         try:
             push = self.provider_fields.get("pushed_authorization_request_endpoint", "")
             values = {**cleaned, "grant_type": self.grant_type}

@@ -68,17 +68,22 @@ class Provider(models.Model):
     revocation_endpoint = url_field(_("revocation endpoint"))
     userinfo_endpoint = url_field(_("userinfo endpoint"))
     jwks_uri = url_field(_("JWKS URI"))
+    # db_default on every column added by 0011: rows inserted by code that predates it (a
+    # rolling deploy's old processes, raw-SQL seeding) still get a value.
     pushed_authorization_request_endpoint = url_field(
         _("pushed authorization request endpoint"),
+        db_default="",
         help_text=_("RFC 9126 (PAR): where authorization requests are pushed, when offered."),
     )
     registration_endpoint = url_field(
         _("registration endpoint"),
+        db_default="",
         help_text=_("RFC 7591: where clients register themselves, when offered."),
     )
     requires_par = models.BooleanField(
         _("requires pushed authorization requests"),
         default=False,
+        db_default=False,
         help_text=_("RFC 9126 §5: the provider accepts authorization requests only pushed."),
     )
     scope_separator = models.CharField(max_length=5, default=" ")
@@ -158,6 +163,7 @@ class Connection(models.Model):
     use_par = models.BooleanField(
         _("push authorization requests (PAR)"),
         default=False,
+        db_default=False,
         help_text=_(
             "RFC 9126: send the authorization request to the provider directly; the browser "
             "carries only a reference. Always on when the provider requires it."
@@ -165,6 +171,7 @@ class Connection(models.Model):
     )
     resource = url_field(
         _("resource indicator"),
+        db_default="",
         help_text=_(
             "RFC 8707: the API the tokens are for, sent as 'resource' in the authorization "
             "and token requests. Set when connecting by API URL."
@@ -173,11 +180,14 @@ class Connection(models.Model):
     registered_automatically = models.BooleanField(
         _("registered automatically"),
         default=False,
+        db_default=False,
         help_text=_("RFC 7591: the client was registered by oauthconn, not typed in."),
     )
     registration_access_token = EncryptedTextField(_("registration access token"))
     registration_client_uri = url_field(
-        _("registration client URI"), help_text=_("RFC 7592: where the registration is managed.")
+        _("registration client URI"),
+        db_default="",
+        help_text=_("RFC 7592: where the registration is managed."),
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
