@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from django.db import connection as db_connection
 from django.urls import reverse
 
 from oauthconn import get_connection
@@ -23,6 +24,7 @@ from oauthconn.oauth import jwks
 from tests.conftest import deliver
 from tests.oidc_provider_server import OidcServer
 from tests.resource_server import WELL_KNOWN, ResourceServer
+from tests.scripted_server import Reply
 from tests.test_wizard import ADD, PREFIX, basics, step
 
 pytestmark = [pytest.mark.strict_peer, pytest.mark.django_db(transaction=True)]
@@ -196,8 +198,19 @@ def test_connect_by_api_url_registers_authorizes_with_resource_and_calls_the_api
     assert renew_now(connection).renewed
     assert get_connection("api-by-url").get("me").json()["aud"] == resource_server.resource
 
-    # the page says so, and no registration access token appears anywhere
+    # stored encrypted: the columns hold ciphertext, not what the provider issued
     registration_token = connection.registration_access_token.reveal()
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT client_secret, registration_access_token FROM oauthconn_connection "
+            "WHERE id = %s",
+            [connection.pk],
+        )
+        raw = cursor.fetchone()
+    assert registration_token not in raw[1]
+    assert connection.client_secret.reveal() not in raw[0]
+
+    # the page says so, and no registration access token appears anywhere
     page = staff_client.get(reverse("admin:oauthconn_connection_change", args=[connection.pk]))
     api = staff_client.get(reverse("oauthconn-api:connection-detail", args=[connection.pk]))
     assert "Registered automatically" in page.content.decode()
@@ -242,3 +255,30 @@ def test_a_typed_client_id_and_automatic_registration_do_not_mix(
     response = step(staff_client, "client", **client_values(form, register_client=""))
     errors = response.context["wizard"]["form"].errors
     assert errors["client_id"] == ["Enter the client id, or register automatically."]
+
+
+def test_a_failed_registration_deletion_is_logged_and_does_not_block_deleting(
+    staff_client, provider, scripted_server, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    scripted_server.add("/reg/c1", Reply(500, body={"error": "server_error"}))
+    canary = "rat-canary-" + "7" * 20
+    connection = Connection.objects.create(
+        slug="gone",
+        name="Gone",
+        provider=provider,
+        client_id="c1",
+        client_secret="s",
+        registered_automatically=True,
+        registration_access_token=canary,
+        registration_client_uri=scripted_server.url("/reg/c1"),
+    )
+
+    deleted = staff_client.delete(reverse("oauthconn-api:connection-detail", args=[connection.pk]))
+
+    assert deleted.status_code == 204
+    assert not Connection.objects.filter(slug="gone").exists()
+    [sent] = scripted_server.requests
+    assert sent.method == "DELETE" and sent.headers["authorization"] == f"Bearer {canary}"
+    assert "The registration of gone could not be deleted" in caplog.text
+    assert canary not in caplog.text
