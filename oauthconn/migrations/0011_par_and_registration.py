@@ -4,6 +4,37 @@ import oauthconn.fields
 from django.db import migrations, models
 
 
+#: metadata member -> Provider field, for providers discovered before 0011
+_FROM_METADATA = {
+    "pushed_authorization_request_endpoint": "pushed_authorization_request_endpoint",
+    "registration_endpoint": "registration_endpoint",
+}
+
+
+def fill_from_metadata(apps, schema_editor):
+    """Fill the new endpoint fields from each provider's stored discovery snapshot.
+
+    Without this, the next metadata refresh of a provider whose connections hold secrets
+    would see these endpoints "move" from nothing to their URL and be refused (R5) until an
+    admin reviews it. Only https URLs are copied: the snapshot predates their validation,
+    and anything else waits for a real discovery.
+    """
+    Provider = apps.get_model("oauthconn", "Provider")
+    for provider in Provider.objects.exclude(metadata={}):
+        meta = provider.metadata if isinstance(provider.metadata, dict) else {}
+        changed = []
+        for member, name in _FROM_METADATA.items():
+            value = meta.get(member)
+            if isinstance(value, str) and value.startswith("https://") and len(value) <= 2000:
+                setattr(provider, name, value)
+                changed.append(name)
+        if meta.get("require_pushed_authorization_requests") is True:
+            provider.requires_par = True
+            changed.append("requires_par")
+        if changed:
+            provider.save(update_fields=changed)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("oauthconn", "0010_scale_token_last_used_index"),
@@ -91,4 +122,5 @@ class Migration(migrations.Migration):
                 verbose_name="requires pushed authorization requests",
             ),
         ),
+        migrations.RunPython(fill_from_metadata, migrations.RunPython.noop),
     ]
