@@ -51,6 +51,7 @@ PERMANENT = {
     oc.InvalidGrant: True,
     oc.InvalidClient: True,
     oc.UnauthorizedClient: True,
+    oc.RegistrationRefused: True,
     oc.ProviderUnavailable: False,
     oc.InvalidProviderResponse: False,
     oc.DPoPNonceRejected: False,  # its nonces may settle

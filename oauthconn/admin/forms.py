@@ -195,6 +195,8 @@ class ConnectionForm(forms.ModelForm):
             "max_retry_wait",
             "refresh_on_status",
             "use_dpop",
+            "use_par",
+            "resource",
         ]
         field_classes = {"refresh_on_status": StatusCodesField}
 

@@ -172,6 +172,11 @@ class ConnectionSerializer(serializers.ModelSerializer):
     extra_authorize_params = string_dict()
     extra_token_params = string_dict()
     redirect_uri = serializers.CharField(read_only=True)
+    pushes_requests = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether authorization starts with a pushed request (RFC 9126): use_par, "
+        "or the provider requires it.",
+    )
     token = serializers.SerializerMethodField()
     refresh_on_status = serializers.ListField(
         child=serializers.IntegerField(min_value=400, max_value=599),
@@ -209,12 +214,24 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "max_attempts",
             "max_retry_wait",
             "refresh_on_status",
+            "use_par",
+            "pushes_requests",
+            "resource",
+            "registered_automatically",
+            "registration_client_uri",
             "redirect_uri",
             "token",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        # R57: what a registration issued is the provider's; only deleting the connection
+        # ends it. The registration access token is never a field at all.
+        read_only_fields = [
+            "created_at",
+            "updated_at",
+            "registered_automatically",
+            "registration_client_uri",
+        ]
 
     def get_has_client_secret(self, connection: Connection) -> bool:
         return connection.client_secret is not None
@@ -262,6 +279,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "client_auth_method": instance.client_auth_method,
             "extra_authorize_params": instance.extra_authorize_params,
             "extra_token_params": instance.extra_token_params,
+            "use_par": instance.use_par,
+            "resource": instance.resource,
         }
 
     def create(self, validated_data: dict) -> Connection:

@@ -107,6 +107,15 @@ class UnauthorizedClient(ProviderError):
     permanent = True
 
 
+class RegistrationRefused(ProviderError):
+    """The registration endpoint refused to register the client (RFC 7591 §3.2.2), or its
+    answer was not a usable registration (§3.2.1). Nothing was stored."""
+
+    code = "registration_refused"
+    message = "The provider refused to register the client."
+    permanent = True
+
+
 class ProviderUnavailable(ProviderError):
     """5xx or 429: the provider is overloaded or down. Retry later."""
 

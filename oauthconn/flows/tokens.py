@@ -330,7 +330,7 @@ def _refresh(client: httpx.Client, token: Token, refresh_token: Sealed) -> Token
         connection.provider.token_endpoint,
         refresh_token=refresh_token.reveal(),
         credentials=credentials_for(connection),
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
         # A DPoP refresh token is bound to the grant's key (RFC 9449 §5): always that one.
         dpop=binding_for(connection, token),
         **token_limits(connection),
@@ -344,7 +344,7 @@ def _client_credentials(client: httpx.Client, token: Token) -> TokenSet:
         connection.provider.token_endpoint,
         credentials=credentials_for(connection),
         scope=connection.scope_string,
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
         dpop=binding_for(connection, token),
         **token_limits(connection),
     )

@@ -41,6 +41,8 @@ class Provider(models.Model):
         "revocation_endpoint",
         "userinfo_endpoint",
         "jwks_uri",
+        "pushed_authorization_request_endpoint",
+        "registration_endpoint",
     )
     #: What an admin or API client may set.
     SETTINGS_FIELDS = (
@@ -50,6 +52,7 @@ class Provider(models.Model):
         *URL_FIELDS,
         "scope_separator",
         "sends_issuer",
+        "requires_par",
         "supported_grant_types",
         "code_challenge_methods",
         "token_endpoint_auth_methods",
@@ -67,6 +70,24 @@ class Provider(models.Model):
     revocation_endpoint = url_field(_("revocation endpoint"))
     userinfo_endpoint = url_field(_("userinfo endpoint"))
     jwks_uri = url_field(_("JWKS URI"))
+    # db_default on every column added by 0011: rows inserted by code that predates it (a
+    # rolling deploy's old processes, raw-SQL seeding) still get a value.
+    pushed_authorization_request_endpoint = url_field(
+        _("pushed authorization request endpoint"),
+        db_default="",
+        help_text=_("RFC 9126 (PAR): where authorization requests are pushed, when offered."),
+    )
+    registration_endpoint = url_field(
+        _("registration endpoint"),
+        db_default="",
+        help_text=_("RFC 7591: where clients register themselves, when offered."),
+    )
+    requires_par = models.BooleanField(
+        _("requires pushed authorization requests"),
+        default=False,
+        db_default=False,
+        help_text=_("RFC 9126 §5: the provider accepts authorization requests only pushed."),
+    )
     scope_separator = models.CharField(max_length=5, default=" ")
     sends_issuer = models.BooleanField(
         _("sends iss in authorization responses"),
@@ -245,6 +266,35 @@ class Connection(models.Model):
             "the token is refreshed once and the request retried once."
         ),
     )
+    use_par = models.BooleanField(
+        _("push authorization requests (PAR)"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "RFC 9126: send the authorization request to the provider directly; the browser "
+            "carries only a reference. Always on when the provider requires it."
+        ),
+    )
+    resource = url_field(
+        _("resource indicator"),
+        db_default="",
+        help_text=_(
+            "RFC 8707: the API the tokens are for, sent as 'resource' in the authorization "
+            "and token requests. Set when connecting by API URL."
+        ),
+    )
+    registered_automatically = models.BooleanField(
+        _("registered automatically"),
+        default=False,
+        db_default=False,
+        help_text=_("RFC 7591: the client was registered by oauthconn, not typed in."),
+    )
+    registration_access_token = EncryptedTextField(_("registration access token"))
+    registration_client_uri = url_field(
+        _("registration client URI"),
+        db_default="",
+        help_text=_("RFC 7592: where the registration is managed."),
+    )
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -272,6 +322,20 @@ class Connection(models.Model):
     @property
     def uses_browser(self) -> bool:
         return self.grant_type != GrantType.CLIENT_CREDENTIALS
+
+    @property
+    def pushes_requests(self) -> bool:
+        """Whether authorization starts with a pushed request (RFC 9126): chosen, or required."""
+        return self.use_par or self.provider.requires_par
+
+    @property
+    def token_params(self) -> dict[str, str]:
+        """Extra token request parameters, with the RFC 8707 ``resource`` when one is set:
+        the token is then issued for that API only (§2.2)."""
+        params = dict(self.extra_token_params or {})
+        if self.resource:
+            params["resource"] = self.resource
+        return params
 
     @property
     def scope_list(self) -> list[str]:

@@ -10,7 +10,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const config = JSON.parse(process.env.OIDC_TEST_CONFIG || '{"clients": []}');
 const port = Number(process.argv[2] || 0);
@@ -186,9 +187,65 @@ function configuration() {
   };
 }
 
+// --- PAR, dynamic registration, resource indicators (issue 13; tests/oidc_provider_par.py) --
+// Off unless the config JSON asks: the shared instance keeps oidc-provider's defaults.
+//   config.par = {required, allowUnregisteredRedirectUris, ttl: {<client_id>: seconds}}
+//   config.registration = {initialAccessToken: bool|string}     (RFC 7591 + RFC 7592)
+//   config.resourceIndicators = {resource: url, scope: "..."}   (RFC 8707, JWT access tokens)
+
+function pushedClientId(payload) {
+  // the stored request is an unsecured JWT: header.payload. (base64url)
+  const body = String(payload.request ?? '').split('.')[1] ?? '';
+  return JSON.parse(Buffer.from(body, 'base64url').toString('utf8') || '{}').client_id;
+}
+
+function withParAndRegistration(conf) {
+  if (config.par) {
+    conf.features.pushedAuthorizationRequests = {
+      enabled: true,
+      requirePushedAuthorizationRequests: Boolean(config.par.required),
+      // RFC 9126 §2.4: a confidential client may push a redirect_uri it never registered
+      // (the browser tests' live server has a port known only at run time)
+      allowUnregisteredRedirectUris: Boolean(config.par.allowUnregisteredRedirectUris),
+    };
+    // oidc-provider 9 fixes request_uri lifetimes at 60 s; shorter ones, per client, are
+    // set where the pushed request is stored, so a test can see one expire.
+    const ttls = config.par.ttl ?? {};
+    conf.adapter = class ShortPushedRequests extends MemoryAdapter {
+      async upsert(id, payload, expiresIn) {
+        const ttl = this.model === 'PushedAuthorizationRequest' && ttls[pushedClientId(payload)];
+        if (ttl) return super.upsert(id, { ...payload, exp: payload.iat + ttl }, ttl);
+        return super.upsert(id, payload, expiresIn);
+      }
+    };
+  }
+  if (config.registration) {
+    conf.features.registration = {
+      enabled: true,
+      initialAccessToken: config.registration.initialAccessToken ?? false,
+    };
+    conf.features.registrationManagement = { enabled: true, rotateRegistrationAccessToken: false };
+  }
+  if (config.resourceIndicators) {
+    const { resource, scope } = config.resourceIndicators;
+    conf.features.resourceIndicators = {
+      enabled: true,
+      defaultResource: () => undefined,
+      // false: a token request without 'resource' gets no token for the API, so the tests
+      // see that oauthconn sends it on the code exchange and on every refresh (RFC 8707 §2.2)
+      useGrantedResource: () => false,
+      getResourceServerInfo(ctx, indicator) {
+        if (indicator !== resource) throw new errors.InvalidTarget();
+        return { scope, audience: resource, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+      },
+    };
+  }
+  return conf;
+}
+
 function serve(server) {
   const issuer = `http://127.0.0.1:${server.address().port}`;
-  const provider = new Provider(issuer, configuration());
+  const provider = new Provider(issuer, withParAndRegistration(configuration()));
   for (const name of RECORDED) provider.on(name, (ctx, err) => record(name, ctx, err));
   provider.use(testRoutes);
   provider.use(strictClientAuth);
