@@ -8,7 +8,7 @@ Security-relevant edits follow R5.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from django import forms
@@ -23,6 +23,7 @@ from oauthconn.flows.configuration import (
 )
 from oauthconn.flows.validation import needs_secret, validate_configuration, validate_provider
 from oauthconn.models import ClientAuthMethod, Connection, Provider
+from oauthconn.models.owners import owner_model
 
 PROVIDER_URL_FIELDS = Provider.URL_FIELDS
 
@@ -146,6 +147,7 @@ class ConnectionForm(forms.ModelForm):
             "name",
             "slug",
             "per_user",
+            "per_owner",
             "provider",
             "grant_type",
             "client_id",
@@ -208,3 +210,13 @@ class ConnectionForm(forms.ModelForm):
         if secret:
             self.instance.client_secret = secret
         return super().save(commit)
+
+
+def offer_owner_kind(form: forms.BaseForm) -> None:
+    """Offer "per team" (the site's OWNER_MODEL, docs/owners.md) on a site that names one."""
+    model = owner_model()
+    if model is not None:
+        name = model._meta.verbose_name
+        field = choice_field(form, "sharing")
+        offered = list(cast("Iterable[Any]", field.choices))
+        field.choices = [*offered, ("per_owner", f"Per {name}: each {name} connects its own")]
