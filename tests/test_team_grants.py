@@ -380,3 +380,53 @@ def test_the_wizard_offers_per_team_only_on_a_site_with_an_owner_model(db, setti
     assert kinds()[-1] == ("per_owner", "Per team: each team connects its own")
     settings.OAUTHCONN = {**settings.OAUTHCONN, "OWNER_MODEL": None}
     assert [value for value, _ in kinds()] == ["shared", "per_user"]
+
+
+def test_owner_settings_are_checked(settings):
+    from django.core import checks
+
+    from oauthconn.checks import check_owner_settings
+
+    assert check_owner_settings() == []
+    resolver_hint = (
+        "Name a callable (user) -> the owners that user may act for, as an import string."
+    )
+    cases = [
+        (
+            {"OWNER_MODEL": "teams.Nope"},
+            "OAUTHCONN[\"OWNER_MODEL\"] = 'teams.Nope' is not an installed model "
+            '("app_label.ModelName").',
+            'Name a model as "app_label.ModelName".',
+        ),
+        (
+            {"OWNER_RESOLVER": None},
+            'OAUTHCONN["OWNER_MODEL"] is set but OWNER_RESOLVER is not.',
+            resolver_hint,
+        ),
+        (
+            {"OWNER_RESOLVER": "tests.teams.models.nope"},
+            "OAUTHCONN[\"OWNER_RESOLVER\"] = 'tests.teams.models.nope': Module "
+            '"tests.teams.models" does not define a "nope" attribute/class',
+            resolver_hint,
+        ),
+    ]
+    base = settings.OAUTHCONN
+    for changed, message, hint in cases:
+        settings.OAUTHCONN = {**base, **changed}
+        assert check_owner_settings() == [checks.Error(message, hint=hint, id="oauthconn.E012")]
+    settings.OAUTHCONN = {**base, "OWNER_MODEL": None, "OWNER_RESOLVER": None}
+    assert check_owner_settings() == []
+
+
+def test_a_teams_notification_names_the_team(three_kinds, teams):
+    from oauthconn.notifications.delivery import email_text
+    from oauthconn.notifications.outbox import build_payload
+
+    _, _, ours = three_kinds
+    token = Token.objects.create(connection=ours, owner_key=owner_key(teams[0]))
+    event = Event.objects.create(
+        connection=ours, token=token, owner_key=token.owner_key, kind=EventKind.REVOKED
+    )
+    payload = build_payload(event, "revoked")
+    assert (payload["owner_id"], payload["owner_key"]) == (None, f"teams.team:{teams[0].pk}")
+    assert f"Owner: teams.team:{teams[0].pk}\n" in email_text(payload)[1]

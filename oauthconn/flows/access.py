@@ -6,7 +6,7 @@ account itself or the membership of the team it was started for is gone.
 
 Per-owner connections (docs/owners.md): which owners a user may act for is the site's
 business, answered by ``OAUTHCONN["OWNER_RESOLVER"]``; it is asked again on every page, start,
-callback and answer to an account switch, never remembered.
+callback and answer to an account switch, never remembered (SECURITY R65).
 """
 
 from __future__ import annotations

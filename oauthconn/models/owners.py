@@ -5,7 +5,8 @@ User grants keep their foreign key (``owner``); any other owner is stored as ``o
 ``"<app_label>.<model>:<pk>"``. One string column works for whatever model the site names,
 without a migration that depends on the site's app, and a grant stored for one model can never
 be served for another (the label is part of the key). Every row that names an owner (tokens,
-attempts, held account switches, events) uses these helpers, so the isolation rule lives here.
+attempts, held account switches, events) uses these helpers, so the isolation rule (SECURITY
+R64) lives here.
 """
 
 from __future__ import annotations
