@@ -6,11 +6,13 @@ django-oauth-toolkit over real HTTP (``make_connection``); membership is changed
 start and the callback to show that oauthconn asks the resolver again.
 """
 
+# ruff: noqa: F811  (the fixtures imported from tests/test_oidc_live.py are named as arguments)
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from django.urls import reverse
-from oauth2_provider.models import AccessToken
+from oauth2_provider.models import AccessToken, Application
 
 from oauthconn import get_connection
 from oauthconn.exceptions import ConfigurationError, NotConnected
@@ -18,6 +20,11 @@ from oauthconn.models import Connection, Event, EventKind, PendingAuthorization,
 from oauthconn.models.owners import owner_key
 from tests.conftest import consent, deliver, outcome, start
 from tests.teams.models import Project, Team
+from tests.test_oidc_live import (  # noqa: F401  (fixtures shared with it)
+    fresh_jwks_cache,
+    issuer,
+    oidc_provider,
+)
 
 ME = "/api/oauthconn/me/connections/"
 
@@ -167,6 +174,51 @@ def test_a_callback_for_a_team_is_not_stored_for_the_user(client, people, teams,
     assert not Token.objects.filter(owner__isnull=True, owner_key="").exists()
 
 
+@pytest.fixture
+def team_oidc(make_connection, oidc_provider):
+    """A per-owner connection with ID tokens, so a second account's consent is a switch."""
+    connection = make_connection("idp", provider_=oidc_provider, scopes="openid", per_owner=True)
+    Application.objects.filter(client_id=connection.client_id).update(algorithm="RS256")
+    return connection
+
+
+def switch_as_bob(client, people, team, connection) -> str:
+    """alice's browser reauthorizes ``team``; bob consents at the provider: the switch page."""
+    provider_browser = Client()
+    provider_browser.force_login(people[1])
+    query = consent(provider_browser, start(client, connection, owner=team.pk))
+    response = deliver(client, connection, query)
+    assert response["Location"].startswith("/oauthconn/switch/"), response["Location"]
+    return response["Location"]
+
+
+def test_a_teams_account_switch_is_stored_for_the_team(client, people, teams, team_oidc):
+    alice, bob, _ = people
+    team_a, _ = teams
+    client.force_login(alice)
+    connect_team(client, team_oidc, team_a)
+    page = switch_as_bob(client, people, team_a, team_oidc)
+
+    assert client.post(page, {"use_new": "1"})["Location"] == "/oauthconn/"
+    token = Token.objects.get(connection=team_oidc)
+    assert (token.owner_key, token.subject) == (owner_key(team_a), str(bob.pk))
+
+
+def test_a_member_removed_before_confirming_a_switch_cannot_confirm_it(
+    client, people, teams, team_oidc
+):
+    alice, _, _ = people
+    team_a, _ = teams
+    client.force_login(alice)
+    connect_team(client, team_oidc, team_a)
+    page = switch_as_bob(client, people, team_a, team_oidc)
+    team_a.members.remove(alice)
+
+    assert outcome(client, client.post(page, {"use_new": "1"})).status_code == 403
+    token = Token.objects.get(connection=team_oidc)
+    assert (token.owner_key, token.subject) == (owner_key(team_a), str(alice.pk))
+
+
 # --- owners of the wrong kind ----------------------------------------------------------------
 
 
@@ -186,12 +238,12 @@ def test_an_owner_of_the_wrong_kind_is_a_configuration_error(three_kinds, people
     alice, _, _ = people
     team_a, _ = teams
     cases = [
-        ("ours", alice, "per-team connection: pass owner=<teams.Team>, not a auth.User"),
+        ("ours", alice, "pass owner=<teams.Team>, not an instance of auth.User"),
         ("ours", None, "per-team connection: pass owner=<teams.Team>, not None"),
-        ("ours", Project.objects.create(name="p"), "not a teams.Project"),
+        ("ours", Project.objects.create(name="p"), "not an instance of teams.Project"),
         ("ours", Team(name="unsaved"), "is not saved"),
         ("ours", "Team Apricot", "must be a user or a model instance, not str"),
-        ("mine", team_a, "per-user connection: pass owner=<user>, not a teams.Team"),
+        ("mine", team_a, "per-user connection: pass owner=<user>, not an instance of teams"),
         ("shared", team_a, "shared connection: do not pass owner"),
     ]
     for slug, owner, message in cases:

@@ -107,8 +107,8 @@ def _kind(owner: object) -> str:
     if owner is None:
         return "None"
     if isinstance(owner, Model):
-        return f"a {owner._meta.label}"
-    return f"a {type(owner).__name__}"
+        return f"an instance of {owner._meta.label}"
+    return f"a value of type {type(owner).__name__}"
 
 
 def load_owners(keys: Iterable[str]) -> dict[str, Model]:
