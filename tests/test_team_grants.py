@@ -482,3 +482,18 @@ def test_a_teams_notification_names_the_team(three_kinds, teams):
     payload = build_payload(event, "revoked")
     assert (payload["owner_id"], payload["owner_key"]) == (None, f"teams.team:{teams[0].pk}")
     assert f"Owner: teams.team:{teams[0].pk}\n" in email_text(payload)[1]
+
+
+def test_the_change_form_offers_per_owner_with_an_owner_model_and_refuses_both(
+    three_kinds, settings
+):
+    from oauthconn.admin.forms import ConnectionForm
+
+    _, mine, _ = three_kinds
+    data = {**ConnectionForm(instance=mine).initial, "per_owner": True}
+    form = ConnectionForm(data, instance=mine)
+    assert not form.is_valid()
+    assert "A connection is per-user or per-owner, not both." in str(form.errors)
+    assert Connection.objects.get(pk=mine.pk).per_owner is False
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "OWNER_MODEL": None}
+    assert "per_owner" not in ConnectionForm(instance=Connection.objects.get(pk=mine.pk)).fields

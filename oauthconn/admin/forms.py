@@ -172,6 +172,8 @@ class ConnectionForm(forms.ModelForm):
         if "client_auth_method" in self.fields:  # absent for users who may only view
             selected = chosen_value(self, "client_auth_method")
             self.fields["client_auth_method"].help_text = auth_method_help(selected)
+        if owner_model() is None and not self.instance.per_owner:
+            self.fields.pop("per_owner", None)  # a site without teams is not offered them
 
     def clean(self) -> dict[str, Any]:
         super().clean()  # a ModelForm's clean() fills and returns self.cleaned_data
