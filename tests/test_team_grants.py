@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from oauth2_provider.models import AccessToken, Application
 
-from oauthconn import get_connection
+from oauthconn import get_connection, signals
 from oauthconn.exceptions import ConfigurationError, NotConnected
 from oauthconn.models import Connection, Event, EventKind, PendingAuthorization, Provider, Token
 from oauthconn.models.owners import owner_key
@@ -67,8 +67,18 @@ def test_a_member_connects_the_team_and_site_code_uses_its_grant(
     assert b"Team Apricot" in page.content and b"Team Blueberry" not in page.content
     assert b"Connect Team Apricot's Test authorization server account" in page.content
 
-    response = connect_team(client, connection, team_a)
+    received = []
+
+    def receiver(**kwargs):
+        received.append((kwargs["owner"], kwargs["owner_key"]))
+
+    signals.authorized.connect(receiver)
+    try:
+        response = connect_team(client, connection, team_a)
+    finally:
+        signals.authorized.disconnect(receiver)
     assert response["Location"] == "/oauthconn/"
+    assert received == [(None, f"teams.team:{team_a.pk}")]
 
     token = Token.objects.get(connection=connection)
     assert (token.owner_id, token.owner_key) == (None, f"teams.team:{team_a.pk}")
