@@ -8,7 +8,8 @@ meant before. The "one shared grant" constraint now also requires an empty ``own
 
 from django.db import migrations, models
 
-OWNER_KEY = models.CharField(blank=True, default="", max_length=255)
+#: With a database default too: rows inserted without the column (raw SQL, COPY) name no owner.
+OWNER_KEY = models.CharField(blank=True, default="", db_default="", max_length=255)
 
 
 class Migration(migrations.Migration):
@@ -22,6 +23,7 @@ class Migration(migrations.Migration):
             name="per_owner",
             field=models.BooleanField(
                 default=False,
+                db_default=False,
                 help_text="Each owner (team, organization: OAUTHCONN['OWNER_MODEL']) connects its own.",
                 verbose_name="per-owner",
             ),

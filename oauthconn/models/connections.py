@@ -136,6 +136,7 @@ class Connection(models.Model):
     per_owner = models.BooleanField(
         _("per-owner"),
         default=False,
+        db_default=False,  # rows inserted without it (raw SQL, COPY) stay shared or per-user
         help_text=_("Each owner (team, organization: OAUTHCONN['OWNER_MODEL']) connects its own."),
     )
     token_lifetime = models.PositiveIntegerField(

@@ -75,7 +75,7 @@ class Token(models.Model):
         related_name="oauthconn_tokens",
     )
     #: an owner other than a user (OAUTHCONN["OWNER_MODEL"]), see oauthconn.models.owners
-    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="")
+    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
     access_token = EncryptedTextField()
     refresh_token = EncryptedTextField()
     id_token = EncryptedTextField()
