@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from oauthconn import http
-from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.lookup import load_grant
 from oauthconn.flows.resource import ConnectionAuth, Grant
 from oauthconn.flows.retry import call_extensions
 from oauthconn.models import Connection, Token
+from oauthconn.models.owners import check_owner
 
 __all__ = ["ConnectionAuth", "ConnectionClient", "get_connection"]
 
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 
 def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
-    """The connection ``slug``; for a per-user connection, the grant of ``owner``.
+    """The connection ``slug``; for a per-user connection, the grant of ``owner`` (a user);
+    for a per-owner connection, of ``owner`` (an ``OAUTHCONN["OWNER_MODEL"]`` instance).
 
     One query: the connection with its provider and the owner's token row, so
     ``get_connection(slug).access_token`` on a valid token costs that query and nothing else
@@ -38,10 +39,7 @@ def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
     stale). Raises :class:`~oauthconn.exceptions.ConnectionNotFound` for an unknown slug.
     """
     connection, token = load_grant(slug, owner)
-    if connection.per_user and owner is None:
-        raise ConfigurationError(f"{slug!r} is a per-user connection: pass owner=<user>.")
-    if not connection.per_user and owner is not None:
-        raise ConfigurationError(f"{slug!r} is a shared connection: do not pass owner.")
+    check_owner(connection, owner)  # ConfigurationError: an owner of the wrong kind
     return ConnectionClient(connection, owner, token=token)
 
 

@@ -19,13 +19,13 @@ from django.views.decorators.http import require_http_methods
 
 from oauthconn import flows
 from oauthconn.exceptions import OAuthConnError, ScopeNotAllowed
+from oauthconn.flows.access import owner_for as permitted_owner
 from oauthconn.flows.scopes import check_requestable, not_granted
 from oauthconn.models import Connection
 from oauthconn.views import (
     HttpResponseSeeOther,
     landing_url,
     own_page,
-    owner_for,
     private,
     safe_return_to,
 )
@@ -42,8 +42,9 @@ def request_scopes(request: HttpRequest, slug: str) -> HttpResponse:
     here: it keeps working until the callback stores the new one.
     """
     connection = get_object_or_404(Connection.objects.select_related("provider"), slug=slug)
-    owner = owner_for(request, connection, "authorize_connection")
     data = request.POST if request.method == "POST" else request.GET
+    # A team's grant is named by the team's primary key, in the link and in the form alike.
+    owner = permitted_owner(connection, request.user, "authorize_connection", data.get("owner", ""))
     return_to = safe_return_to(request, data.get("next", ""))
     try:
         wanted = check_requestable(connection, data.getlist("scope"))
@@ -54,7 +55,9 @@ def request_scopes(request: HttpRequest, slug: str) -> HttpResponse:
         messages.info(request, f"{connection.name} already has {' '.join(wanted)}.")
         return HttpResponseSeeOther(landing_url(request, connection, return_to))
     if request.method == "GET":
-        return ask(request, connection, missing=missing, return_to=return_to)
+        return ask(
+            request, connection, missing=missing, return_to=return_to, owner=data.get("owner", "")
+        )
     try:
         url = flows.start_authorization(
             connection,
@@ -89,6 +92,7 @@ def ask(
     error: str = "",
     return_to: str = "",
     status: int = 200,
+    owner: str = "",
 ) -> HttpResponse:
     """The question, in the admin's look for a shared connection's staff, else the site's."""
     context = {
@@ -96,11 +100,12 @@ def ask(
         "scopes": missing or [],
         "error": error,
         "return_to": return_to,
+        "owner_pk": owner if connection.per_owner else "",
         "back": landing_url(request, connection, return_to),
         # R8: name the host the browser is about to be sent to.
         "authorize_host": urlsplit(connection.provider.authorization_endpoint).netloc,
     }
-    if not connection.per_user and request.user.is_staff:
+    if connection.is_shared and request.user.is_staff:
         context |= {**admin.site.each_context(request), "opts": Connection._meta}
         template = "admin/oauthconn/connection/request_scopes.html"
     else:

@@ -8,7 +8,7 @@ Security-relevant edits follow R5.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from django import forms
@@ -23,6 +23,7 @@ from oauthconn.flows.configuration import (
 )
 from oauthconn.flows.validation import needs_secret, validate_configuration, validate_provider
 from oauthconn.models import ClientAuthMethod, Connection, Provider
+from oauthconn.models.owners import owner_model
 from oauthconn.oauth.scopes import parse_scopes
 
 PROVIDER_URL_FIELDS = Provider.URL_FIELDS
@@ -178,6 +179,7 @@ class ConnectionForm(forms.ModelForm):
             "name",
             "slug",
             "per_user",
+            "per_owner",
             "provider",
             "grant_type",
             "client_id",
@@ -218,6 +220,8 @@ class ConnectionForm(forms.ModelForm):
         if "client_auth_method" in self.fields:  # absent for users who may only view
             selected = chosen_value(self, "client_auth_method")
             self.fields["client_auth_method"].help_text = auth_method_help(selected)
+        if owner_model() is None and not self.instance.per_owner:
+            self.fields.pop("per_owner", None)  # a site without teams is not offered them
 
     def clean(self) -> dict[str, Any]:
         super().clean()  # a ModelForm's clean() fills and returns self.cleaned_data
@@ -256,3 +260,13 @@ class ConnectionForm(forms.ModelForm):
         if secret:
             self.instance.client_secret = secret
         return super().save(commit)
+
+
+def offer_owner_kind(form: forms.BaseForm) -> None:
+    """Offer "per team" (the site's OWNER_MODEL, docs/owners.md) on a site that names one."""
+    model = owner_model()
+    if model is not None:
+        name = model._meta.verbose_name
+        field = choice_field(form, "sharing")
+        offered = list(cast("Iterable[Any]", field.choices))
+        field.choices = [*offered, ("per_owner", f"Per {name}: each {name} connects its own")]

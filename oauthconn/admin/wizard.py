@@ -281,6 +281,7 @@ class ConnectionWizard(SessionWizardView):
                 slug=basics["slug"],
                 name=basics["name"],
                 per_user=basics["sharing"] == "per_user",
+                per_owner=basics["sharing"] == "per_owner",
                 provider=provider,
                 grant_type=steps["grant"].cleaned_data["grant_type"],
                 client_id=client["client_id"],
@@ -318,10 +319,11 @@ class ConnectionWizard(SessionWizardView):
         page = reverse("admin:oauthconn_connection_change", args=[connection.pk])
         if connection.client_auth_method == PRIVATE_KEY_JWT:
             messages.info(request, key_generated(connection))
-        if connection.per_user:
+        if not connection.is_shared:
+            who = "Users" if connection.per_user else "Members of each team"
             messages.success(
                 request,
-                f"{connection.name} was saved. Users connect it from "
+                f"{connection.name} was saved. {who} connect it from "
                 "their “Your connections” page.",
             )
             return HttpResponseRedirect(page)

@@ -15,6 +15,7 @@ from oauthconn.admin.forms import (
     auth_method_help,
     choice_field,
     chosen_value,
+    offer_owner_kind,
 )
 from oauthconn.admin.wizard_dpop import add_dpop_field
 from oauthconn.conf import oauthconn_settings
@@ -142,6 +143,7 @@ class BasicsForm(forms.Form):
         super().__init__(*args, **kwargs)
         choice_field(self, "preset").choices = [("", "---------"), *preset_choices()]
         describe_preset_parameter(self)
+        offer_owner_kind(self)
         self.discovered = discovered or {}
         #: Provider keyword arguments (not saved) and connection defaults, set by clean().
         self.provider_fields: dict[str, Any] = {}

@@ -32,7 +32,7 @@ from oauthconn.exceptions import (
     SignedOut,
 )
 from oauthconn.flows import scopes
-from oauthconn.flows.access import authorizing_owner, check_still_authorizes
+from oauthconn.flows.access import check_may_authorize, check_still_authorizes
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
 from oauthconn.flows.dpop import new_binding
 from oauthconn.flows.identity import Identity, describe_account, verify_identity
@@ -45,6 +45,7 @@ from oauthconn.models import (
     Token,
     TokenStatus,
 )
+from oauthconn.models.owners import owner_fields
 from oauthconn.oauth import pkce
 from oauthconn.oauth.authorize import append_query, authorization_parameters
 from oauthconn.oauth.callback import CallbackParams, check_issuer, named_states, parse_callback
@@ -93,8 +94,7 @@ def start_authorization(
         raise ConfigurationError("Client credentials connections do not use a browser.")
     if not user.is_authenticated:  # authorizing_owner() refuses it too; this tells mypy
         raise NotPermitted()
-    if getattr(authorizing_owner(connection, user), "pk", None) != getattr(owner, "pk", None):
-        raise NotPermitted()
+    check_may_authorize(connection, user, owner)
     provider = connection.provider
     http.check_url(provider.authorization_endpoint, field="authorization endpoint")
     state = pkce.make_state()
@@ -122,7 +122,7 @@ def start_authorization(
         state_hash=PendingAuthorization.hash(state),
         browser_hash=browser_hash(session, create=True),
         connection=connection,
-        owner=owner,
+        **owner_fields(owner),
         user=user,
         code_verifier=verifier,
         nonce=nonce,
@@ -195,7 +195,7 @@ def _complete(
     attempt = check_attempt(slug, params, named, user=user, session=session)
     connection = attempt.connection
     try:
-        check_still_authorizes(connection, user, attempt.owner)
+        owner = check_still_authorizes(connection, user, attempt)
         check_issuer(params, connection.provider.issuer, required=connection.provider.sends_issuer)
         if params.error:
             raise AuthorizationDenied(params.error, params.error_description)
@@ -214,13 +214,13 @@ def _complete(
         )
         raise
     # Defect 7b: another account than the connected grant's waits for the person to confirm.
-    old = switching_from(connection, attempt.owner, identity)
+    old = switching_from(connection, owner, identity)
     if old is not None and identity is not None:
         return hold_switch(attempt, tokens, identity, old)
     return store_grant(
         connection,
         tokens,
-        owner=attempt.owner,
+        owner=owner,
         actor=user,
         identity=identity,
         requested=attempt.scope_list or None,
@@ -349,7 +349,7 @@ def store_grant(
     """
     with transaction.atomic():
         token, created = Token.objects.select_for_update().get_or_create(
-            connection=connection, owner=owner
+            connection=connection, **owner_fields(owner)
         )
         was_broken = not created and token.status in (TokenStatus.NEEDS_REAUTH, TokenStatus.FAILING)
         # R34: (issuer, sub) names the account; another one was confirmed (flows.switch).

@@ -92,6 +92,7 @@ def new_event(
         connection=connection,
         token=token,
         owner=token.owner if token is not None else None,
+        owner_key=token.owner_key if token is not None else "",
         kind=kind,
         actor=actor if actor is not None and actor.is_authenticated else None,
         message=message,
@@ -118,7 +119,7 @@ def _after_writing(
         "oauthconn %s: connection=%s owner=%s %s",
         event.kind,
         event.connection.slug,
-        getattr(event.owner, "pk", None),
+        event.owner_key or getattr(event.owner, "pk", None),
         event.message,
     )
     if send_signal:
@@ -134,6 +135,7 @@ def _signal_after_commit(event: Event, *, actor: Actor, error: Exception | None)
         "connection": event.connection,
         "token": event.token,
         "owner": event.owner,
+        "owner_key": event.owner_key,
         "actor": actor,
         "event": event,
     }

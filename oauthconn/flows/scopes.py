@@ -79,10 +79,17 @@ def incremental_params(connection: Connection, scopes: Iterable[str]) -> Mapping
     return {k: v for k, v in preset.incremental_scopes_param.items() if k not in own}
 
 
-def upgrade_path(connection: Connection, scopes: Iterable[str], *, next: str = "") -> str:
+def upgrade_path(
+    connection: Connection, scopes: Iterable[str], *, next: str = "", owner: str = ""
+) -> str:
     """The path of this site's page that asks the person to add ``scopes`` (a GET shows a
-    question; only its POST starts an authorization). It carries no state or secret."""
-    query = {"scope": " ".join(scopes), **({"next": next} if next else {})}
+    question; only its POST starts an authorization). It carries no state or secret; for a
+    team's grant, the team's primary key (``owner``), checked against membership there."""
+    query = {
+        "scope": " ".join(scopes),
+        **({"next": next} if next else {}),
+        **({"owner": owner} if owner else {}),
+    }
     return reverse("oauthconn:request_scopes", args=[connection.slug]) + "?" + urlencode(query)
 
 
@@ -101,7 +108,9 @@ def require_scopes(
         f"{connection.name} needs more scopes: {' '.join(missing)}. Send the person to "
         "authorize them.",
         missing=missing,
-        authorize_url=upgrade_path(connection, missing, next=next),
+        authorize_url=upgrade_path(
+            connection, missing, next=next, owner=token.owner_key.rpartition(":")[2]
+        ),
         slug=connection.slug,
     )
 

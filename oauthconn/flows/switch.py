@@ -55,12 +55,12 @@ def confirm_switch(key: str, *, user: RequestUser, session: SessionBase) -> Swit
     switch, tokens = take_switch(key, binding=browser_hash(session, create=False), user=user)
     connection = switch.connection
     try:
-        check_still_authorizes(connection, user, switch.owner)
+        owner = check_still_authorizes(connection, user, switch)
     except NotPermitted:
         discard(connection, tokens)  # nobody may use them now; do not leave them valid
         raise
     identity = Identity(subject=switch.subject, claims=switch.claims)
-    store_grant(connection, tokens, owner=switch.owner, actor=user, identity=identity)
+    store_grant(connection, tokens, owner=owner, actor=user, identity=identity)
     new = old_and_new(switch)[1]
     return SwitchAnswer(connection, switch.return_to, f"{connection.name} now uses {new}.")
 
@@ -77,7 +77,7 @@ def decline_switch(key: str, *, user: RequestUser, session: SessionBase) -> Swit
         None: "the provider has no revocation endpoint: revoke its access there by hand.",
     }[revoked]
     message = f"{connection.name} keeps {old}. The new account {new} was not used; {outcome}"
-    token = Token.objects.filter(connection=connection).for_owner(switch.owner).first()
+    token = Token.objects.filter(connection=connection).owned_as(switch).first()
     # An audit row for the attempt that ended without a grant (no signal, no notification).
     record_event(
         EventKind.AUTHORIZATION_FAILED,

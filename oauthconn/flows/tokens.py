@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.db import OperationalError, transaction
@@ -64,6 +64,7 @@ from oauthconn.flows.outcomes import (  # noqa: F401 - BACKOFF_CAP, backoff_dela
     store_renewal,
 )
 from oauthconn.models import Connection, GrantType, Token, TokenStatus
+from oauthconn.models.owners import is_user, owner_fields, owner_key
 from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
 
 if TYPE_CHECKING:
@@ -79,13 +80,14 @@ _locks_guard = threading.Lock()
 # (each keeps a strong reference from _local_lock until renew() returns), so the map does not
 # grow by one lock per (connection, owner) ever seen. A lock in use is never dropped, so two
 # threads can never get different locks for the same key at the same time.
-_locks: weakref.WeakValueDictionary[tuple[int, int | None], threading.Lock] = (
+_locks: weakref.WeakValueDictionary[tuple[int, Any, str], threading.Lock] = (
     weakref.WeakValueDictionary()
 )
 
 
 def _local_lock(connection: Connection, owner: Owner) -> threading.Lock:
-    key = (connection.pk, getattr(owner, "pk", None))
+    # a user's pk, or a keyed owner's key: a team and a user with the same pk never share
+    key = (connection.pk, getattr(owner, "pk", None) if is_user(owner) else None, owner_key(owner))
     with _locks_guard:
         lock = _locks.get(key)
         if lock is None:
@@ -94,7 +96,8 @@ def _local_lock(connection: Connection, owner: Owner) -> threading.Lock:
 
 
 def load_token(connection: Connection, owner: Owner = None) -> Token | None:
-    return Token.objects.filter(connection=connection).for_owner(owner).first()
+    """``owner``'s grant of ``connection``; ConfigurationError for an owner of the wrong kind."""
+    return Token.objects.grant_of(connection, owner).first()
 
 
 def get_valid_token(
@@ -181,7 +184,7 @@ def renew(
     try:
         current = load_token(connection, owner)
         if current is None:
-            current, _ = Token.objects.get_or_create(connection=connection, owner=owner)
+            current, _ = Token.objects.get_or_create(connection=connection, **owner_fields(owner))
         elif _still_fresh(current, stale, force):
             return current
         elif _backoff_remaining(current):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
@@ -217,6 +218,13 @@ class Connection(models.Model):
             "is useless without it."
         ),
     )
+    #: grants held by instances of OAUTHCONN["OWNER_MODEL"] (teams, ...): see models.owners
+    per_owner = models.BooleanField(
+        _("per-owner"),
+        default=False,
+        db_default=False,  # rows inserted without it (raw SQL, COPY) stay shared or per-user
+        help_text=_("Each owner (team, organization: OAUTHCONN['OWNER_MODEL']) connects its own."),
+    )
     token_lifetime = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -306,6 +314,13 @@ class Connection(models.Model):
         ordering = ["name"]
         # The admin's and the API's lists are ordered by name (migration 0005).
         indexes = [models.Index(fields=["name"], name="oauthconn_connection_name")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(per_user=True, per_owner=True),
+                name="oauthconn_connection_one_owner_kind",
+                violation_error_message=_("A connection is per-user or per-owner, not both."),
+            )
+        ]
         permissions = [
             ("authorize_connection", "Can authorize the connection (bind an account)"),
             ("refresh_connection", "Can refresh and test the connection"),
@@ -314,6 +329,11 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_shared(self) -> bool:
+        """One grant for the whole site (no owner), administered by staff."""
+        return not (self.per_user or self.per_owner)
 
     @property
     def uses_pkce(self) -> bool:

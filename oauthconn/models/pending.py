@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from oauthconn.fields import EncryptedTextField
 from oauthconn.models.connections import URL_LENGTH, Connection
+from oauthconn.models.owners import OWNER_KEY_LENGTH
 from oauthconn.models.tokens import Token
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class PendingAuthorization(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+"
     )
+    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     code_verifier = EncryptedTextField()
     nonce = EncryptedTextField()
@@ -81,6 +83,7 @@ class PendingSwitch(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+"
     )
+    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     #: the token response as JSON, encrypted; dropped when the switch is taken
     tokens = EncryptedTextField()

@@ -61,7 +61,7 @@ def provider_row(server: AuthServer, slug: str, jwks_path: str) -> Provider:
 
 
 def connection_row(
-    server: AuthServer, provider: Provider, slug: str, per_user: bool, fields: dict[str, Any]
+    server: AuthServer, provider: Provider, slug: str, fields: dict[str, Any]
 ) -> Connection:
     """The connection ``slug``, created and registered as a client of the fake provider;
     an existing one of this provider is reused (a second owner of a per-user connection)."""
@@ -84,7 +84,6 @@ def connection_row(
         client_id=f"{slug}-{secrets.token_hex(4)}",
         client_secret=secret,
         client_auth_method=auth_method,
-        per_user=per_user,
         api_base_url=f"{server.issuer}/",
         **fields,
     )
@@ -147,7 +146,7 @@ def provider_grant(server: AuthServer, token: Token) -> Grant | None:
 def expire(server: AuthServer, connection: Connection, owner: Owner) -> Token:
     """Make the stored access token expired, at the provider as well as in the database."""
     with transaction.atomic():
-        token = Token.objects.select_for_update().get(connection=connection, owner=owner)
+        token = Token.objects.grant_of(connection, owner).select_for_update().get()
         with server.lock:
             grant = provider_grant(server, token)
             if grant is not None:
@@ -164,7 +163,7 @@ def expire(server: AuthServer, connection: Connection, owner: Owner) -> Token:
 def revoke(server: AuthServer, connection: Connection, owner: Owner) -> None:
     """The provider forgets the grant (the user revoked the app there); the database is left
     as it is, so the site finds out on its next call, as it would in production."""
-    token = Token.objects.get(connection=connection, owner=owner)
+    token = Token.objects.grant_of(connection, owner).get()
     with server.lock:
         grant = provider_grant(server, token)
         if grant is None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test.utils import override_settings
 
@@ -92,7 +93,8 @@ class FakeProvider:
         """Create the connection ``slug`` at this provider and authorize it, for ``owner``.
 
         A shared connection by default; ``owner=user`` makes it per-user (``per_user`` may
-        say so explicitly) and passes the owner to oauthconn's own grant storage. Calling it
+        say so explicitly), an owner of ``OAUTHCONN["OWNER_MODEL"]`` (a team) per-owner, and
+        the owner goes to oauthconn's own grant storage. Calling it
         again with another owner adds that owner's grant to the same connection. ``subject``
         names the account at the provider (default ``fake-user``, or ``user-<pk>`` for an
         owner) and ``claims`` its ID token display claims. Other keyword arguments are
@@ -109,11 +111,13 @@ class FakeProvider:
         if claims is not None:
             with self.auth.lock:
                 self.auth.accounts[subject] = claims
-        per_user = owner is not None if per_user is None else per_user
+        is_user = isinstance(owner, get_user_model())
+        per_user = is_user if per_user is None else per_user
+        kind = {"per_user": per_user, "per_owner": owner is not None and not is_user}
         with transaction.atomic():
             provider = grants.provider_row(self.auth, self.slug, self.jwks_path)
             connection = grants.connection_row(
-                self.auth, provider, slug, per_user, {"scopes": scopes, **fields}
+                self.auth, provider, slug, {"scopes": scopes, **kind, **fields}
             )
             if authorize and connection.uses_browser:
                 grants.authorize(self.auth, connection, owner=owner, subject=subject, actor=actor)
