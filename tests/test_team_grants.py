@@ -15,7 +15,7 @@ from django.urls import reverse
 from oauth2_provider.models import AccessToken, Application
 
 from oauthconn import get_connection, signals
-from oauthconn.exceptions import ConfigurationError, NotConnected
+from oauthconn.exceptions import ConfigurationError, NotConnected, ScopesRequired
 from oauthconn.models import Connection, Event, EventKind, PendingAuthorization, Provider, Token
 from oauthconn.models.owners import owner_key
 from tests.conftest import consent, deliver, outcome, start
@@ -507,3 +507,39 @@ def test_the_change_form_offers_per_owner_with_an_owner_model_and_refuses_both(
     assert Connection.objects.get(pk=mine.pk).per_owner is False
     settings.OAUTHCONN = {**settings.OAUTHCONN, "OWNER_MODEL": None}
     assert "per_owner" not in ConnectionForm(instance=Connection.objects.get(pk=mine.pk)).fields
+
+
+# --- asking for more scopes for a team's grant -------------------------------------------------
+
+
+def test_a_member_upgrades_the_team_grant_and_another_team_cannot(
+    client, people, teams, make_connection
+):
+    alice, bob, carol = people
+    team_a, team_b = teams
+    connection = make_connection("crm", per_owner=True, scopes="read", optional_scopes="write")
+    client.force_login(alice)
+    connect_team(client, connection, team_a)
+    with pytest.raises(ScopesRequired) as raised:
+        get_connection("crm", owner=team_a).require_scopes(["write"])
+    path = raised.value.authorize_url
+    assert path == f"/oauthconn/scopes/crm/?scope=write&owner={team_a.pk}"
+    page = client.get("/oauthconn/")
+    assert f'name="owner" value="{team_a.pk}"'.encode() in page.content
+
+    outsider = Client()
+    outsider.force_login(bob)  # team B only: the page and its POST refuse team A's grant
+    assert outsider.get(path).status_code == 403
+    refused = outsider.post("/oauthconn/scopes/crm/", {"scope": "write", "owner": team_a.pk})
+    assert refused.status_code == 403
+    assert not PendingAuthorization.objects.filter(consumed_at__isnull=True).exists()
+
+    question = client.get(path)
+    assert question.status_code == 200
+    assert f'name="owner" value="{team_a.pk}"'.encode() in question.content
+    started = client.post("/oauthconn/scopes/crm/", {"scope": "write", "owner": team_a.pk})
+    deliver(client, connection, consent(client, started["Location"]))
+
+    grant = Token.objects.get(connection=connection, owner_key=owner_key(team_a))
+    assert grant.scope == "read write"
+    get_connection("crm", owner=team_a).require_scopes(["write"])
