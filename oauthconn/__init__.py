@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["get_connection", "__version__"]
+__all__ = ["get_connection", "rate_limit", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from oauthconn.client import get_connection
+    from oauthconn.http.ratelimit import rate_limit
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from oauthconn.client import get_connection
 
         return get_connection
+    if name == "rate_limit":
+        from oauthconn.http.ratelimit import rate_limit
+
+        return rate_limit
     raise AttributeError(name)

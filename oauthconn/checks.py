@@ -136,11 +136,41 @@ def check_deployment_safety(
     return messages
 
 
+def check_owner_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E012: per-owner grants (docs/owners.md) need an installed model and a resolver."""
+    from django.utils.module_loading import import_string
+
+    from oauthconn.exceptions import ConfigurationError
+    from oauthconn.models.owners import owner_model
+
+    try:
+        if owner_model() is None:
+            return []
+    except ConfigurationError as err:
+        return [_owner_error(str(err), 'Name a model as "app_label.ModelName".')]
+    path = user_settings().get("OWNER_RESOLVER")
+    hint = "Name a callable (user) -> the owners that user may act for, as an import string."
+    if not path:
+        return [_owner_error('OAUTHCONN["OWNER_MODEL"] is set but OWNER_RESOLVER is not.', hint)]
+    try:
+        import_string(path)
+    except ImportError as err:
+        return [_owner_error(f'OAUTHCONN["OWNER_RESOLVER"] = {path!r}: {err}', hint)]
+    return []
+
+
+def _owner_error(message: str, hint: str) -> checks.CheckMessage:
+    return checks.Error(message, hint=hint, id="oauthconn.E012")
+
+
 def register() -> None:
     for check in (
         check_encryption_keys,
         check_unknown_settings,
         check_redirect_base_url,
         check_deployment_safety,
+        check_owner_settings,
     ):
         checks.register(check, "oauthconn")

@@ -3,6 +3,8 @@
 >>> crm = get_connection("crm")
 >>> crm.access_token                 # refreshed first when Token.needs_refresh() says so
 >>> crm.get("/v1/contacts")          # relative to the API base URL, token injected
+>>> crm.get("/v1/contacts", retry=True)          # retry 429 / 503 for this call (docs/calls.md)
+>>> crm.post("/v1/orders", json=o, idempotent=True)  # a POST that may be sent twice
 >>> with crm.client() as http: ...   # an httpx.Client bound to the connection
 
 Tokens are only ever sent to the origin of the connection's API base URL (R41).
@@ -15,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from oauthconn import http
-from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.lookup import load_grant
 from oauthconn.flows.resource import ConnectionAuth, Grant
+from oauthconn.flows.retry import call_extensions
 from oauthconn.models import Connection, Token
+from oauthconn.models.owners import check_owner
 
 __all__ = ["ConnectionAuth", "ConnectionClient", "get_connection"]
 
@@ -27,7 +30,8 @@ if TYPE_CHECKING:
 
 
 def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
-    """The connection ``slug``; for a per-user connection, the grant of ``owner``.
+    """The connection ``slug``; for a per-user connection, the grant of ``owner`` (a user);
+    for a per-owner connection, of ``owner`` (an ``OAUTHCONN["OWNER_MODEL"]`` instance).
 
     One query: the connection with its provider and the owner's token row, so
     ``get_connection(slug).access_token`` on a valid token costs that query and nothing else
@@ -35,10 +39,7 @@ def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
     stale). Raises :class:`~oauthconn.exceptions.ConnectionNotFound` for an unknown slug.
     """
     connection, token = load_grant(slug, owner)
-    if connection.per_user and owner is None:
-        raise ConfigurationError(f"{slug!r} is a per-user connection: pass owner=<user>.")
-    if not connection.per_user and owner is not None:
-        raise ConfigurationError(f"{slug!r} is a shared connection: do not pass owner.")
+    check_owner(connection, owner)  # ConfigurationError: an owner of the wrong kind
     return ConnectionClient(connection, owner, token=token)
 
 
@@ -56,17 +57,34 @@ class ConnectionClient(Grant):
         self, connection: Connection, owner: Owner = None, *, token: Token | None = None
     ) -> None:
         super().__init__(connection, owner, token=token)
-        self._auth: ConnectionAuth | None = None
+        self._auth: httpx.Auth | None = None
 
     def __repr__(self) -> str:
         return f"<ConnectionClient {self.connection.slug!r}>"
 
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send ``method`` to ``url``, relative to the API base URL, with this grant's token."""
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        retry: bool | None = None,
+        idempotent: bool | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send ``method`` to ``url``, relative to the API base URL, with this grant's token.
+
+        ``retry`` turns the retries on 429 / 503 on or off for this call (default: the
+        connection's ``retry_rate_limited``); ``idempotent=True`` lets a POST or PATCH be
+        retried (never by default). A call that stops retrying on 429 / 503 raises
+        :class:`~oauthconn.exceptions.RateLimited` / ``RetriesExhausted``; see docs/calls.md.
+        """
         base = self.base_url()
         if self._auth is None:
-            self._auth = ConnectionAuth(self)
+            self._auth = self.auth()
         target = _join(base, url)
+        if retry is not None or idempotent is not None:
+            extensions = kwargs.pop("extensions", None) or {}
+            kwargs["extensions"] = {**extensions, **call_extensions(retry, idempotent)}
         return http.shared_client(base).request(method, target, auth=self._auth, **kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:

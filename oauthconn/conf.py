@@ -74,6 +74,12 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOKS": [],
     # Delivery attempts per notification (with backoff) before it is given up.
     "NOTIFY_MAX_ATTEMPTS": 10,
+    # Grants owned by teams, organizations, tenants (docs/owners.md): the model whose
+    # instances may own a per-owner connection's grants, as "app_label.ModelName" (None: only
+    # shared and per-user connections), and an import string of a callable (user) -> iterable
+    # of those instances the user may act for, asked on every page, start and callback.
+    "OWNER_MODEL": None,
+    "OWNER_RESOLVER": None,
     # Values the wizard prefills for presets' parameters, by preset and parameter, e.g.
     # {"okta": {"domain": "acme.okta.com"}} (the demo: its own server's base URL).
     "PRESET_PARAMETERS": {},

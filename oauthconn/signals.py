@@ -4,7 +4,9 @@ Every signal is sent with ``sender=Connection`` and these keyword arguments:
 
 - ``connection``: the ``Connection``;
 - ``token``: the ``Token`` (the grant of one owner), or ``None``;
-- ``owner``: the user of a per-user token, ``None`` for a shared connection;
+- ``owner``: the user of a per-user token, ``None`` for a shared connection or a team's;
+- ``owner_key``: a per-owner token's owner as ``"<app_label>.<model>:<pk>"``, else ``""``
+  (docs/owners.md);
 - ``actor``: the user who caused it, ``None`` for site code and background jobs;
 - ``event``: the ``Event`` row written for it (its ``message`` and ``data`` hold no secret).
 

@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, _User
+    from django.db.models import Model
 
 #: A user of this project: ``AUTH_USER_MODEL``.
 User: TypeAlias = "_User"
-#: Who holds a grant: a user for a per-user connection, ``None`` for a shared connection.
-Owner: TypeAlias = "User | None"
+#: Who holds a grant: a user for a per-user connection, an ``OAUTHCONN["OWNER_MODEL"]``
+#: instance (a team) for a per-owner connection, ``None`` for a shared connection
+#: (oauthconn.models.owners checks which kind a connection takes).
+Owner: TypeAlias = "User | Model | None"
 #: Who did something: usually ``request.user``; ``None`` is the system itself (a command, a
 #: task). Events and tokens record only a signed-in user; an anonymous one is stored as None.
 Actor: TypeAlias = "User | AnonymousUser | None"

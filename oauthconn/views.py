@@ -37,14 +37,18 @@ from oauthconn.exceptions import (
     ProviderTimeout,
 )
 from oauthconn.flows.access import owner_for as permitted_owner
-from oauthconn.flows.authorization import started_from
+from oauthconn.flows.access import owners_of
+from oauthconn.flows.authorization import requested_by, started_from
 from oauthconn.flows.keys import public_jwks
 from oauthconn.flows.outcomes import renewing_as
 from oauthconn.flows.switch import old_and_new
 from oauthconn.models import Connection, PendingSwitch, Token
+from oauthconn.models.owners import owner_key
 
 if TYPE_CHECKING:
-    from oauthconn.types import Owner
+    from django.db.models import Model
+
+    from oauthconn.types import Owner, User
 
 logger = logging.getLogger("oauthconn")
 
@@ -78,8 +82,9 @@ def own_page(response: HttpResponse) -> HttpResponse:
 
 def owner_for(request: HttpRequest, connection: Connection, permission: str) -> Owner:
     """The owner the signed-in user may act for on this connection, or NotPermitted (a
-    PermissionDenied, so 403); the rule itself lives in :mod:`oauthconn.flows.access`."""
-    return permitted_owner(connection, request.user, permission)
+    PermissionDenied, so 403); the rule itself lives in :mod:`oauthconn.flows.access`.
+    A per-owner connection's forms name the owner by its primary key (``owner``)."""
+    return permitted_owner(connection, request.user, permission, request.POST.get("owner", ""))
 
 
 def safe_return_to(request: HttpRequest, target: str) -> str:
@@ -94,7 +99,7 @@ def landing_url(request: HttpRequest, connection: Connection, return_to: str = "
     """Where to go after a flow: the checked return target, else the connection's page."""
     if safe_return_to(request, return_to):
         return return_to
-    if not connection.per_user and request.user.is_staff:
+    if connection.is_shared and request.user.is_staff:
         return reverse("admin:oauthconn_connection_change", args=[connection.pk])
     return reverse("oauthconn:my_connections")
 
@@ -144,6 +149,7 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     record nor an error report of this request or the next one carries the code or state."""
     query = take_parameters(request)
     return_to = safe_return_to(request, started_from(query, session=request.session))
+    requested = requested_by(query, session=request.session)
     try:
         token = flows.complete_authorization(
             slug, query, user=request.user, session=request.session, method=request.method or ""
@@ -164,8 +170,24 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     if isinstance(token, flows.HeldSwitch):  # another account: ask first (defect 7b)
         return private(HttpResponseSeeOther(reverse("oauthconn:switch", args=[token.key])))
     connection = token.connection
-    messages.success(request, f"{connection.name} is connected.")
+    # Only the added scopes: Google reports "email" as a URL, so a check of the connection's
+    # own scopes would warn on every sign-in (the event and the admin page still list them).
+    added = [scope for scope in requested if scope not in connection.scope_list]
+    say_connected(request, connection, [scope for scope in added if not token.has_scope(scope)])
     return private(HttpResponseSeeOther(landing_url(request, connection, return_to)))
+
+
+def say_connected(request: HttpRequest, connection: Connection, missing: list[str]) -> None:
+    """The callback's success message; an upgrade granted without some of the scopes it
+    added (``missing``) says which (docs/scopes.md)."""
+    if missing:
+        provider = connection.provider.name
+        messages.warning(
+            request,
+            f"{connection.name} is connected, but {provider} did not grant: {' '.join(missing)}.",
+        )
+    else:
+        messages.success(request, f"{connection.name} is connected.")
 
 
 #: request.META keys that may carry the raw query string (WSGI, gunicorn, uWSGI)
@@ -215,7 +237,7 @@ def failure(request: HttpRequest, slug: str, message: str, *, status: int, back:
         "name": connection.name if connection else "",
         "back": landing_url(request, connection, back) if connection else back,
         "back_label": back_label(request, connection, back),
-        "admin": bool(connection and not connection.per_user and request.user.is_staff),
+        "admin": bool(connection and connection.is_shared and request.user.is_staff),
     }
 
 
@@ -302,7 +324,7 @@ def render_switch(request: HttpRequest, switch: PendingSwitch) -> HttpResponse:
     connection = switch.connection
     old, new = old_and_new(switch)
     context = {"switch": switch, "connection": connection, "old": old, "new": new}
-    if not connection.per_user and request.user.is_staff:
+    if connection.is_shared and request.user.is_staff:
         context |= {**admin.site.each_context(request), "opts": Connection._meta}
         return render(request, "admin/oauthconn/connection/switch_confirm.html", context)
     return render(request, "oauthconn/switch_confirm.html", context)
@@ -333,11 +355,30 @@ def my_connections(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:  # login_required sent anonymous users away; this tells mypy
         raise NotPermitted()
     connections = Connection.objects.filter(per_user=True).select_related("provider")
-    tokens = {
-        t.connection_id: t for t in Token.objects.filter(owner=user, connection__per_user=True)
-    }
+    mine = Token.objects.filter(owner=user, connection__per_user=True).select_related("connection")
+    tokens = {t.connection_id: t for t in mine}
     rows = [(c, tokens.get(c.pk)) for c in connections]
-    return own_page(render(request, "oauthconn/my_connections.html", {"rows": rows}))
+    context = {"rows": rows, "owner_sections": owner_sections(user)}
+    return own_page(render(request, "oauthconn/my_connections.html", context))
+
+
+def owner_sections(user: User) -> list[tuple[Model, list[tuple[Connection, Token | None]]]]:
+    """Per owner the resolver gives ``user`` (a team), the per-owner connections with that
+    owner's grant: two queries however many owners and connections, and no other owner's
+    grant is read."""
+    owners = owners_of(user)
+    if not owners:
+        return []
+    connections = list(Connection.objects.filter(per_owner=True).select_related("provider"))
+    keys = [owner_key(owner) for owner in owners]
+    grants = Token.objects.filter(
+        connection__per_owner=True, owner__isnull=True, owner_key__in=keys
+    )
+    tokens = {(t.connection_id, t.owner_key): t for t in grants}
+    return [
+        (owner, [(c, tokens.get((c.pk, key))) for c in connections])
+        for owner, key in zip(owners, keys, strict=True)
+    ]
 
 
 @require_GET

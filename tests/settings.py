@@ -33,12 +33,15 @@ OAUTHCONN = {
     "ENCRYPTION_KEYS": ["lWZ0PwLAt7hgZK5wbLp2y0Xc3L2Fxt1vg1l8Ya7oFb0="],
     "REDIRECT_BASE_URL": "http://testserver",
     "ALLOW_INSECURE_LOOPBACK": True,
+    # Per-owner grants (tests/test_team_grants.py): a team model of the test site.
+    "OWNER_MODEL": "teams.Team",
+    "OWNER_RESOLVER": "tests.teams.models.teams_of",
 }
 
 MIDDLEWARE = ["tests.recorder.RecordingMiddleware", *MIDDLEWARE]  # noqa: F405
 
 # The REST API is tested with token authentication too (tests/test_api_live.py, schemathesis).
-INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken", "tests.teams"]  # noqa: F405
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -42,7 +42,7 @@ SIGNALS = {
     "revoked": signals.revoked,
 }
 EVENT_KIND = {"needs_reauthorization": "needs_reauth"}
-DOCUMENTED = {"signal", "sender", "connection", "token", "owner", "actor", "event"}
+DOCUMENTED = {"signal", "sender", "connection", "token", "owner", "owner_key", "actor", "event"}
 
 
 @pytest.fixture
@@ -121,6 +121,7 @@ def test_life_of_a_connection_sends_each_signal_after_commit(
         expected = DOCUMENTED | ({"error"} if name == "needs_reauthorization" else set())
         assert set(kwargs) == expected
         assert kwargs["connection"] == connected and kwargs["owner"] is None
+        assert kwargs["owner_key"] == ""
         assert kwargs["event"].kind == EVENT_KIND.get(name, name) and kwargs["event"].pk
         assert kwargs["token"].pk == kwargs["event"].token_id
     assert isinstance(received[1][1]["error"], ReauthorizationRequired)

@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from oauthconn import flows
 from oauthconn.admin import health, pages
+from oauthconn.admin.features import connection_features
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
 from oauthconn.admin.wizard import ConnectionWizard
 from oauthconn.base_url import has_grant_fields
@@ -29,7 +30,9 @@ from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.flows.configuration import invalidate_grants
 from oauthconn.flows.discovery import refresh_discovery
 from oauthconn.flows.keys import ROLLOVER_DAYS, current_key_type, jwks_url, rotate_key
+from oauthconn.flows.scopes import requestable
 from oauthconn.models import ClientAuthMethod, Connection, Event, Provider, Token
+from oauthconn.models.owners import load_owners
 from oauthconn.paging import BoundedCountPaginator
 from oauthconn.status import (
     STATUS_CHOICES,
@@ -74,7 +77,9 @@ class StatusFilter(admin.SimpleListFilter):
 
 def shared_token(connection: Connection) -> Token | None:
     # Uses the prefetched rows: one query for the whole change list.
-    return next((t for t in connection.tokens.all() if t.owner_id is None), None)
+    return next(
+        (t for t in connection.tokens.all() if t.owner_id is None and not t.owner_key), None
+    )
 
 
 @admin.register(Connection)
@@ -107,11 +112,11 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="shared or per-user")
     def sharing(self, obj: Connection) -> str:
-        return "Per user" if obj.per_user else "Shared"
+        return "Per user" if obj.per_user else "Per owner" if obj.per_owner else "Shared"
 
     @admin.display(description="status")
     def status_badge(self, obj: Connection) -> SafeString:
-        if obj.per_user:
+        if not obj.is_shared:
             statuses = [token_status(t) for t in obj.tokens.all()]
             count = statuses.count("connected") + statuses.count("expiring")
             return format_html('<span class="oauthconn-badge">{} connected</span>', count)
@@ -120,12 +125,12 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="token expiry")
     def token_expiry(self, obj: Connection) -> datetime | str | None:
-        token = None if obj.per_user else shared_token(obj)
+        token = shared_token(obj) if obj.is_shared else None
         return token.expires_at if token and token.access_token is not None else "—"
 
     @admin.display(description="last refresh")
     def last_refresh(self, obj: Connection) -> datetime | str:
-        token = None if obj.per_user else shared_token(obj)
+        token = shared_token(obj) if obj.is_shared else None
         return (token.refreshed_at if token else None) or "—"
 
     # --- the wizard and the buttons ---------------------------------------------------------
@@ -227,7 +232,7 @@ def signing_key_context(request: HttpRequest, connection: Connection) -> dict[st
 def status_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
     """What the connection page shows above the form: status, grant metadata, events."""
     user = request.user
-    token = Token.objects.filter(connection=connection, owner__isnull=True).first()
+    token = Token.objects.filter(connection=connection).for_owner(None).first()
     if token is not None:
         token.connection = connection  # its api_base_url resolves with it, no query
     context = {
@@ -243,12 +248,17 @@ def status_context(request: HttpRequest, connection: Connection) -> dict[str, An
         else "",
         "has_grant_fields": has_grant_fields(connection.api_base_url),
         **signing_key_context(request, connection),
+        "features": connection_features(connection),
     }
-    if connection.per_user:
+    if not connection.is_shared:
         tokens = list(Token.objects.filter(connection=connection).select_related("owner"))
         for t in tokens:
             t.connection = connection
-        context["user_tokens"] = [(t, badge(token_status(t))) for t in tokens]
+        owners = load_owners(t.owner_key for t in tokens if t.owner_key)
+        context["user_tokens"] = [
+            (t, badge(token_status(t)), owners.get(t.owner_key) or t.owner or t.owner_key)
+            for t in tokens
+        ]
         return context
     requested = connection.scope_list
     granted = token.granted_scopes if token and token.access_token is not None else []
@@ -261,5 +271,6 @@ def status_context(request: HttpRequest, connection: Connection) -> dict[str, An
         requested_scopes=requested,
         granted_scopes=granted,
         missing_scopes=[s for s in requested if granted and s not in granted],
+        requestable_scopes=[s for s in requestable(connection) if s not in granted],
     )
     return context

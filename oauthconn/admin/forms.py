@@ -8,14 +8,14 @@ Security-relevant edits follow R5.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from oauthconn.exceptions import ConfigurationError
+from oauthconn.exceptions import ConfigurationError, ScopeNotAllowed
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     secret_holders,
@@ -23,6 +23,8 @@ from oauthconn.flows.configuration import (
 )
 from oauthconn.flows.validation import needs_secret, validate_configuration, validate_provider
 from oauthconn.models import ClientAuthMethod, Connection, Provider
+from oauthconn.models.owners import owner_model
+from oauthconn.oauth.scopes import parse_scopes
 
 PROVIDER_URL_FIELDS = Provider.URL_FIELDS
 
@@ -129,6 +131,37 @@ class ProviderForm(forms.ModelForm):
             )
 
 
+class StatusCodesField(forms.Field):
+    """A list of HTTP status codes typed as "403, 400" (the model validates the values)."""
+
+    widget = forms.TextInput
+
+    def __init__(self, *, encoder: Any = None, decoder: Any = None, **kwargs: Any) -> None:
+        # The model's JSONField offers its JSON encoder and decoder: a typed list needs none.
+        kwargs.pop("max_length", None)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return ", ".join(str(code) for code in value)
+        return value
+
+    def to_python(self, value: Any) -> list[int]:
+        text = str(value or "")
+        parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise forms.ValidationError(
+                "Enter status codes separated by commas, e.g. 403, 400.", code="invalid"
+            )
+        return [int(part) for part in parts]
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(data) != (initial or [])
+        except forms.ValidationError:
+            return True
+
+
 class ConnectionForm(forms.ModelForm):
     """The change form. A security-relevant change asks for the client secret again (R5)."""
 
@@ -146,18 +179,35 @@ class ConnectionForm(forms.ModelForm):
             "name",
             "slug",
             "per_user",
+            "per_owner",
             "provider",
             "grant_type",
             "client_id",
             "new_client_secret",
             "client_auth_method",
             "scopes",
+            "optional_scopes",
             "extra_authorize_params",
             "extra_token_params",
             "api_base_url",
             "test_path",
             "token_lifetime",
+            "retry_rate_limited",
+            "max_attempts",
+            "max_retry_wait",
+            "refresh_on_status",
+            "use_dpop",
+            "use_par",
+            "resource",
         ]
+        field_classes = {"refresh_on_status": StatusCodesField}
+
+    def clean_optional_scopes(self) -> str:
+        """Scope tokens (RFC 6749 §3.3), one space apart, as ``Connection.scopes``."""
+        try:
+            return " ".join(parse_scopes([self.cleaned_data.get("optional_scopes", "")]))
+        except ScopeNotAllowed as err:
+            raise forms.ValidationError(str(err)) from err
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -170,6 +220,8 @@ class ConnectionForm(forms.ModelForm):
         if "client_auth_method" in self.fields:  # absent for users who may only view
             selected = chosen_value(self, "client_auth_method")
             self.fields["client_auth_method"].help_text = auth_method_help(selected)
+        if owner_model() is None and not self.instance.per_owner:
+            self.fields.pop("per_owner", None)  # a site without teams is not offered them
 
     def clean(self) -> dict[str, Any]:
         super().clean()  # a ModelForm's clean() fills and returns self.cleaned_data
@@ -208,3 +260,13 @@ class ConnectionForm(forms.ModelForm):
         if secret:
             self.instance.client_secret = secret
         return super().save(commit)
+
+
+def offer_owner_kind(form: forms.BaseForm) -> None:
+    """Offer "per team" (the site's OWNER_MODEL, docs/owners.md) on a site that names one."""
+    model = owner_model()
+    if model is not None:
+        name = model._meta.verbose_name
+        field = choice_field(form, "sharing")
+        offered = list(cast("Iterable[Any]", field.choices))
+        field.choices = [*offered, ("per_owner", f"Per {name}: each {name} connects its own")]

@@ -51,8 +51,8 @@ def connection_for(
         raise Http404("No such connection.")
     if not request.user.has_perm(f"oauthconn.{perm}"):
         raise PermissionDenied
-    if connection.per_user and not per_user:
-        raise PermissionDenied("Per-user connections are managed by their users.")
+    if not connection.is_shared and not per_user:
+        raise PermissionDenied("Per-user and per-owner connections are managed by their owners.")
     return connection
 
 
@@ -101,7 +101,7 @@ def when(moment: datetime | None) -> str:
 
 def needs_reauth(connection: Connection) -> bool:
     return Token.objects.filter(
-        connection=connection, owner__isnull=True, status=TokenStatus.NEEDS_REAUTH
+        connection=connection, owner__isnull=True, owner_key="", status=TokenStatus.NEEDS_REAUTH
     ).exists()
 
 
@@ -109,7 +109,7 @@ def renewable(connection: Connection) -> bool:
     """True when "Refresh now" can get a new access token without the user."""
     if not connection.uses_browser:
         return True
-    token = Token.objects.filter(connection=connection, owner__isnull=True).first()
+    token = Token.objects.filter(connection=connection).for_owner(None).first()
     return token is not None and token.is_connected and token.refresh_token is not None
 
 

@@ -58,11 +58,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class TokenAdmin(ReadOnlyAdmin):
     """Token metadata only: the encrypted fields are not editable and never listed."""
 
-    list_display = ["connection", "owner", "status", "expires_at", "authorized_at", "refreshed_at"]
+    list_display = [
+        "connection",
+        "owner",
+        "owner_key",
+        "status",
+        "expires_at",
+        "authorized_at",
+        "refreshed_at",
+    ]
     list_select_related = ["connection", "owner"]
     fields = [
         "connection",
         "owner",
+        "owner_key",
         "status",
         "token_type",
         "scope",
@@ -81,6 +90,6 @@ class TokenAdmin(ReadOnlyAdmin):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "kind", "connection", "owner", "actor", "message"]
+    list_display = ["created_at", "kind", "connection", "owner", "owner_key", "actor", "message"]
     list_filter = ["kind", ConnectionFilter, "connection__provider"]
     list_select_related = ["connection", "owner", "actor"]

@@ -39,6 +39,8 @@ STATUS_FOR_ERROR: dict[type[oc.OAuthConnError], int] = {
     # The guard refused a configured destination: the configuration must change.
     oc.BlockedDestination: status.HTTP_400_BAD_REQUEST,
     oc.AuthorizationFailed: status.HTTP_400_BAD_REQUEST,
+    # Not one of the caller's grants (another team's, a shared one without the permission).
+    oc.NotPermitted: status.HTTP_403_FORBIDDEN,
     oc.ProviderError: status.HTTP_502_BAD_GATEWAY,
     oc.ProviderUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }

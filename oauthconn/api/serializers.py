@@ -14,6 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from oauthconn.exceptions import ConfigurationError, NotPermitted
+from oauthconn.flows.access import authorizing_owner, identity
 from oauthconn.flows.keys import install_key, public_jwk_for, rotate_key
 
 # The configuration rules the admin's forms and the wizard apply too: one source.
@@ -26,8 +27,11 @@ from oauthconn.models import (
     Token,
     TokenStatus,
 )
+from oauthconn.models.connections import validate_refresh_statuses
 
 if TYPE_CHECKING:
+    from django.db.models import Model
+
     from oauthconn.types import Owner, RequestUser
 
 RECENT_EVENTS = 5
@@ -172,7 +176,19 @@ class ConnectionSerializer(serializers.ModelSerializer):
     extra_authorize_params = string_dict()
     extra_token_params = string_dict()
     redirect_uri = serializers.CharField(read_only=True)
+    pushes_requests = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether authorization starts with a pushed request (RFC 9126): use_par, "
+        "or the provider requires it.",
+    )
     token = serializers.SerializerMethodField()
+    refresh_on_status = serializers.ListField(
+        child=serializers.IntegerField(min_value=400, max_value=599),
+        required=False,
+        max_length=10,
+        validators=[validate_refresh_statuses],
+        help_text="Statuses besides 401 that mean an expired token here (e.g. [403]).",
+    )
 
     class Meta:
         model = Connection
@@ -190,18 +206,37 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "has_private_key",
             "private_key_id",
             "scopes",
+            "optional_scopes",
             "extra_authorize_params",
             "extra_token_params",
             "api_base_url",
             "per_user",
+            "per_owner",
             "token_lifetime",
+            "use_dpop",
             "test_path",
+            "retry_rate_limited",
+            "max_attempts",
+            "max_retry_wait",
+            "refresh_on_status",
+            "use_par",
+            "pushes_requests",
+            "resource",
+            "registered_automatically",
+            "registration_client_uri",
             "redirect_uri",
             "token",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        # R57: what a registration issued is the provider's; only deleting the connection
+        # ends it. The registration access token is never a field at all.
+        read_only_fields = [
+            "created_at",
+            "updated_at",
+            "registered_automatically",
+            "registration_client_uri",
+        ]
 
     def get_has_client_secret(self, connection: Connection) -> bool:
         return connection.client_secret is not None
@@ -226,6 +261,10 @@ class ConnectionSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict) -> dict:
         merged = {**self.current_values(), **attrs}
+        if merged.get("per_user") and merged.get("per_owner"):
+            raise serializers.ValidationError(
+                {"per_owner": ["A connection is per-user or per-owner, not both."]}
+            )
         stored = self.instance is not None and self.instance.client_secret is not None
         try:
             validate_configuration(
@@ -249,6 +288,10 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "client_auth_method": instance.client_auth_method,
             "extra_authorize_params": instance.extra_authorize_params,
             "extra_token_params": instance.extra_token_params,
+            "use_par": instance.use_par,
+            "resource": instance.resource,
+            "per_user": instance.per_user,
+            "per_owner": instance.per_owner,
         }
 
     def create(self, validated_data: dict) -> Connection:
@@ -298,24 +341,41 @@ def apply_secrets(connection: Connection, secrets: dict[str, str]) -> None:
         connection.client_secret = None
 
 
-def visible_token(connection: Connection, user: RequestUser) -> Token | None:
-    """The grant the caller may see: the shared one, or their own for a per-user connection."""
+def visible_token(
+    connection: Connection, user: RequestUser, team: Model | None = None
+) -> Token | None:
+    """The grant the caller may see: the shared one, their own for a per-user connection,
+    or for a per-owner connection the grant of ``team`` (an owner the resolver gave them)."""
+    if connection.per_owner:
+        wanted: Any = team
+    else:
+        wanted = user if connection.per_user else None
+    if connection.per_owner and team is None:
+        return None  # no owner chosen: no team's grant is shown
     tokens = getattr(connection, "visible_tokens", None)
     if tokens is None:
-        tokens = list(
-            Token.objects.filter(connection=connection).for_owner(owner_of(connection, user))
-        )
-    owner_id = user.pk if connection.per_user else None
-    return next((t for t in tokens if t.owner_id == owner_id), None)
+        tokens = list(Token.objects.filter(connection=connection).for_owner(wanted))
+    return next((t for t in tokens if (t.owner_id, t.owner_key) == identity(wanted)), None)
 
 
-def owner_of(connection: Connection, user: RequestUser) -> Owner:
-    """The owner whose grant the caller acts on: nobody (shared) or the caller (per-user)."""
+def owner_of(connection: Connection, user: RequestUser, requested: str = "") -> Owner:
+    """The owner whose grant the caller acts on: nobody (shared), the caller (per-user), or
+    for a per-owner connection the owner ``?owner=<pk>`` names, if the resolver lists it for
+    the caller (flows.access); NotPermitted otherwise."""
+    if connection.per_owner:
+        return authorizing_owner(connection, user, requested)
     if not connection.per_user:
         return None
     if not user.is_authenticated:  # the API's permission class admits only signed-in staff
         raise NotPermitted()
     return user
+
+
+def describe_owner_for_api(owner: Model | None) -> dict | None:
+    """A per-owner grant's owner as the API shows it (never another owner's)."""
+    if owner is None:
+        return None
+    return {"model": owner._meta.label, "pk": str(owner.pk), "name": str(owner)}
 
 
 #: What ``?status=`` accepts: a grant's status, or none at all (also the schema's enum).
@@ -343,6 +403,14 @@ class AuthorizeSerializer(serializers.Serializer):
         help_text="The values of the API base URL's {ask:name} fields, by name "
         '(e.g. {"subdomain": "acme"}); checked before the authorization starts.',
     )
+    scopes = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=50,
+        help_text="Scopes to add to the grant (incremental authorization, docs/scopes.md): "
+        "each must be among the connection's scopes or optional scopes. The grant keeps "
+        "working until the new one is stored.",
+    )
 
 
 class AuthorizeResultSerializer(serializers.Serializer):
@@ -367,19 +435,34 @@ class ProbeResultSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
+class OwnerSerializer(serializers.Serializer):
+    """The owner (a team: ``OAUTHCONN["OWNER_MODEL"]``) of a per-owner grant."""
+
+    model = serializers.CharField(help_text='The owner model, "app_label.ModelName".')
+    pk = serializers.CharField()
+    name = serializers.CharField()
+
+
 class MyConnectionSerializer(serializers.ModelSerializer):
     """A per-user connection as its end user sees it: no client configuration."""
 
     provider = serializers.CharField(source="provider.name")
     scopes = serializers.ListField(child=serializers.CharField(), source="scope_list")
+    owner = serializers.SerializerMethodField()
     token = serializers.SerializerMethodField()
 
     class Meta:
         model = Connection
-        fields = ["slug", "name", "provider", "scopes", "token"]
+        fields = ["slug", "name", "provider", "scopes", "owner", "token"]
         read_only_fields = fields
+
+    @extend_schema_field(OwnerSerializer(allow_null=True))
+    def get_owner(self, connection: Connection) -> dict | None:
+        """The team (``?owner=``) whose grant ``token`` is; null for a per-user connection."""
+        return describe_owner_for_api(self.context.get("owner"))
 
     @extend_schema_field(TokenSerializer(allow_null=True))
     def get_token(self, connection: Connection) -> dict | None:
-        token = visible_token(connection, self.context["request"].user)
+        user, team = self.context["request"].user, self.context.get("owner")
+        token = visible_token(connection, user, team)
         return TokenSerializer(token).data if token is not None else None

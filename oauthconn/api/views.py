@@ -30,7 +30,8 @@ from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
 from oauthconn.conf import oauthconn_settings
-from oauthconn.exceptions import DiscoveryFailed
+from oauthconn.exceptions import DiscoveryFailed, NotPermitted
+from oauthconn.flows.access import owners_of
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     has_stored_grant,
@@ -43,10 +44,13 @@ from oauthconn.flows.discovery import discover_provider
 from oauthconn.flows.probe import probe_connection
 from oauthconn.flows.providers import find_or_create_provider
 from oauthconn.models import Connection, Event, Provider, Token
+from oauthconn.models.owners import owner_key
 from oauthconn.paging import BoundedCountPaginator
 from oauthconn.views import private, safe_return_to
 
 if TYPE_CHECKING:
+    from django.db.models import Model
+
     from oauthconn.types import Owner, RequestUser
 
 #: Error statuses any operation may answer with, each with an ``ErrorSerializer`` body.
@@ -183,13 +187,29 @@ LIST_PARAMETERS = [
     OpenApiParameter("per_user", bool, description="Per-user (true) or shared (false)."),
 ]
 
+#: ``?owner=`` of the actions on a per-owner connection and of the "me" endpoints
+OWNER_PARAMETER = OpenApiParameter(
+    "owner",
+    str,
+    description="Per-owner connections: the primary key of the owner (a team) whose grant "
+    "to act on; it must be one OAUTHCONN['OWNER_RESOLVER'] gives the caller.",
+)
+
 
 @extend_schema_view(
     list=extend_schema(parameters=LIST_PARAMETERS),
-    authorize=extend_schema(request=s.AuthorizeSerializer, responses=s.AuthorizeResultSerializer),
-    refresh=extend_schema(request=None, responses=s.TokenSerializer),
-    test=extend_schema(request=None, responses=s.ProbeResultSerializer),
-    disconnect=extend_schema(request=None, responses=s.DisconnectResultSerializer),
+    authorize=extend_schema(
+        request=s.AuthorizeSerializer,
+        responses=s.AuthorizeResultSerializer,
+        parameters=[OWNER_PARAMETER],
+    ),
+    refresh=extend_schema(request=None, responses=s.TokenSerializer, parameters=[OWNER_PARAMETER]),
+    test=extend_schema(
+        request=None, responses=s.ProbeResultSerializer, parameters=[OWNER_PARAMETER]
+    ),
+    disconnect=extend_schema(
+        request=None, responses=s.DisconnectResultSerializer, parameters=[OWNER_PARAMETER]
+    ),
 )
 class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
     """Connections. Actions act on the shared grant, or on the caller's own (per-user)."""
@@ -234,13 +254,13 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         connection = self.get_object()
-        token = renewed(connection, s.owner_of(connection, request.user))
+        token = renewed(connection, s.owner_of(connection, request.user, requested(request)))
         return Response(s.TokenSerializer(token).data)
 
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         connection = self.get_object()
-        owner = s.owner_of(connection, request.user)
+        owner = s.owner_of(connection, request.user, requested(request))
         result = probe_connection(connection, owner=owner)
         return Response(s.ProbeResultSerializer(result).data)
 
@@ -280,11 +300,17 @@ def require_secret_again(
     )
 
 
-def with_visible_tokens(queryset: QuerySet[Connection], user: RequestUser) -> QuerySet[Connection]:
-    """Prefetch only the grants the caller may see: shared ones and their own."""
+def with_visible_tokens(
+    queryset: QuerySet[Connection], user: RequestUser, team: Model | None = None
+) -> QuerySet[Connection]:
+    """Prefetch only the grants the caller may see: shared ones, their own, and those of
+    ``team`` (an owner the resolver gave them, chosen with ``?owner=``)."""
     # A sliced Prefetch (one window query) keeps the page's query count independent of its size.
     recent = Event.objects.select_related("actor").order_by("-created_at", "-id")
-    visible = Token.objects.filter(Q(owner__isnull=True) | Q(owner=user.pk)).prefetch_related(
+    mine = Q(owner__isnull=True, owner_key="") | Q(owner=user.pk)
+    if team is not None:
+        mine |= Q(owner__isnull=True, owner_key=owner_key(team))
+    visible = Token.objects.filter(mine).prefetch_related(
         Prefetch("events", queryset=recent[: s.RECENT_EVENTS], to_attr="recent_events")
     )
     return queryset.select_related("provider").prefetch_related(
@@ -314,14 +340,20 @@ def filter_status(
     own on a per-user connection): PostgreSQL runs it as a semi-join, driven by the
     ``(status, expires_at)`` index when the status is rare, instead of a subquery per row.
     """
-    per_user = OuterRef("per_user")
-    callers = Q(Exact(per_user, False), owner__isnull=True) | Q(
-        Exact(per_user, True), owner=user.pk
-    )
+    per_user, per_owner = OuterRef("per_user"), OuterRef("per_owner")
+    # (no team's grant: this list is the staff's view, and the filter must not reveal one)
+    callers = Q(
+        Exact(per_user, False), Exact(per_owner, False), owner__isnull=True, owner_key=""
+    ) | Q(Exact(per_user, True), owner=user.pk)
     if wanted == "not_connected":
         return queryset.exclude(Exists(Token.objects.filter(callers, connection=OuterRef("pk"))))
     grants = Token.objects.filter(callers, connection=OuterRef("pk"), status=wanted)
     return queryset.filter(Exists(grants))
+
+
+def requested(request: Request) -> str:
+    """The owner (a team's primary key) a per-owner connection's grant is asked for."""
+    return str(request.query_params.get("owner", ""))
 
 
 def start(request: Request, connection: Connection, context: Mapping[str, Any]) -> Response:
@@ -331,7 +363,7 @@ def start(request: Request, connection: Connection, context: Mapping[str, Any]) 
     return_to = params.validated_data.get("return_to", "")
     if return_to and not safe_return_to(request, return_to):
         raise s.serializers.ValidationError({"return_to": ["Enter a path on this site."]})
-    owner = s.owner_of(connection, request.user)
+    owner = s.owner_of(connection, request.user, requested(request))
     outcome = flows.connect(
         connection,
         owner,
@@ -339,6 +371,7 @@ def start(request: Request, connection: Connection, context: Mapping[str, Any]) 
         session=request.session,
         return_to=return_to,
         asked=params.validated_data.get("values", {}),
+        extra_scopes=params.validated_data.get("scopes", []),
     )
     if isinstance(outcome, flows.Connected):
         token = renewed_token(outcome.renewal)
@@ -348,29 +381,58 @@ def start(request: Request, connection: Connection, context: Mapping[str, Any]) 
 
 
 def disconnect(request: Request, connection: Connection) -> Response:
-    owner = s.owner_of(connection, request.user)
+    owner = s.owner_of(connection, request.user, requested(request))
     result = flows.disconnect_owner(connection, owner, actor=request.user)
     return Response(s.DisconnectResultSerializer(result).data)
 
 
 @extend_schema_view(
-    connect=extend_schema(request=s.AuthorizeSerializer, responses=s.AuthorizeResultSerializer),
-    disconnect=extend_schema(request=None, responses=s.DisconnectResultSerializer),
+    list=extend_schema(parameters=[OWNER_PARAMETER]),
+    retrieve=extend_schema(parameters=[OWNER_PARAMETER]),
+    connect=extend_schema(
+        request=s.AuthorizeSerializer,
+        responses=s.AuthorizeResultSerializer,
+        parameters=[OWNER_PARAMETER],
+    ),
+    disconnect=extend_schema(
+        request=None, responses=s.DisconnectResultSerializer, parameters=[OWNER_PARAMETER]
+    ),
 )
 class MyConnectionViewSet(
     APIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    """The per-user connections the caller may connect, with their own grant only."""
+    """The per-user connections the caller may connect, with their own grant only; with
+    ``?owner=<pk>``, the per-owner connections with the grant of that owner (a team), if
+    ``OAUTHCONN["OWNER_RESOLVER"]`` lists it for the caller (else 403)."""
 
     permission_setting = "API_USER_PERMISSION_CLASSES"
     serializer_class = s.MyConnectionSerializer
     lookup_field = "slug"
 
     def get_queryset(self):
-        queryset = Connection.objects.filter(per_user=True)
         if getattr(self, "swagger_fake_view", False):
-            return queryset
-        return with_visible_tokens(queryset, self.request.user)
+            return Connection.objects.filter(per_user=True)
+        team = self.team()
+        if team is None:
+            return with_visible_tokens(Connection.objects.filter(per_user=True), self.request.user)
+        queryset = Connection.objects.filter(per_owner=True)
+        return with_visible_tokens(queryset, self.request.user, team)
+
+    def team(self) -> Model | None:
+        """The owner ``?owner=`` names, among those the resolver gives the caller."""
+        wanted = requested(self.request)
+        if not wanted:
+            return None
+        found = [o for o in owners_of(self.request.user) if str(o.pk) == wanted]
+        if not found:
+            raise NotPermitted("You may not act for this owner.")
+        return found[0]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
+        if not getattr(self, "swagger_fake_view", False) and "request" in context:
+            context["owner"] = self.team()
+        return context
 
     @action(detail=True, methods=["post"])
     def connect(self, request: Request, slug: str | None = None) -> Response:

@@ -42,6 +42,7 @@ from oauthconn.exceptions.callback import (
     SwitchNotFound,
     SwitchRefused,
 )
+from oauthconn.exceptions.calls import RateLimited, RetriesExhausted
 from oauthconn.exceptions.identity import (
     DiscoveryFailed,
     IdentityChanged,
@@ -58,15 +59,19 @@ from oauthconn.exceptions.identity import (
     MalformedIDToken,
     UserinfoFailed,
 )
+from oauthconn.exceptions.scopes import ScopeNotAllowed, ScopesRequired
 from oauthconn.exceptions.transport import (
     BlockedDestination,
     DeadlineExceeded,
+    DPoPNonceRejected,
+    DPoPProofRejected,
     InvalidClient,
     InvalidGrant,
     InvalidProviderResponse,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    RegistrationRefused,
     ResponseTooLarge,
     TLSVerificationFailed,
     TransportError,
@@ -81,6 +86,8 @@ __all__ = [
     "Busy",
     "ConfigurationError",
     "ConnectionNotFound",
+    "DPoPNonceRejected",
+    "DPoPProofRejected",
     "DeadlineExceeded",
     "DecryptionFailed",
     "DisallowedResourceURL",
@@ -111,8 +118,13 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RateLimited",
     "ReauthorizationRequired",
+    "RegistrationRefused",
     "ResponseTooLarge",
+    "ScopeNotAllowed",
+    "ScopesRequired",
+    "RetriesExhausted",
     "SessionMissing",
     "SignedOut",
     "SwitchAlreadyUsed",

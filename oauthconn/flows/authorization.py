@@ -7,6 +7,7 @@ exactly once, before the code is redeemed.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from oauthconn import http
@@ -30,10 +32,13 @@ from oauthconn.exceptions import (
     SessionMissing,
     SignedOut,
 )
-from oauthconn.flows.access import authorizing_owner, check_still_authorizes
+from oauthconn.flows import scopes
+from oauthconn.flows.access import check_may_authorize, check_still_authorizes
 from oauthconn.flows.base_values import check_asked, grant_values
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
+from oauthconn.flows.dpop import new_binding
 from oauthconn.flows.identity import Identity, describe_account, verify_identity
+from oauthconn.flows.par import pushed_url
 from oauthconn.flows.switching import HeldSwitch, hold_switch, switching_from
 from oauthconn.models import (
     Connection,
@@ -42,8 +47,9 @@ from oauthconn.models import (
     Token,
     TokenStatus,
 )
+from oauthconn.models.owners import owner_fields
 from oauthconn.oauth import pkce
-from oauthconn.oauth.authorize import build_authorization_url
+from oauthconn.oauth.authorize import append_query, authorization_parameters
 from oauthconn.oauth.callback import CallbackParams, check_issuer, named_states, parse_callback
 from oauthconn.oauth.token import TokenSet, exchange_code
 
@@ -77,12 +83,15 @@ def start_authorization(
     session: SessionBase,
     owner: Owner = None,
     return_to: str = "",
+    extra_scopes: Sequence[str] = (),
     asked: Mapping[str, str] | None = None,
 ) -> str:
     """Record a new attempt and return the URL to send the browser to.
 
     ``owner`` must be the one :func:`~oauthconn.flows.access.authorizing_owner` allows
     ``user`` to authorize for, else NotPermitted: the callback checks the same again.
+    ``extra_scopes`` asks for more than the grant holds (:mod:`oauthconn.flows.scopes`);
+    each must be requestable, else ScopeNotAllowed. The stored grant is not touched.
     ``asked`` holds the values of the API base URL's ``{ask:...}`` fields (by name), checked
     now (GrantValueRefused) and stored with the grant when it arrives.
     """
@@ -90,37 +99,46 @@ def start_authorization(
         raise ConfigurationError("Client credentials connections do not use a browser.")
     if not user.is_authenticated:  # authorizing_owner() refuses it too; this tells mypy
         raise NotPermitted()
-    if getattr(authorizing_owner(connection, user), "pk", None) != getattr(owner, "pk", None):
-        raise NotPermitted()
+    check_may_authorize(connection, user, owner)
     provider = connection.provider
     http.check_url(provider.authorization_endpoint, field="authorization endpoint")
     base_values = check_asked(connection.api_base_url, asked or {})
     state = pkce.make_state()
     verifier = pkce.make_code_verifier() if connection.uses_pkce else None
-    nonce = pkce.make_nonce() if "openid" in connection.scope_list else None
+    extra = scopes.check_requestable(connection, extra_scopes) if extra_scopes else []
+    scope_list = scopes.scopes_to_request(connection, owner, extra)
+    nonce = pkce.make_nonce() if "openid" in scope_list else None
+    params = authorization_parameters(
+        provider.authorization_endpoint,
+        client_id=connection.client_id,
+        redirect_uri=connection.redirect_uri,
+        scope=provider.scope_separator.join(scope_list),
+        state=state,
+        code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
+        nonce=nonce,
+        extra_params={
+            **connection.extra_authorize_params,
+            **scopes.incremental_params(connection, scope_list),
+        },
+        resource=connection.resource,
+    )
+    # The push comes before the attempt is recorded: a refused push stores nothing (R55).
+    url = pushed_url(connection, params) if connection.pushes_requests else None
     attempt = PendingAuthorization(
         state_hash=PendingAuthorization.hash(state),
         browser_hash=browser_hash(session, create=True),
         connection=connection,
-        owner=owner,
+        **owner_fields(owner),
         user=user,
         code_verifier=verifier,
         nonce=nonce,
         redirect_uri=connection.redirect_uri,
         return_to=return_to,
+        scope=" ".join(scope_list),
         base_values=base_values,
     )
     _record_attempt(attempt)
-    return build_authorization_url(
-        provider.authorization_endpoint,
-        client_id=connection.client_id,
-        redirect_uri=connection.redirect_uri,
-        scope=connection.scope_string,
-        state=state,
-        code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
-        nonce=nonce,
-        extra_params=connection.extra_authorize_params,
-    )
+    return url or append_query(provider.authorization_endpoint, params)
 
 
 def _record_attempt(attempt: PendingAuthorization) -> None:
@@ -184,11 +202,14 @@ def _complete(
     attempt = check_attempt(slug, params, named, user=user, session=session)
     connection = attempt.connection
     try:
-        check_still_authorizes(connection, user, attempt.owner)
+        owner = check_still_authorizes(connection, user, attempt)
         check_issuer(params, connection.provider.issuer, required=connection.provider.sends_issuer)
         if params.error:
             raise AuthorizationDenied(params.error, params.error_description)
         tokens = redeem_code(connection, attempt, params.code)
+        if tokens.scope is None and attempt.scope:
+            # RFC 6749 §5.1: no scope in the answer means exactly what this attempt asked for.
+            tokens = dataclasses.replace(tokens, scope=attempt.scope)
         identity = verify_identity(connection, tokens, Sealed.reveal_optional(attempt.nonce))
         values = grant_values(connection, tokens, attempt)
     except Exception as err:
@@ -201,15 +222,16 @@ def _complete(
         )
         raise
     # Defect 7b: another account than the connected grant's waits for the person to confirm.
-    old = switching_from(connection, attempt.owner, identity)
+    old = switching_from(connection, owner, identity)
     if old is not None and identity is not None:
         return hold_switch(attempt, tokens, identity, old, base_values=values)
     return store_grant(
         connection,
         tokens,
-        owner=attempt.owner,
+        owner=owner,
         actor=user,
         identity=identity,
+        requested=attempt.scope_list or None,
         base_values=values,
     )
 
@@ -220,12 +242,23 @@ def started_from(query: Query, *, session: SessionBase) -> str:
     Read before :func:`complete_authorization` ends the attempt, so the result page (success
     or failure) can lead back to where the flow began; "" when there is none to trust.
     """
+    attempt = _started_here(query, session=session)
+    return attempt.values_list("return_to", flat=True).first() or ""
+
+
+def requested_by(query: Query, *, session: SessionBase) -> list[str]:
+    """The scopes the attempt this callback names asked for (read before it ends, as
+    :func:`started_from`), so the page can say which ones were not granted."""
+    attempt = _started_here(query, session=session)
+    return (attempt.values_list("scope", flat=True).first() or "").split()
+
+
+def _started_here(query: Query, *, session: SessionBase) -> QuerySet[PendingAuthorization]:
     binding = browser_hash(session, create=False)
     hashes = [PendingAuthorization.hash(state) for state in named_states(query)]
     if binding is None or not hashes:
-        return ""
-    attempt = PendingAuthorization.objects.filter(state_hash__in=hashes, browser_hash=binding)
-    return attempt.values_list("return_to", flat=True).first() or ""
+        return PendingAuthorization.objects.none()
+    return PendingAuthorization.objects.filter(state_hash__in=hashes, browser_hash=binding)
 
 
 def without(text: str, *values: str) -> str:
@@ -301,7 +334,9 @@ def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str
             redirect_uri=attempt.redirect_uri,
             code_verifier=Sealed.reveal_optional(attempt.code_verifier),
             credentials=credentials_for(connection),
-            extra_params=connection.extra_token_params,
+            extra_params=connection.token_params,
+            # R53: every authorization binds its tokens to a new key (RFC 9449 §2).
+            dpop=new_binding(connection),
             **token_limits(connection),
         )
     return tokens
@@ -314,10 +349,13 @@ def store_grant(
     owner: Owner = None,
     actor: Actor = None,
     identity: Identity | None = None,
+    requested: Sequence[str] | None = None,
     base_values: Mapping[str, str] | None = None,
 ) -> Token:
     """Save a new grant for an owner, all or nothing, and record the events.
 
+    ``requested`` are the scopes the authorization asked for (the connection's when None):
+    the event names those not granted, and those added to the grant before it.
     ``base_values``: the grant's API base URL values (:func:`values_for_grant`); when not
     given they come from the token response alone (GrantValueRefused if that is not enough).
     """
@@ -325,16 +363,20 @@ def store_grant(
         base_values = values_for_grant(connection.api_base_url, response=tokens.extra, asked={})
     with transaction.atomic():
         token, created = Token.objects.select_for_update().get_or_create(
-            connection=connection, owner=owner
+            connection=connection, **owner_fields(owner)
         )
         was_broken = not created and token.status in (TokenStatus.NEEDS_REAUTH, TokenStatus.FAILING)
         # R34: (issuer, sub) names the account; another one was confirmed (flows.switch).
         switched = identity is not None and token.subject not in ("", identity.subject)
         before = describe_account(token.subject, token.claims) if switched else None
+        held = token.granted_scopes if token.is_connected else None
         _apply_grant(token, tokens, connection, actor=actor, identity=identity)
         token.base_values = dict(base_values)
         token.save()
-        _record_authorized(connection, token, actor=actor, before=before, recovered=was_broken)
+        message = authorized_message(
+            connection, token, before=before, requested=requested, held=held
+        )
+        _record_authorized(connection, token, actor=actor, message=message, recovered=was_broken)
     return token
 
 
@@ -358,13 +400,19 @@ def _apply_grant(
         token.subject, token.claims = identity.subject, identity.claims
 
 
-def authorized_message(connection: Connection, token: Token, *, before: str | None = None) -> str:
-    """The audit text of an authorization: scopes asked for but not granted, and, when
+def authorized_message(
+    connection: Connection,
+    token: Token,
+    *,
+    before: str | None = None,
+    requested: Sequence[str] | None = None,
+    held: Sequence[str] | None = None,
+) -> str:
+    """The audit text of an authorization: scopes asked for (``requested``, else the
+    connection's) but not granted, scopes the grant ``held`` before did not have, and, when
     another account than ``before`` authorized, from which account to which."""
-    message = "Authorized."
-    missing = sorted(set(connection.scope_list) - set(token.granted_scopes))
-    if missing:
-        message += f" Scopes not granted: {' '.join(missing)}."
+    asked = connection.scope_list if requested is None else requested
+    message = "Authorized." + scopes.describe_changes(asked, token.granted_scopes, held)
     if before is not None:
         account = describe_account(token.subject, token.claims)
         message += f" The account changed from {before} to {account}."
@@ -372,14 +420,14 @@ def authorized_message(connection: Connection, token: Token, *, before: str | No
 
 
 def _record_authorized(
-    connection: Connection, token: Token, *, actor: Actor, before: str | None, recovered: bool
+    connection: Connection, token: Token, *, actor: Actor, message: str, recovered: bool
 ) -> None:
     record_event(
         EventKind.AUTHORIZED,
         connection,
         token=token,
         actor=actor,
-        message=authorized_message(connection, token, before=before),
+        message=message,
         scopes=token.scope,
     )
     if recovered:

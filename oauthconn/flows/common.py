@@ -92,6 +92,7 @@ def new_event(
         connection=connection,
         token=token,
         owner=token.owner if token is not None else None,
+        owner_key=token.owner_key if token is not None else "",
         kind=kind,
         actor=actor if actor is not None and actor.is_authenticated else None,
         message=message,
@@ -118,7 +119,7 @@ def _after_writing(
         "oauthconn %s: connection=%s owner=%s %s",
         event.kind,
         event.connection.slug,
-        getattr(event.owner, "pk", None),
+        event.owner_key or getattr(event.owner, "pk", None),
         event.message,
     )
     if send_signal:
@@ -134,6 +135,7 @@ def _signal_after_commit(event: Event, *, actor: Actor, error: Exception | None)
         "connection": event.connection,
         "token": event.token,
         "owner": event.owner,
+        "owner_key": event.owner_key,
         "actor": actor,
         "event": event,
     }
@@ -241,6 +243,7 @@ APPLIED_FIELDS = (
     "refresh_token",
     "refresh_expires_at",
     "id_token",
+    "dpop_key",
     "token_type",
     "expires_at",
     "lifetime",
@@ -267,6 +270,9 @@ def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool)
         token.refresh_expires_at = tokens.refresh_expires_at
     if tokens.id_token:
         token.id_token = tokens.id_token
+    # R53: the key goes with the tokens bound to it; a new grant without DPoP drops the old one.
+    if tokens.dpop_key or not keep_refresh_token:
+        token.dpop_key = tokens.dpop_key
     token.token_type = tokens.token_type
     token.expires_at = tokens.expires_at
     token.lifetime = tokens.lifetime

@@ -7,14 +7,15 @@ before delete" are each decided here only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.contrib.sessions.backends.base import SessionBase
 
-from oauthconn.exceptions import NotConnected
+from oauthconn.exceptions import ConfigurationError, NotConnected
 from oauthconn.flows.authorization import start_authorization
+from oauthconn.flows.registration import end_registrations
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import Renewal, load_token, renew_now
 from oauthconn.models import Connection, Token
@@ -46,17 +47,30 @@ def connect(
     session: SessionBase,
     return_to: str = "",
     asked: Mapping[str, str] | None = None,
+    extra_scopes: Sequence[str] = (),
 ) -> Connected | Redirect:
-    """Client credentials fetch a token now; every other grant starts a browser flow.
+    """Client credentials fetch a token now; every other grant starts a browser flow, for
+    ``extra_scopes`` too (:mod:`oauthconn.flows.scopes`).
 
     ``owner`` is the one :func:`oauthconn.flows.access.owner_for` allowed ``user``. Raises
     any ``OAuthConnError`` of :func:`renew_now` or :func:`start_authorization`. ``asked``:
     the API base URL's ``{ask:...}`` values typed on the connect form (browser grants).
     """
     if not connection.uses_browser:
+        if extra_scopes:
+            raise ConfigurationError(
+                "A client credentials connection requests its scopes with each token: "
+                "change the connection's scopes instead."
+            )
         return Connected(renew_now(connection, owner))
     url = start_authorization(
-        connection, user=user, session=session, owner=owner, return_to=return_to, asked=asked
+        connection,
+        user=user,
+        session=session,
+        owner=owner,
+        return_to=return_to,
+        extra_scopes=extra_scopes,
+        asked=asked,
     )
     return Redirect(url)
 
@@ -79,16 +93,21 @@ def disconnect_owner(
 def revoke_grants(
     connections: Iterable[Connection], *, actor: Actor = None
 ) -> list[tuple[Connection, DisconnectResult]]:
-    """SECURITY R45: revoke every grant that holds a credential, for each connection.
+    """SECURITY R45: revoke every grant that holds a credential, for each connection; then
+    delete the client registrations made automatically (R57, best effort).
 
     The admin calls this before Django deletes (outside the delete's transaction, see
     ``ConnectionAdmin.delete_view``); :func:`delete_connection` for everyone else.
     """
-    tokens = Token.objects.holding_credentials().filter(connection__in=list(connections))
-    return [
+    connections = list(connections)
+    tokens = Token.objects.holding_credentials().filter(connection__in=connections)
+    results = [
         (token.connection, disconnect(token, actor=actor))
         for token in tokens.select_related("connection__provider")
     ]
+    # R57: then the client registrations oauthconn made (RFC 7592), once no grant needs them.
+    end_registrations(connections)
+    return results
 
 
 def delete_connection(connection: Connection, *, actor: Actor = None) -> list[DisconnectResult]:

@@ -26,6 +26,7 @@ from django.db.models import Field, Model
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import ConnectionNotFound
 from oauthconn.models import Connection, Provider, Token
+from oauthconn.models.owners import is_user, owner_key
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner
@@ -42,6 +43,7 @@ class _Plan:
 
     shared_sql: str
     owned_sql: str
+    keyed_sql: str
     owner_field: Any
     config_width: int
     token_converters: list[tuple[list[Converter], Any]]
@@ -50,24 +52,26 @@ class _Plan:
 
 _plans: dict[str, _Plan] = {}
 _configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
-_sealed: dict[tuple[int, Any], Sealed] = {}
+_sealed: dict[tuple[int, Any, str], Sealed] = {}
 _lock = threading.Lock()
 
 
 def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None]:
     """The connection ``slug`` and the token row of ``owner`` (None: the shared grant).
 
-    One query. Raises :class:`ConnectionNotFound` when no connection has that slug.
+    One query. Raises :class:`ConnectionNotFound` when no connection has that slug, and
+    ConfigurationError for an owner that is neither a user nor a saved model instance (the
+    caller checks that the owner's kind fits the connection: models.owners.check_owner).
     """
     alias = router.db_for_read(Token)
     plan = _plan(alias)
     if owner is None:
         row = _fetch_one(alias, plan.shared_sql, [slug])
-    else:
-        owner_pk = plan.owner_field.get_db_prep_value(
-            getattr(owner, "pk", owner), connections[alias]
-        )
+    elif is_user(owner):
+        owner_pk = plan.owner_field.get_db_prep_value(owner.pk, connections[alias])
         row = _fetch_one(alias, plan.owned_sql, [owner_pk, slug])
+    else:
+        row = _fetch_one(alias, plan.keyed_sql, [owner_key(owner), slug])
     if row is None:
         raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.")
     connection = _connection(alias, plan, row[: plan.config_width])
@@ -100,11 +104,12 @@ def _token(alias: str, plan: _Plan, connection: Connection, raw: tuple[Any, ...]
     token = _build(Token, alias, _convert(plan.token_converters, raw, alias))
     Token.connection.field.set_cached_value(token, connection)
     if token.access_token is not None:
-        token.access_token = _decrypted_once((connection.pk, token.owner_id), token.access_token)
+        grant = (connection.pk, token.owner_id, token.owner_key)
+        token.access_token = _decrypted_once(grant, token.access_token)
     return token
 
 
-def _decrypted_once(grant: tuple[int, Any], sealed: Sealed) -> Sealed:
+def _decrypted_once(grant: tuple[int, Any, str], sealed: Sealed) -> Sealed:
     """The ``Sealed`` already decrypted for this ciphertext, if this process has one."""
     known = _sealed.get(grant)
     if known is not None and known.ciphertext == sealed.ciphertext:
@@ -157,15 +162,18 @@ def _prepare(alias: str) -> _Plan:
         f"SELECT {', '.join(c for cols in columns for c in cols)} FROM {conn_t} "
         f"INNER JOIN {prov_t} ON ({col(Connection, 'provider')} = {col(Provider, 'id')}) "
         f"LEFT OUTER JOIN {token_t} ON ({col(Token, 'connection')} = {col(Connection, 'id')} "
-        f"AND {col(Token, 'owner')} "
     )
     where = f"WHERE {col(Connection, 'slug')} = %s"
-    # Token's constraints allow one row per (connection, owner) and one shared row, so the
-    # join yields at most one row: no ORDER BY or LIMIT to spend time on. The owner's
-    # parameter (in the join) comes before the slug's.
+    # Token's constraints allow one row per (connection, owner), per (connection, owner_key)
+    # and one shared row, so the join yields at most one row: no ORDER BY or LIMIT to spend
+    # time on. The owner's parameter (in the join) comes before the slug's. The shared and
+    # keyed joins name both owner columns, so no kind of owner is ever served another's row
+    # (a connection switched from per-team to shared still has its teams' rows).
+    owner, key = col(Token, "owner"), col(Token, "owner_key")
     return _Plan(
-        shared_sql=select + f"IS NULL) {where}",
-        owned_sql=select + f"= %s) {where}",
+        shared_sql=select + f"AND {owner} IS NULL AND {key} = '') {where}",
+        owned_sql=select + f"AND {owner} = %s) {where}",
+        keyed_sql=select + f"AND {owner} IS NULL AND {key} = %s) {where}",
         owner_field=owner_field,
         config_width=len(columns[0]) + len(columns[1]),
         token_converters=_converters(Token, db),

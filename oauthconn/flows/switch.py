@@ -55,7 +55,7 @@ def confirm_switch(key: str, *, user: RequestUser, session: SessionBase) -> Swit
     switch, tokens = take_switch(key, binding=browser_hash(session, create=False), user=user)
     connection = switch.connection
     try:
-        check_still_authorizes(connection, user, switch.owner)
+        owner = check_still_authorizes(connection, user, switch)
     except NotPermitted:
         discard(connection, tokens)  # nobody may use them now; do not leave them valid
         raise
@@ -63,7 +63,7 @@ def confirm_switch(key: str, *, user: RequestUser, session: SessionBase) -> Swit
     store_grant(
         connection,
         tokens,
-        owner=switch.owner,
+        owner=owner,
         actor=user,
         identity=identity,
         base_values=switch.base_values,
@@ -84,7 +84,7 @@ def decline_switch(key: str, *, user: RequestUser, session: SessionBase) -> Swit
         None: "the provider has no revocation endpoint: revoke its access there by hand.",
     }[revoked]
     message = f"{connection.name} keeps {old}. The new account {new} was not used; {outcome}"
-    token = Token.objects.filter(connection=connection).for_owner(switch.owner).first()
+    token = Token.objects.filter(connection=connection).owned_as(switch).first()
     # An audit row for the attempt that ended without a grant (no signal, no notification).
     record_event(
         EventKind.AUTHORIZATION_FAILED,

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.db import OperationalError, transaction
@@ -52,6 +52,7 @@ from oauthconn.flows.common import (
     token_limits,
     try_lock_token,
 )
+from oauthconn.flows.dpop import binding_for
 from oauthconn.flows.identity import verify_refreshed_id_token
 from oauthconn.flows.outcomes import (  # noqa: F401 - BACKOFF_CAP, backoff_delay re-exported
     BACKOFF_CAP,
@@ -63,6 +64,7 @@ from oauthconn.flows.outcomes import (  # noqa: F401 - BACKOFF_CAP, backoff_dela
     store_renewal,
 )
 from oauthconn.models import Connection, GrantType, Token, TokenStatus
+from oauthconn.models.owners import is_user, owner_fields, owner_key
 from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
 
 if TYPE_CHECKING:
@@ -78,13 +80,14 @@ _locks_guard = threading.Lock()
 # (each keeps a strong reference from _local_lock until renew() returns), so the map does not
 # grow by one lock per (connection, owner) ever seen. A lock in use is never dropped, so two
 # threads can never get different locks for the same key at the same time.
-_locks: weakref.WeakValueDictionary[tuple[int, int | None], threading.Lock] = (
+_locks: weakref.WeakValueDictionary[tuple[int, Any, str], threading.Lock] = (
     weakref.WeakValueDictionary()
 )
 
 
 def _local_lock(connection: Connection, owner: Owner) -> threading.Lock:
-    key = (connection.pk, getattr(owner, "pk", None))
+    # a user's pk, or a keyed owner's key: a team and a user with the same pk never share
+    key = (connection.pk, getattr(owner, "pk", None) if is_user(owner) else None, owner_key(owner))
     with _locks_guard:
         lock = _locks.get(key)
         if lock is None:
@@ -93,7 +96,8 @@ def _local_lock(connection: Connection, owner: Owner) -> threading.Lock:
 
 
 def load_token(connection: Connection, owner: Owner = None) -> Token | None:
-    return Token.objects.filter(connection=connection).for_owner(owner).first()
+    """``owner``'s grant of ``connection``; ConfigurationError for an owner of the wrong kind."""
+    return Token.objects.grant_of(connection, owner).first()
 
 
 def get_valid_token(
@@ -180,7 +184,7 @@ def renew(
     try:
         current = load_token(connection, owner)
         if current is None:
-            current, _ = Token.objects.get_or_create(connection=connection, owner=owner)
+            current, _ = Token.objects.get_or_create(connection=connection, **owner_fields(owner))
         elif _still_fresh(current, stale, force):
             return current
         elif _backoff_remaining(current):
@@ -281,7 +285,7 @@ def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool 
     if _backoff_remaining(token):
         return serve_while_failing(token, _backing_off(token))
     if is_client_credentials:
-        return _request(token, lambda client: _client_credentials(client, connection))
+        return _request(token, lambda client: _client_credentials(client, token))
     refresh_token = token.refresh_token
     if refresh_token is None:
         error = ReauthorizationRequired(
@@ -329,18 +333,22 @@ def _refresh(client: httpx.Client, token: Token, refresh_token: Sealed) -> Token
         connection.provider.token_endpoint,
         refresh_token=refresh_token.reveal(),
         credentials=credentials_for(connection),
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
+        # A DPoP refresh token is bound to the grant's key (RFC 9449 §5): always that one.
+        dpop=binding_for(connection, token),
         **token_limits(connection),
     )
 
 
-def _client_credentials(client: httpx.Client, connection: Connection) -> TokenSet:
+def _client_credentials(client: httpx.Client, token: Token) -> TokenSet:
+    connection = token.connection
     return client_credentials_grant(
         client,
         connection.provider.token_endpoint,
         credentials=credentials_for(connection),
         scope=connection.scope_string,
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
+        dpop=binding_for(connection, token),
         **token_limits(connection),
     )
 

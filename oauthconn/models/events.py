@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from oauthconn.models.connections import URL_LENGTH, Connection
+from oauthconn.models.owners import OWNER_KEY_LENGTH
 from oauthconn.models.tokens import Token
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Event(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
     kind = models.CharField(max_length=32, choices=EventKind.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

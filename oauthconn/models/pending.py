@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from oauthconn.fields import EncryptedTextField
 from oauthconn.models.connections import URL_LENGTH, Connection
+from oauthconn.models.owners import OWNER_KEY_LENGTH
 from oauthconn.models.tokens import Token
 
 if TYPE_CHECKING:
@@ -37,11 +38,16 @@ class PendingAuthorization(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+"
     )
+    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     code_verifier = EncryptedTextField()
     nonce = EncryptedTextField()
     redirect_uri = models.CharField(max_length=URL_LENGTH)
     return_to = models.CharField(max_length=URL_LENGTH, blank=True)
+    #: the scopes this attempt asked for, space separated: the connection's, plus those of
+    #: an incremental authorization (flows.scopes); a token response without ``scope``
+    #: granted these (RFC 6749 §5.1)
+    scope = models.TextField(blank=True)
     #: the API base URL's {ask:...} values typed when the attempt started (checked then)
     base_values = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -54,6 +60,10 @@ class PendingAuthorization(models.Model):
 
     def __str__(self) -> str:
         return f"Authorization of {self.connection} started {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scope.split()
 
     @staticmethod
     def hash(value: str) -> str:
@@ -75,6 +85,7 @@ class PendingSwitch(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+"
     )
+    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     #: the token response as JSON, encrypted; dropped when the switch is taken
     tokens = EncryptedTextField()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -17,6 +17,7 @@ from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import NotConnected, OAuthConnError
 from oauthconn.fields import EncryptedTextField
 from oauthconn.models.connections import Connection
+from oauthconn.models.owners import OWNER_KEY_LENGTH, check_owner, describe_owner, owner_q
 
 if TYPE_CHECKING:
     from oauthconn.crypto import Sealed
@@ -41,9 +42,18 @@ USABLE_STATUSES = (TokenStatus.ACTIVE, TokenStatus.FAILING)
 
 class TokenQuerySet(models.QuerySet):
     def for_owner(self, owner: Owner) -> TokenQuerySet:
-        if owner is None:
-            return self.filter(owner__isnull=True)
-        return self.filter(owner=owner)
+        """The rows of exactly this owner (None: the shared grant), whatever its kind."""
+        return self.filter(owner_q(owner))
+
+    def grant_of(self, connection: Connection, owner: Owner) -> TokenQuerySet:
+        """The row of ``owner``'s grant of ``connection``; ConfigurationError when ``owner``
+        is not the kind of owner the connection's grants have (models.owners.check_owner)."""
+        check_owner(connection, owner)
+        return self.filter(connection=connection).for_owner(owner)
+
+    def owned_as(self, row: Any) -> TokenQuerySet:
+        """The rows of the owner another row names (an attempt, a held switch, an event)."""
+        return self.filter(owner=row.owner_id, owner_key=row.owner_key)
 
     def usable(self) -> TokenQuerySet:
         """The rows of :attr:`Token.is_usable`: an access token that may be served."""
@@ -65,9 +75,14 @@ class Token(models.Model):
         on_delete=models.CASCADE,
         related_name="oauthconn_tokens",
     )
+    #: an owner other than a user (OAUTHCONN["OWNER_MODEL"]), see oauthconn.models.owners
+    owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
     access_token = EncryptedTextField()
     refresh_token = EncryptedTextField()
     id_token = EncryptedTextField()
+    #: DPoP (RFC 9449): the grant's private key (alg + JWK, oauthconn.oauth.dpop.DPoPKey),
+    #: kept as long as the tokens bound to it; a new key means authorizing again
+    dpop_key = EncryptedTextField()
     token_type = models.CharField(max_length=40, blank=True, default="Bearer")
     expires_at = models.DateTimeField(null=True, blank=True)
     #: the access token's lifetime as the provider gave it (expires_in, clamped), so the
@@ -121,8 +136,17 @@ class Token(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["connection"],
-                condition=Q(owner__isnull=True),
+                condition=Q(owner__isnull=True, owner_key=""),
                 name="oauthconn_token_one_shared",
+            ),
+            models.UniqueConstraint(
+                fields=["connection", "owner_key"],
+                condition=~Q(owner_key=""),
+                name="oauthconn_token_one_per_keyed_owner",
+            ),
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True) | Q(owner_key=""),
+                name="oauthconn_token_one_owner",
             ),
         ]
         indexes = [
@@ -142,7 +166,7 @@ class Token(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = f" for {self.owner}" if self.owner_id else ""
+        owner = f" for {describe_owner(self)}" if self.owner_id or self.owner_key else ""
         return f"{self.connection}{owner}"
 
     # The one place a grant's state is judged from its row; flows and edges ask these.
@@ -196,6 +220,7 @@ class Token(models.Model):
         self.access_token = None
         self.refresh_token = None
         self.id_token = None
+        self.dpop_key = None
         self.expires_at = None
         self.refresh_expires_at = None
         self.next_attempt_at = None
@@ -222,3 +247,12 @@ class Token(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.granted_scopes
+
+    @property
+    def requestable_scopes(self) -> list[str]:
+        """The scopes of the connection (its own and its optional ones) this grant lacks:
+        what "Request more scopes" offers (docs/scopes.md)."""
+        connection = self.connection
+        allowed = dict.fromkeys(connection.scope_list + connection.optional_scope_list)
+        held = set(self.granted_scopes)
+        return [scope for scope in allowed if scope not in held]

@@ -117,6 +117,12 @@ def send_email(destination: str, payload: dict) -> None:
         raise DeliveryFailed(f"sending the e-mail failed: {type(err).__name__}") from err
 
 
+def owner_line(payload: dict) -> str:
+    if payload.get("owner_key"):  # a team's grant (docs/owners.md)
+        return f"Owner: {payload['owner_key']}"
+    return f"Owner (user id): {payload['owner_id'] or 'shared connection'}"
+
+
 def email_text(payload: dict) -> tuple[str, str]:
     """Subject and body (plain text; everything comes from the secret-free payload)."""
     name = payload["connection"]["name"]
@@ -129,7 +135,7 @@ def email_text(payload: dict) -> tuple[str, str]:
         headline + ".",
         "",
         f"Connection: {name} ({payload['connection']['slug']})",
-        f"Owner (user id): {payload['owner_id'] or 'shared connection'}",
+        owner_line(payload),
         f"When: {payload['occurred_at']}",
         f"What happened: {payload['message'] or '-'}",
     ]

@@ -104,6 +104,8 @@ def build_payload(event: Event, state: str) -> dict[str, Any]:
         "type": f"oauthconn.grant.{state}",
         "connection": {"slug": connection.slug, "name": connection.name},
         "owner_id": event.owner_id,
+        # a per-owner grant's owner ("<app_label>.<model>:<pk>", docs/owners.md), else ""
+        "owner_key": event.owner_key,
         "status": state,
         "message": event.message,
         "occurred_at": event.created_at.isoformat(),

@@ -80,7 +80,7 @@ class Command(BaseCommand):
             if status in (*ALERTING, EXPIRING):
                 yield {
                     "connection": token.connection.slug,
-                    "owner": token.owner.get_username() if token.owner else None,
+                    "owner": token.owner.get_username() if token.owner else token.owner_key or None,
                     "status": status,
                     "last_error": token.last_error,
                     "expires_at": token.expires_at.isoformat() if token.expires_at else None,

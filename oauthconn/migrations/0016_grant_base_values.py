@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("oauthconn", "0010_scale_token_last_used_index"),
+        ("oauthconn", "0015_teams_owner_key"),
     ]
 
     operations = [
