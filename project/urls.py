@@ -16,6 +16,8 @@ urlpatterns = [
     # The demo authorization server and a resource it protects (django-oauth-toolkit).
     path("demo-oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("demo-api/me/", views.DemoMe.as_view(), name="demo-api-me"),
+    # Site code in an async view (docs/async.md).
+    path("demo/async/<slug:slug>/", views.demo_async, name="demo-async"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(

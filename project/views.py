@@ -1,7 +1,11 @@
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
+from django.template.response import TemplateResponse
 from oauth2_provider.views.generic import ProtectedResourceView
 from oauth2_provider.views.mixins import ProtectedResourceMetadataMixin
+
+from oauthconn import aget_connection
+from oauthconn.exceptions import ConnectionNotFound, OAuthConnError
 
 
 def home(request):
@@ -17,3 +21,30 @@ class DemoMe(ProtectedResourceMetadataMixin, ProtectedResourceView):
     def get(self, request, *args, **kwargs):
         owner = request.resource_owner
         return JsonResponse({"username": owner.username if owner else None})
+
+
+async def demo_async(request, slug):
+    """Site code in an async view (docs/async.md): the connection's test path, called on the
+    event loop. ``?owner=me`` uses the signed-in user's grant of a per-user connection."""
+    owner = None
+    if request.GET.get("owner") == "me":
+        owner = await request.auser()
+        if not owner.is_authenticated:
+            raise Http404("Sign in to use your own connections.")
+    context = {"slug": slug}
+    try:
+        connection = await aget_connection(slug, owner=owner)
+        response = await connection.aget(connection.connection.test_path)
+    except ConnectionNotFound as err:
+        raise Http404(str(err)) from err
+    except OAuthConnError as err:
+        return TemplateResponse(request, "demo_async.html", {**context, "error": err}, status=502)
+    context.update(
+        name=connection.connection.name,
+        url=str(response.request.url),
+        status=response.status_code,
+        body=response.text[:2000],  # the API's answer; the token is never shown
+    )
+    # A TemplateResponse: Django renders it in a thread hop, where the context processors
+    # may read the session from the database.
+    return TemplateResponse(request, "demo_async.html", context)

@@ -49,12 +49,38 @@ class Grant:
         )
         return self._token
 
+    async def atoken(self, *, force_refresh: bool = False) -> Token:
+        """The async twin of :meth:`token`.
+
+        A token kept in memory that does not need a refresh is returned on the event loop,
+        with no query and no thread hop. Otherwise one hop runs :func:`get_valid_token` (the
+        same single-flight code as :meth:`token`) in Django's thread-sensitive thread: the
+        refresh waits on a ``threading.Lock`` and a row lock (PostgreSQL) or a lease
+        (SQLite), neither of which Django's async ORM offers, and that thread owns the
+        database connection Django closes at the end of the request. So tasks, threads and
+        processes asking together still cause one token request.
+        """
+        cached = self._token
+        if cached is not None and not force_refresh and not cached.needs_refresh():
+            return cached
+        self._token = await sync_to_async(get_valid_token, thread_sensitive=True)(
+            self.connection, self.owner, force=force_refresh, stale=cached
+        )
+        return self._token
+
     @property
     def access_token(self) -> str:
         return self.token().require_access_token().reveal()
 
+    async def aaccess_token(self) -> str:
+        """The async twin of :attr:`access_token` (a method: a property cannot be awaited)."""
+        return (await self.atoken()).require_access_token().reveal()
+
     def has_scope(self, scope: str) -> bool:
         return self.token().has_scope(scope)
+
+    async def ahas_scope(self, scope: str) -> bool:
+        return (await self.atoken()).has_scope(scope)
 
     def api_base_url(self) -> str:
         """The API base URL, checked against the URL policy, ending in ``/``."""
@@ -118,11 +144,10 @@ class ConnectionAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self._check_origin(request)
-        token = await sync_to_async(self.grant.token)()
-        response = yield self._authorize(request, token)
+        # No thread hop while the grant's token is valid (Grant.atoken).
+        response = yield self._authorize(request, await self.grant.atoken())
         if self._should_retry(response):
-            token = await sync_to_async(self.grant.token)(force_refresh=True)
-            yield self._authorize(request, token)
+            yield self._authorize(request, await self.grant.atoken(force_refresh=True))
 
     def _check_origin(self, request: httpx.Request) -> None:
         url = request.url
