@@ -33,7 +33,6 @@ from tests.stall_server import Stall, StallServer
 from tests.test_concurrency import (  # noqa: F401 - strict_provider is a fixture used below
     assert_one_refresh_and_everyone_served,
     expect_line,
-    refresh_requests,
     strict_provider,
     subprocess_env,
 )
@@ -429,4 +428,3 @@ def test_tasks_in_several_processes_and_threads_cause_one_refresh(
 
     assert len(results) == TASKS + THREADS + PROCESSES * TASKS_PER_PROCESS
     assert_one_refresh_and_everyone_served(as_log, connected, results, old_refresh)
-    assert len(refresh_requests(as_log)) == 1
