@@ -29,6 +29,7 @@ from oauthconn.exceptions import ConfigurationError, DeadlineExceeded, Disallowe
 from oauthconn.http import pool
 from oauthconn.models import Connection, Provider, Token, TokenStatus
 from tests.conftest import authorize
+from tests.scripted_server import Reply
 from tests.stall_server import Stall, StallServer
 from tests.test_concurrency import (  # noqa: F401 - strict_provider is a fixture used below
     assert_one_refresh_and_everyone_served,
@@ -276,6 +277,42 @@ def test_a_stalled_api_ends_at_the_deadline_async(transactional_db, settings):
 
         with pytest.raises(DeadlineExceeded):
             run(call())
+
+
+def test_the_loops_shared_client_keeps_no_cookies_between_grants(
+    transactional_db, scripted_server, django_user_model
+):
+    """Two users' grants of one connection share the loop's client for the API's origin;
+    the session cookie the API gives one of them is never sent with the other's request."""
+    scripted_server.default("/api/me", Reply(headers={"Set-Cookie": "session=alice; Path=/"}))
+    provider = Provider.objects.create(slug="p", name="P", token_endpoint="https://as.example/t")
+    connection = Connection.objects.create(
+        slug="mine",
+        name="Mine",
+        provider=provider,
+        client_id="c",
+        per_user=True,
+        api_base_url=scripted_server.url("/api/"),
+    )
+    users = [django_user_model.objects.create(username=name) for name in ("alice", "bob")]
+    for user in users:
+        Token.objects.create(
+            connection=connection,
+            owner=user,
+            access_token=f"token-of-{user.username}",
+            expires_at=timezone.now() + timedelta(hours=1),
+        )
+
+    async def both() -> None:
+        for user in users:
+            await (await aget_connection("mine", owner=user)).aget("me")
+
+    run(both())
+
+    alice, bob = scripted_server.requests_to("/api/me")
+    assert alice.headers["Authorization"] == "Bearer token-of-alice"
+    assert bob.headers["Authorization"] == "Bearer token-of-bob"
+    assert "Cookie" not in bob.headers
 
 
 # --- single-flight for any mix of tasks, threads and processes ---------------------------------
