@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connections
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
@@ -132,6 +132,23 @@ def test_the_demo_async_view_says_what_is_wrong(asgi_server, connected, as_log):
     assert as_log.requests == []
 
 
+def test_the_demo_async_view_uses_the_signed_in_users_grant(
+    asgi_server, staff_client, make_connection, as_log
+):
+    mine = make_connection("mine", per_user=True, test_path="me/")
+    authorize(staff_client, mine)
+    url = f"{asgi_server.url}/demo/async/mine/?owner=me"
+    assert httpx.get(url).status_code == 404  # nobody signed in
+
+    session = {"sessionid": staff_client.cookies["sessionid"].value}
+    page = httpx.get(url, cookies=session)
+
+    assert page.status_code == 200
+    assert "{&quot;username&quot;: &quot;staff&quot;}" in page.text
+    (api_call,) = as_log.to("/demo-api/me/")
+    assert api_call.headers["Authorization"] == f"Bearer {stored_access_token(mine)}"
+
+
 def test_the_demo_home_page_links_the_async_view(client):
     assert 'href="/demo/async/demo/"' in client.get("/").content.decode()
 
@@ -185,6 +202,22 @@ def test_a_valid_token_is_served_without_suspending(connected, django_assert_num
             assert done.value.value
     assert done.value.value is True
     assert run(crm.aaccess_token()) == stored_access_token(connected)
+
+
+def test_a_valid_token_costs_one_query_and_no_refresh(connected, as_log, django_assert_num_queries):
+    async def use() -> tuple[str, int]:
+        crm = await aget_connection("crm")
+        try:
+            return await crm.aaccess_token(), (await crm.aget("me/")).status_code
+        finally:
+            await pool.aclose_pools()
+
+    # async_to_sync runs the lookup's hop on this thread, where the queries are counted.
+    with django_assert_num_queries(1):
+        token, status = async_to_sync(use)()
+
+    assert token == stored_access_token(connected) and status == 200
+    assert as_log.to("/demo-oauth/token/") == []
 
 
 def test_the_async_auth_flow_adds_a_valid_token_without_suspending(connected):
@@ -374,7 +407,7 @@ ASYNC_WORKER = r"""
 import asyncio, json, sys
 import django
 django.setup()
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connections
 from oauthconn import aget_connection
 from oauthconn.http.pool import aclose_pools
