@@ -1,3 +1,5 @@
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.template.response import TemplateResponse
@@ -25,12 +27,15 @@ class DemoMe(ProtectedResourceMetadataMixin, ProtectedResourceView):
 
 async def demo_async(request, slug):
     """Site code in an async view (docs/async.md): the connection's test path, called on the
-    event loop. ``?owner=me`` uses the signed-in user's grant of a per-user connection."""
-    owner = None
-    if request.GET.get("owner") == "me":
-        owner = await request.auser()
-        if not owner.is_authenticated:
-            raise Http404("Sign in to use your own connections.")
+    event loop. A shared connection's answer is for staff only; ``?owner=me`` uses the
+    signed-in user's own grant of a per-user connection."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    mine = request.GET.get("owner") == "me"
+    if not mine and not user.is_staff:
+        raise PermissionDenied("Only staff may call the site's shared connections here.")
+    owner = user if mine else None
     context = {"slug": slug}
     try:
         connection = await aget_connection(slug, owner=owner)

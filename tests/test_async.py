@@ -41,6 +41,14 @@ from tests.test_concurrency import (  # noqa: F401 - strict_provider is a fixtur
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def django_async_safety(monkeypatch):
+    """Django's check that refuses the sync ORM on an event loop, on: tests/test_browser.py
+    turns it off for the whole session when collected (Playwright's sync API runs a loop in
+    the test thread), which would hide the very bug these tests are about."""
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
+
+
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run ``coroutine`` in a new event loop, then release what that loop leaves behind: its
     HTTP pools, and the database connection of Django's thread-sensitive thread."""
@@ -90,6 +98,12 @@ def asgi_server(live_server, transactional_db, settings) -> Iterator[AsgiServer]
 
 
 @pytest.fixture
+def signed_in(staff_client) -> dict[str, str]:
+    """The staff user's session cookie, for requests to the ASGI server."""
+    return {"sessionid": staff_client.cookies["sessionid"].value}
+
+
+@pytest.fixture
 def connected(staff_client, make_connection, as_log) -> Connection:
     connection = make_connection(test_path="me/")
     authorize(staff_client, connection)
@@ -110,8 +124,10 @@ def stored_access_token(connection: Connection) -> str:
 # --- async views under the ASGI server ---------------------------------------------------------
 
 
-def test_the_demo_async_view_calls_the_api_through_aget_connection(asgi_server, connected, as_log):
-    page = httpx.get(f"{asgi_server.url}/demo/async/crm/")
+def test_the_demo_async_view_calls_the_api_through_aget_connection(
+    asgi_server, connected, as_log, signed_in
+):
+    page = httpx.get(f"{asgi_server.url}/demo/async/crm/", cookies=signed_in)
 
     assert page.status_code == 200
     assert '<strong id="status">200</strong>' in page.text
@@ -123,10 +139,10 @@ def test_the_demo_async_view_calls_the_api_through_aget_connection(asgi_server, 
     assert as_log.to("/demo-oauth/token/") == []
 
 
-def test_the_demo_async_view_says_what_is_wrong(asgi_server, connected, as_log):
+def test_the_demo_async_view_says_what_is_wrong(asgi_server, connected, as_log, signed_in):
     Token.objects.filter(connection=connected).update(status=TokenStatus.NEEDS_REAUTH)
-    assert httpx.get(f"{asgi_server.url}/demo/async/nope/").status_code == 404
-    page = httpx.get(f"{asgi_server.url}/demo/async/crm/")
+    assert httpx.get(f"{asgi_server.url}/demo/async/nope/", cookies=signed_in).status_code == 404
+    page = httpx.get(f"{asgi_server.url}/demo/async/crm/", cookies=signed_in)
     assert page.status_code == 502
     assert "needs to be authorized again.</p>" in page.text
     assert as_log.requests == []
@@ -138,15 +154,32 @@ def test_the_demo_async_view_uses_the_signed_in_users_grant(
     mine = make_connection("mine", per_user=True, test_path="me/")
     authorize(staff_client, mine)
     url = f"{asgi_server.url}/demo/async/mine/?owner=me"
-    assert httpx.get(url).status_code == 404  # nobody signed in
-
     session = {"sessionid": staff_client.cookies["sessionid"].value}
+
     page = httpx.get(url, cookies=session)
 
     assert page.status_code == 200
     assert "{&quot;username&quot;: &quot;staff&quot;}" in page.text
     (api_call,) = as_log.to("/demo-api/me/")
     assert api_call.headers["Authorization"] == f"Bearer {stored_access_token(mine)}"
+
+
+def test_the_demo_async_view_is_for_signed_in_users_and_shared_connections_for_staff(
+    asgi_server, connected, django_user_model, as_log
+):
+    url = f"{asgi_server.url}/demo/async/crm/"
+    anonymous = httpx.get(url)
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"] == "/accounts/login/?next=/demo/async/crm/"
+    django_user_model.objects.create_user("alice", password="pw")
+    browser = httpx.Client(base_url=asgi_server.url)
+    with browser:
+        login = browser.get("/accounts/login/")
+        token = login.cookies["csrftoken"]
+        data = {"username": "alice", "password": "pw", "csrfmiddlewaretoken": token}
+        assert browser.post("/accounts/login/", data=data).status_code == 302
+        assert browser.get("/demo/async/crm/").status_code == 403
+    assert as_log.requests == []
 
 
 def test_the_demo_home_page_links_the_async_view(client):
@@ -175,9 +208,12 @@ def test_an_expired_token_is_refreshed_once_for_an_async_view(asgi_server, conne
     assert Token.objects.get(connection=connected).refresh_token.reveal() != old_refresh
 
 
-def test_each_loop_shares_one_client_per_origin_closed_at_shutdown(asgi_server, connected):
+def test_each_loop_shares_one_client_per_origin_closed_at_shutdown(
+    asgi_server, connected, signed_in
+):
     for _ in range(2):
-        assert httpx.get(f"{asgi_server.url}/demo/async/crm/").status_code == 200
+        page = httpx.get(f"{asgi_server.url}/demo/async/crm/", cookies=signed_in)
+        assert page.status_code == 200
     (loop, shared), *others = pool._async.items()
     assert others == []
     clients = [c for c in shared.values() if isinstance(c, httpx.AsyncClient)]
