@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from oauthconn import views
+from oauthconn import scope_views, views
 
 app_name = "oauthconn"
 
@@ -13,5 +13,6 @@ urlpatterns = [
     path("result/<str:key>/", views.callback_result, name="callback_result"),
     path("switch/<str:key>/", views.switch_account, name="switch"),
     path("disconnect/<slug:slug>/", views.disconnect, name="disconnect"),
+    path("scopes/<slug:slug>/", scope_views.request_scopes, name="request_scopes"),
     path("jwks/<slug:slug>/", views.jwks, name="jwks"),
 ]

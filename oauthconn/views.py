@@ -37,7 +37,7 @@ from oauthconn.exceptions import (
     ProviderTimeout,
 )
 from oauthconn.flows.access import owner_for as permitted_owner
-from oauthconn.flows.authorization import started_from
+from oauthconn.flows.authorization import requested_by, started_from
 from oauthconn.flows.keys import public_jwks
 from oauthconn.flows.outcomes import renewing_as
 from oauthconn.flows.switch import old_and_new
@@ -139,6 +139,7 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     record nor an error report of this request or the next one carries the code or state."""
     query = take_parameters(request)
     return_to = safe_return_to(request, started_from(query, session=request.session))
+    requested = requested_by(query, session=request.session)
     try:
         token = flows.complete_authorization(
             slug, query, user=request.user, session=request.session, method=request.method or ""
@@ -159,8 +160,24 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
     if isinstance(token, flows.HeldSwitch):  # another account: ask first (defect 7b)
         return private(HttpResponseSeeOther(reverse("oauthconn:switch", args=[token.key])))
     connection = token.connection
-    messages.success(request, f"{connection.name} is connected.")
+    # Only the added scopes: Google reports "email" as a URL, so a check of the connection's
+    # own scopes would warn on every sign-in (the event and the admin page still list them).
+    added = [scope for scope in requested if scope not in connection.scope_list]
+    say_connected(request, connection, [scope for scope in added if not token.has_scope(scope)])
     return private(HttpResponseSeeOther(landing_url(request, connection, return_to)))
+
+
+def say_connected(request: HttpRequest, connection: Connection, missing: list[str]) -> None:
+    """The callback's success message; an upgrade granted without some of the scopes it
+    added (``missing``) says which (docs/scopes.md)."""
+    if missing:
+        provider = connection.provider.name
+        messages.warning(
+            request,
+            f"{connection.name} is connected, but {provider} did not grant: {' '.join(missing)}.",
+        )
+    else:
+        messages.success(request, f"{connection.name} is connected.")
 
 
 #: request.META keys that may carry the raw query string (WSGI, gunicorn, uWSGI)
@@ -328,9 +345,8 @@ def my_connections(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:  # login_required sent anonymous users away; this tells mypy
         raise NotPermitted()
     connections = Connection.objects.filter(per_user=True).select_related("provider")
-    tokens = {
-        t.connection_id: t for t in Token.objects.filter(owner=user, connection__per_user=True)
-    }
+    mine = Token.objects.filter(owner=user, connection__per_user=True).select_related("connection")
+    tokens = {t.connection_id: t for t in mine}
     rows = [(c, tokens.get(c.pk)) for c in connections]
     return own_page(render(request, "oauthconn/my_connections.html", {"rows": rows}))
 

@@ -16,6 +16,8 @@ urlpatterns = [
     # The demo authorization server and a resource it protects (django-oauth-toolkit).
     path("demo-oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("demo-api/me/", views.DemoMe.as_view(), name="demo-api-me"),
+    # A site page that calls a connection (the example of docs/testing-your-site.md).
+    path("crm-account/", views.crm_account, name="crm-account"),
     # Site code in an async view (docs/async.md).
     path("demo/async/<slug:slug>/", views.demo_async, name="demo-async"),
     path(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from importlib.metadata import entry_points
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -21,6 +22,10 @@ pytest_plugins = [
     "tests.authlib_server",
     "tests.oidc_provider_server",
 ]
+# The test kit's plugin (oauthconn_provider). An install of oauthconn whose metadata has the
+# pytest11 entry point has loaded it already, and registering it twice is an error.
+if not any(ep.value == "oauthconn.testing.pytest_plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins.append("oauthconn.testing.pytest_plugin")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -25,7 +25,12 @@ from oauth2_provider.models import AccessToken
 
 from oauthconn import aget_connection, get_connection
 from oauthconn.client import ConnectionAuth
-from oauthconn.exceptions import ConfigurationError, DeadlineExceeded, DisallowedResourceURL
+from oauthconn.exceptions import (
+    ConfigurationError,
+    DeadlineExceeded,
+    DisallowedResourceURL,
+    ScopeNotAllowed,
+)
 from oauthconn.http import pool
 from oauthconn.models import Connection, Provider, Token, TokenStatus
 from tests.conftest import authorize
@@ -266,6 +271,13 @@ def test_the_async_auth_flow_adds_a_valid_token_without_suspending(connected):
         flow.__anext__().send(None)
     assert done.value.value.headers["Authorization"] == f"Bearer {stored_access_token(connected)}"
     run(flow.aclose())
+
+
+def test_arequire_scopes_checks_the_grant_like_require_scopes(connected):
+    crm = run(aget_connection("crm"))
+    assert run(crm.arequire_scopes(["read", "write"])) is None
+    with pytest.raises(ScopeNotAllowed):
+        run(crm.arequire_scopes(["admin"]))
 
 
 def test_aget_connection_raises_like_get_connection(connected, django_user_model):

@@ -5,16 +5,15 @@ There: the one-query valid token, refresh and rotation, the 401 retry, ``Connect
 another host or port refused. Here: per-owner lookups, the readable messages, the API base
 URL's own rules, and the origin rule for the other ways of sending (another scheme, the bound
 client, the async client), with a real server standing in for the other origin that must
-never see a request. Tokens come from django-oauth-toolkit over real HTTP.
+never see a request. Tokens come from django-oauth-toolkit over real HTTP, and for the
+per-owner lookups from the test kit's fake provider (oauthconn.testing).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from oauthconn import get_connection
 from oauthconn.exceptions import (
@@ -49,29 +48,24 @@ def test_an_unknown_slug_is_connection_not_found_with_the_slug_named(db):
 
 
 def test_a_per_user_connection_serves_each_owner_their_own_grant(
-    make_connection, django_user_model
+    oauthconn_provider, django_user_model
 ):
-    connection = make_connection("drive", per_user=True)
+    # Real grants from the test kit's fake provider: each owner's token reaches the API as
+    # that owner's account, not only as that owner's row.
     alice = django_user_model.objects.create_user("alice")
     bob = django_user_model.objects.create_user("bob")
-    later = timezone.now() + timedelta(hours=1)
     for user in (alice, bob):
-        Token.objects.create(
-            connection=connection, owner=user, access_token=f"{user}-at", expires_at=later
-        )
+        oauthconn_provider.connect("drive", owner=user, subject=f"{user}-account")
 
-    assert get_connection("drive", owner=alice).access_token == "alice-at"
-    assert get_connection("drive", owner=bob).access_token == "bob-at"
+    assert get_connection("drive", owner=alice).get("me").json()["sub"] == "alice-account"
+    assert get_connection("drive", owner=bob).get("me").json()["sub"] == "bob-account"
+    tokens = {get_connection("drive", owner=user).access_token for user in (alice, bob)}
+    assert len(tokens) == 2
 
 
-def test_an_owner_without_a_grant_is_not_connected(make_connection, django_user_model):
-    make_connection("drive", per_user=True)
+def test_an_owner_without_a_grant_is_not_connected(oauthconn_provider, django_user_model):
+    oauthconn_provider.connect("drive", owner=django_user_model.objects.create_user("bob"))
     alice = django_user_model.objects.create_user("alice")
-    Token.objects.create(
-        connection=Connection.objects.get(slug="drive"),
-        owner=django_user_model.objects.create_user("bob"),
-        access_token="bob-at",
-    )
     with pytest.raises(NotConnected):
         get_connection("drive", owner=alice).access_token
 

@@ -66,6 +66,8 @@ PERMANENT = {
     oc.IDTokenNonceMismatch: False,
     oc.IdentityChanged: True,
     oc.UserinfoFailed: False,
+    oc.ScopesRequired: True,  # a person must consent to the scopes
+    oc.ScopeNotAllowed: True,
 }
 
 

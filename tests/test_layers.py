@@ -23,6 +23,7 @@ PACKAGE_DIR = Path(oauthconn.__file__).parent
 EDGES = (
     "oauthconn.client",
     "oauthconn.views",
+    "oauthconn.scope_views",
     "oauthconn.admin",
     "oauthconn.api",
     "oauthconn.management",
@@ -185,3 +186,16 @@ def test_the_protocol_layer_never_touches_django_models():
 
 def test_no_import_cycles():
     assert import_cycles() == []
+
+
+def test_nothing_in_oauthconn_depends_on_the_test_kit():
+    # DESIGN.md: the kit depends on everything and nothing depends on it, so a site never
+    # loads test code (or a fake provider) in production.
+    offending = {
+        module: sorted(
+            name for name in internal_imports(module) if under(name, "oauthconn.testing")
+        )
+        for module in MODULES
+        if not under(module, "oauthconn.testing")
+    }
+    assert {module: names for module, names in offending.items() if names} == {}

@@ -2,7 +2,8 @@
 
 A forced renewal while the provider fails (here a 503) keeps serving the still-valid old
 token; the admin's "Refresh now", the API's refresh action and the user's page must say
-"nothing was renewed" and why, never "a new access token".
+"nothing was renewed" and why, never "a new access token". The shared grant is a real one
+from the test kit's fake provider (oauthconn.testing), scripted to answer the renewal with 503.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from oauthconn.models import Connection, GrantType, Provider, Token, TokenStatus
+from oauthconn.testing import Reply as FakeReply
 from tests.scripted_server import Reply
 
 pytestmark = pytest.mark.django_db
@@ -40,32 +42,37 @@ def valid_grant(connection: Connection, owner=None) -> Token:
 
 
 @pytest.fixture
-def shared(failing_provider) -> Token:
-    connection = Connection.objects.create(
-        slug="crm", name="CRM", provider=failing_provider, client_id="c", client_secret="s"
-    )
-    return valid_grant(connection)
+def shared(oauthconn_provider) -> Token:
+    """A real grant from the test kit's fake provider, whose next token request gets a 503."""
+    connection = oauthconn_provider.connect("crm", name="CRM")
+    unavailable = FakeReply(status=503, json={"error": "temporarily_unavailable"})
+    oauthconn_provider.next_response("token", unavailable)
+    return Token.objects.get(connection=connection)
 
 
-def assert_old_token_kept(token: Token) -> None:
+def assert_old_token_kept(token: Token, old: str = OLD_ACCESS) -> None:
     token.refresh_from_db()
-    assert token.access_token.reveal() == OLD_ACCESS
+    assert token.access_token.reveal() == old
     assert token.status == TokenStatus.FAILING
 
 
-def test_refresh_now_in_the_admin_says_nothing_was_renewed(shared, staff_client, scripted_server):
+def test_refresh_now_in_the_admin_says_nothing_was_renewed(
+    shared, staff_client, oauthconn_provider
+):
     url = reverse("admin:oauthconn_connection_refresh", args=[shared.connection.pk])
+    old = shared.access_token.reveal()
 
     page = staff_client.post(url, follow=True).content.decode()
 
     assert "CRM: nothing was renewed: The token endpoint is temporarily unavailable" in page
     assert "a new access token" not in page
-    assert len(scripted_server.requests_to("/token")) == 1
-    assert_old_token_kept(shared)
+    assert len(oauthconn_provider.requests_to("token", grant_type="refresh_token")) == 1
+    assert_old_token_kept(shared, old)
 
 
 def test_the_api_refresh_action_says_nothing_was_renewed(shared, staff_client):
     url = f"/api/oauthconn/connections/{shared.connection.pk}/refresh/"
+    old = shared.access_token.reveal()
 
     response = staff_client.post(url)
 
@@ -74,7 +81,7 @@ def test_the_api_refresh_action_says_nothing_was_renewed(shared, staff_client):
     assert body["code"] == "provider_unavailable"
     assert body["detail"].startswith("Nothing was renewed: The token endpoint is temporarily")
     assert int(response["Retry-After"]) > 0
-    assert_old_token_kept(shared)
+    assert_old_token_kept(shared, old)
 
 
 def test_the_users_page_says_nothing_was_renewed(failing_provider, client, django_user_model):

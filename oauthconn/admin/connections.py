@@ -28,6 +28,7 @@ from oauthconn.exceptions import DiscoveryFailed
 from oauthconn.flows.configuration import invalidate_grants
 from oauthconn.flows.discovery import refresh_discovery
 from oauthconn.flows.keys import ROLLOVER_DAYS, current_key_type, jwks_url, rotate_key
+from oauthconn.flows.scopes import requestable
 from oauthconn.models import ClientAuthMethod, Connection, Event, Provider, Token
 from oauthconn.paging import BoundedCountPaginator
 from oauthconn.status import (
@@ -255,5 +256,6 @@ def status_context(request: HttpRequest, connection: Connection) -> dict[str, An
         requested_scopes=requested,
         granted_scopes=granted,
         missing_scopes=[s for s in requested if granted and s not in granted],
+        requestable_scopes=[s for s in requestable(connection) if s not in granted],
     )
     return context

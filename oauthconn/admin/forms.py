@@ -15,7 +15,7 @@ from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from oauthconn.exceptions import ConfigurationError
+from oauthconn.exceptions import ConfigurationError, ScopeNotAllowed
 from oauthconn.flows.configuration import (
     SECURITY_RELEVANT_PROVIDER_FIELDS,
     secret_holders,
@@ -23,6 +23,7 @@ from oauthconn.flows.configuration import (
 )
 from oauthconn.flows.validation import needs_secret, validate_configuration, validate_provider
 from oauthconn.models import ClientAuthMethod, Connection, Provider
+from oauthconn.oauth.scopes import parse_scopes
 
 PROVIDER_URL_FIELDS = Provider.URL_FIELDS
 
@@ -152,12 +153,20 @@ class ConnectionForm(forms.ModelForm):
             "new_client_secret",
             "client_auth_method",
             "scopes",
+            "optional_scopes",
             "extra_authorize_params",
             "extra_token_params",
             "api_base_url",
             "test_path",
             "token_lifetime",
         ]
+
+    def clean_optional_scopes(self) -> str:
+        """Scope tokens (RFC 6749 §3.3), one space apart, as ``Connection.scopes``."""
+        try:
+            return " ".join(parse_scopes([self.cleaned_data.get("optional_scopes", "")]))
+        except ScopeNotAllowed as err:
+            raise forms.ValidationError(str(err)) from err
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -189,6 +189,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "has_private_key",
             "private_key_id",
             "scopes",
+            "optional_scopes",
             "extra_authorize_params",
             "extra_token_params",
             "api_base_url",
@@ -335,6 +336,14 @@ class AuthorizeSerializer(serializers.Serializer):
         allow_blank=True,
         max_length=2000,
         help_text="A path on this site to come back to after the callback.",
+    )
+    scopes = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=50,
+        help_text="Scopes to add to the grant (incremental authorization, docs/scopes.md): "
+        "each must be among the connection's scopes or optional scopes. The grant keeps "
+        "working until the new one is stored.",
     )
 
 

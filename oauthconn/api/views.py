@@ -333,7 +333,12 @@ def start(request: Request, connection: Connection, context: Mapping[str, Any]) 
         raise s.serializers.ValidationError({"return_to": ["Enter a path on this site."]})
     owner = s.owner_of(connection, request.user)
     outcome = flows.connect(
-        connection, owner, user=request.user, session=request.session, return_to=return_to
+        connection,
+        owner,
+        user=request.user,
+        session=request.session,
+        return_to=return_to,
+        extra_scopes=params.validated_data.get("scopes", []),
     )
     if isinstance(outcome, flows.Connected):
         token = renewed_token(outcome.renewal)

@@ -57,6 +57,7 @@ from oauthconn.exceptions.identity import (
     MalformedIDToken,
     UserinfoFailed,
 )
+from oauthconn.exceptions.scopes import ScopeNotAllowed, ScopesRequired
 from oauthconn.exceptions.transport import (
     BlockedDestination,
     DeadlineExceeded,
@@ -111,6 +112,8 @@ __all__ = [
     "ProviderUnavailable",
     "ReauthorizationRequired",
     "ResponseTooLarge",
+    "ScopeNotAllowed",
+    "ScopesRequired",
     "SessionMissing",
     "SignedOut",
     "SwitchAlreadyUsed",

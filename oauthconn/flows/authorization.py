@@ -7,6 +7,7 @@ exactly once, before the code is redeemed.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from oauthconn import http
@@ -29,6 +31,7 @@ from oauthconn.exceptions import (
     SessionMissing,
     SignedOut,
 )
+from oauthconn.flows import scopes
 from oauthconn.flows.access import authorizing_owner, check_still_authorizes
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
 from oauthconn.flows.identity import Identity, describe_account, verify_identity
@@ -75,11 +78,14 @@ def start_authorization(
     session: SessionBase,
     owner: Owner = None,
     return_to: str = "",
+    extra_scopes: Sequence[str] = (),
 ) -> str:
     """Record a new attempt and return the URL to send the browser to.
 
     ``owner`` must be the one :func:`~oauthconn.flows.access.authorizing_owner` allows
     ``user`` to authorize for, else NotPermitted: the callback checks the same again.
+    ``extra_scopes`` asks for more than the grant holds (:mod:`oauthconn.flows.scopes`);
+    each must be requestable, else ScopeNotAllowed. The stored grant is not touched.
     """
     if not connection.uses_browser:
         raise ConfigurationError("Client credentials connections do not use a browser.")
@@ -91,7 +97,9 @@ def start_authorization(
     http.check_url(provider.authorization_endpoint, field="authorization endpoint")
     state = pkce.make_state()
     verifier = pkce.make_code_verifier() if connection.uses_pkce else None
-    nonce = pkce.make_nonce() if "openid" in connection.scope_list else None
+    extra = scopes.check_requestable(connection, extra_scopes) if extra_scopes else []
+    scope_list = scopes.scopes_to_request(connection, owner, extra)
+    nonce = pkce.make_nonce() if "openid" in scope_list else None
     attempt = PendingAuthorization(
         state_hash=PendingAuthorization.hash(state),
         browser_hash=browser_hash(session, create=True),
@@ -102,17 +110,21 @@ def start_authorization(
         nonce=nonce,
         redirect_uri=connection.redirect_uri,
         return_to=return_to,
+        scope=" ".join(scope_list),
     )
     _record_attempt(attempt)
     return build_authorization_url(
         provider.authorization_endpoint,
         client_id=connection.client_id,
         redirect_uri=connection.redirect_uri,
-        scope=connection.scope_string,
+        scope=provider.scope_separator.join(scope_list),
         state=state,
         code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
         nonce=nonce,
-        extra_params=connection.extra_authorize_params,
+        extra_params={
+            **connection.extra_authorize_params,
+            **scopes.incremental_params(connection, scope_list),
+        },
     )
 
 
@@ -182,6 +194,9 @@ def _complete(
         if params.error:
             raise AuthorizationDenied(params.error, params.error_description)
         tokens = redeem_code(connection, attempt, params.code)
+        if tokens.scope is None and attempt.scope:
+            # RFC 6749 §5.1: no scope in the answer means exactly what this attempt asked for.
+            tokens = dataclasses.replace(tokens, scope=attempt.scope)
         identity = verify_identity(connection, tokens, Sealed.reveal_optional(attempt.nonce))
     except Exception as err:
         record_event(
@@ -196,7 +211,14 @@ def _complete(
     old = switching_from(connection, attempt.owner, identity)
     if old is not None and identity is not None:
         return hold_switch(attempt, tokens, identity, old)
-    return store_grant(connection, tokens, owner=attempt.owner, actor=user, identity=identity)
+    return store_grant(
+        connection,
+        tokens,
+        owner=attempt.owner,
+        actor=user,
+        identity=identity,
+        requested=attempt.scope_list or None,
+    )
 
 
 def started_from(query: Query, *, session: SessionBase) -> str:
@@ -205,12 +227,23 @@ def started_from(query: Query, *, session: SessionBase) -> str:
     Read before :func:`complete_authorization` ends the attempt, so the result page (success
     or failure) can lead back to where the flow began; "" when there is none to trust.
     """
+    attempt = _started_here(query, session=session)
+    return attempt.values_list("return_to", flat=True).first() or ""
+
+
+def requested_by(query: Query, *, session: SessionBase) -> list[str]:
+    """The scopes the attempt this callback names asked for (read before it ends, as
+    :func:`started_from`), so the page can say which ones were not granted."""
+    attempt = _started_here(query, session=session)
+    return (attempt.values_list("scope", flat=True).first() or "").split()
+
+
+def _started_here(query: Query, *, session: SessionBase) -> QuerySet[PendingAuthorization]:
     binding = browser_hash(session, create=False)
     hashes = [PendingAuthorization.hash(state) for state in named_states(query)]
     if binding is None or not hashes:
-        return ""
-    attempt = PendingAuthorization.objects.filter(state_hash__in=hashes, browser_hash=binding)
-    return attempt.values_list("return_to", flat=True).first() or ""
+        return PendingAuthorization.objects.none()
+    return PendingAuthorization.objects.filter(state_hash__in=hashes, browser_hash=binding)
 
 
 def without(text: str, *values: str) -> str:
@@ -299,8 +332,13 @@ def store_grant(
     owner: Owner = None,
     actor: Actor = None,
     identity: Identity | None = None,
+    requested: Sequence[str] | None = None,
 ) -> Token:
-    """Save a new grant for an owner, all or nothing, and record the events."""
+    """Save a new grant for an owner, all or nothing, and record the events.
+
+    ``requested`` are the scopes the authorization asked for (the connection's when None):
+    the event names those not granted, and those added to the grant before it.
+    """
     with transaction.atomic():
         token, created = Token.objects.select_for_update().get_or_create(
             connection=connection, owner=owner
@@ -309,9 +347,13 @@ def store_grant(
         # R34: (issuer, sub) names the account; another one was confirmed (flows.switch).
         switched = identity is not None and token.subject not in ("", identity.subject)
         before = describe_account(token.subject, token.claims) if switched else None
+        held = token.granted_scopes if token.is_connected else None
         _apply_grant(token, tokens, connection, actor=actor, identity=identity)
         token.save()
-        _record_authorized(connection, token, actor=actor, before=before, recovered=was_broken)
+        message = authorized_message(
+            connection, token, before=before, requested=requested, held=held
+        )
+        _record_authorized(connection, token, actor=actor, message=message, recovered=was_broken)
     return token
 
 
@@ -335,13 +377,19 @@ def _apply_grant(
         token.subject, token.claims = identity.subject, identity.claims
 
 
-def authorized_message(connection: Connection, token: Token, *, before: str | None = None) -> str:
-    """The audit text of an authorization: scopes asked for but not granted, and, when
+def authorized_message(
+    connection: Connection,
+    token: Token,
+    *,
+    before: str | None = None,
+    requested: Sequence[str] | None = None,
+    held: Sequence[str] | None = None,
+) -> str:
+    """The audit text of an authorization: scopes asked for (``requested``, else the
+    connection's) but not granted, scopes the grant ``held`` before did not have, and, when
     another account than ``before`` authorized, from which account to which."""
-    message = "Authorized."
-    missing = sorted(set(connection.scope_list) - set(token.granted_scopes))
-    if missing:
-        message += f" Scopes not granted: {' '.join(missing)}."
+    asked = connection.scope_list if requested is None else requested
+    message = "Authorized." + scopes.describe_changes(asked, token.granted_scopes, held)
     if before is not None:
         account = describe_account(token.subject, token.claims)
         message += f" The account changed from {before} to {account}."
@@ -349,14 +397,14 @@ def authorized_message(connection: Connection, token: Token, *, before: str | No
 
 
 def _record_authorized(
-    connection: Connection, token: Token, *, actor: Actor, before: str | None, recovered: bool
+    connection: Connection, token: Token, *, actor: Actor, message: str, recovered: bool
 ) -> None:
     record_event(
         EventKind.AUTHORIZED,
         connection,
         token=token,
         actor=actor,
-        message=authorized_message(connection, token, before=before),
+        message=message,
         scopes=token.scope,
     )
     if recovered:

@@ -7,13 +7,13 @@ before delete" are each decided here only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.contrib.sessions.backends.base import SessionBase
 
-from oauthconn.exceptions import NotConnected
+from oauthconn.exceptions import ConfigurationError, NotConnected
 from oauthconn.flows.authorization import start_authorization
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import Renewal, load_token, renew_now
@@ -45,16 +45,28 @@ def connect(
     user: RequestUser,
     session: SessionBase,
     return_to: str = "",
+    extra_scopes: Sequence[str] = (),
 ) -> Connected | Redirect:
-    """Client credentials fetch a token now; every other grant starts a browser flow.
+    """Client credentials fetch a token now; every other grant starts a browser flow, for
+    ``extra_scopes`` too (:mod:`oauthconn.flows.scopes`).
 
     ``owner`` is the one :func:`oauthconn.flows.access.owner_for` allowed ``user``. Raises
     any ``OAuthConnError`` of :func:`renew_now` or :func:`start_authorization`.
     """
     if not connection.uses_browser:
+        if extra_scopes:
+            raise ConfigurationError(
+                "A client credentials connection requests its scopes with each token: "
+                "change the connection's scopes instead."
+            )
         return Connected(renew_now(connection, owner))
     url = start_authorization(
-        connection, user=user, session=session, owner=owner, return_to=return_to
+        connection,
+        user=user,
+        session=session,
+        owner=owner,
+        return_to=return_to,
+        extra_scopes=extra_scopes,
     )
     return Redirect(url)
 

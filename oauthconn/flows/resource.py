@@ -11,7 +11,7 @@ once and retries once. The public client (:mod:`oauthconn.client`) and the admin
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from oauthconn import http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
+from oauthconn.flows.scopes import require_scopes
 from oauthconn.flows.tokens import get_valid_token
 from oauthconn.models import Connection, Token
 
@@ -81,6 +82,21 @@ class Grant:
 
     async def ahas_scope(self, scope: str) -> bool:
         return (await self.atoken()).has_scope(scope)
+
+    def require_scopes(self, scopes: Iterable[str], *, next: str = "") -> None:
+        """Return when the grant holds every scope in ``scopes``; else raise
+        :class:`~oauthconn.exceptions.ScopesRequired`: its ``missing`` scopes and its
+        ``authorize_url``, a page of this site that asks the person to add them (``next``,
+        a path on this site, is where they come back to). The grant keeps working meanwhile.
+
+        Only scopes among the connection's scopes and optional scopes can be asked for
+        (R66): any other raises :class:`~oauthconn.exceptions.ScopeNotAllowed`.
+        """
+        require_scopes(self.connection, self.token(), scopes, next=next)
+
+    async def arequire_scopes(self, scopes: Iterable[str], *, next: str = "") -> None:
+        """The async twin of :meth:`require_scopes`; no hop while the token is valid."""
+        require_scopes(self.connection, await self.atoken(), scopes, next=next)
 
     def api_base_url(self) -> str:
         """The API base URL, checked against the URL policy, ending in ``/``."""

@@ -125,6 +125,15 @@ class Connection(models.Model):
         default=list, blank=True, help_text=_("Public keys served for private_key_jwt.")
     )
     scopes = models.TextField(blank=True, help_text=_("Requested scopes, space separated."))
+    #: incremental authorization (docs/scopes.md, R66): the only scopes beyond ``scopes`` that
+    #: site code, a user or an admin may ask to add to a grant later
+    optional_scopes = models.TextField(
+        blank=True,
+        help_text=_(
+            "Scopes that may be added to a grant later (Request more scopes, "
+            "require_scopes()), space separated."
+        ),
+    )
     extra_authorize_params = models.JSONField(default=dict, blank=True)
     extra_token_params = models.JSONField(default=dict, blank=True)
     api_base_url = url_field(_("API base URL"), help_text=_("Tokens are sent only to this origin."))
@@ -170,6 +179,10 @@ class Connection(models.Model):
     @property
     def scope_list(self) -> list[str]:
         return self.scopes.split()
+
+    @property
+    def optional_scope_list(self) -> list[str]:
+        return self.optional_scopes.split()
 
     @property
     def scope_string(self) -> str:

@@ -42,6 +42,10 @@ class PendingAuthorization(models.Model):
     nonce = EncryptedTextField()
     redirect_uri = models.CharField(max_length=URL_LENGTH)
     return_to = models.CharField(max_length=URL_LENGTH, blank=True)
+    #: the scopes this attempt asked for, space separated: the connection's, plus those of
+    #: an incremental authorization (flows.scopes); a token response without ``scope``
+    #: granted these (RFC 6749 §5.1)
+    scope = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     #: set (and the verifier and nonce dropped) when its callback arrives; kept until it
@@ -52,6 +56,10 @@ class PendingAuthorization(models.Model):
 
     def __str__(self) -> str:
         return f"Authorization of {self.connection} started {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scope.split()
 
     @staticmethod
     def hash(value: str) -> str:

@@ -203,3 +203,12 @@ class Token(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.granted_scopes
+
+    @property
+    def requestable_scopes(self) -> list[str]:
+        """The scopes of the connection (its own and its optional ones) this grant lacks:
+        what "Request more scopes" offers (docs/scopes.md)."""
+        connection = self.connection
+        allowed = dict.fromkeys(connection.scope_list + connection.optional_scope_list)
+        held = set(self.granted_scopes)
+        return [scope for scope in allowed if scope not in held]

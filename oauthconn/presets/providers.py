@@ -67,6 +67,8 @@ GOOGLE = Preset(
     test_path="oauth2/v3/userinfo",
     # Google issues a refresh token only for offline access, and again only on fresh consent.
     extra_authorize_params={"access_type": "offline", "prompt": "consent"},
+    # Incremental authorization: the new token also covers the scopes granted before.
+    incremental_scopes_param={"include_granted_scopes": "true"},
     docs_url="https://developers.google.com/identity/protocols/oauth2/web-server",
 )
 

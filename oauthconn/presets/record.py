@@ -79,6 +79,10 @@ class Preset:
     test_path: str = ""
     test_method: str = "GET"
     extra_authorize_params: Mapping[str, str] = _frozen_map()
+    incremental_scopes_param: Mapping[str, str] = _frozen_map()
+    """Added to an authorization that asks for more scopes than the connection's own, so the
+    new token keeps the scopes granted before (Google's ``include_granted_scopes=true``;
+    docs/scopes.md)."""
     sends_issuer: bool = False
     docs_url: str = ""
     setup: str = ""
@@ -97,6 +101,7 @@ class Preset:
     def __post_init__(self) -> None:
         for name in (
             "extra_authorize_params",
+            "incremental_scopes_param",
             "parameter_defaults",
             "parameter_labels",
             "parameter_help",
