@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["aget_connection", "get_connection", "__version__"]
+__all__ = ["aget_connection", "get_connection", "rate_limit", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from oauthconn.client import aget_connection, get_connection
+    from oauthconn.http.ratelimit import rate_limit
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from oauthconn import client
 
         return getattr(client, name)
+    if name == "rate_limit":
+        from oauthconn.http.ratelimit import rate_limit
+
+        return rate_limit
     raise AttributeError(name)

@@ -3,6 +3,8 @@
 >>> crm = get_connection("crm")
 >>> crm.access_token                 # refreshed first when Token.needs_refresh() says so
 >>> crm.get("/v1/contacts")          # relative to the API base URL, token injected
+>>> crm.get("/v1/contacts", retry=True)          # retry 429 / 503 for this call (docs/calls.md)
+>>> crm.post("/v1/orders", json=o, idempotent=True)  # a POST that may be sent twice
 >>> with crm.client() as http: ...   # an httpx.Client bound to the connection
 
 In async code, the same with Django's ``a`` prefix (docs/async.md):
@@ -25,6 +27,7 @@ from oauthconn import http
 from oauthconn.exceptions import ConfigurationError
 from oauthconn.flows.lookup import load_grant
 from oauthconn.flows.resource import ConnectionAuth, Grant
+from oauthconn.flows.retry import call_extensions
 from oauthconn.models import Connection, Token
 
 __all__ = ["ConnectionAuth", "ConnectionClient", "aget_connection", "get_connection"]
@@ -80,17 +83,34 @@ class ConnectionClient(Grant):
         self, connection: Connection, owner: Owner = None, *, token: Token | None = None
     ) -> None:
         super().__init__(connection, owner, token=token)
-        self._auth: ConnectionAuth | None = None
+        self._auth: httpx.Auth | None = None
 
     def __repr__(self) -> str:
         return f"<ConnectionClient {self.connection.slug!r}>"
 
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send ``method`` to ``url``, relative to the API base URL, with this grant's token."""
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        retry: bool | None = None,
+        idempotent: bool | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send ``method`` to ``url``, relative to the API base URL, with this grant's token.
+
+        ``retry`` turns the retries on 429 / 503 on or off for this call (default: the
+        connection's ``retry_rate_limited``); ``idempotent=True`` lets a POST or PATCH be
+        retried (never by default). A call that stops retrying on 429 / 503 raises
+        :class:`~oauthconn.exceptions.RateLimited` / ``RetriesExhausted``; see docs/calls.md.
+        """
         base = self.base_url()
         if self._auth is None:
-            self._auth = ConnectionAuth(self)
+            self._auth = self.auth()
         target = _join(base, url)
+        if retry is not None or idempotent is not None:
+            extensions = kwargs.pop("extensions", None) or {}
+            kwargs["extensions"] = {**extensions, **call_extensions(retry, idempotent)}
         return http.shared_client(base).request(method, target, auth=self._auth, **kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
@@ -108,14 +128,25 @@ class ConnectionClient(Grant):
     def delete(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("DELETE", url, **kwargs)
 
-    async def arequest(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def arequest(
+        self,
+        method: str,
+        url: str,
+        *,
+        retry: bool | None = None,
+        idempotent: bool | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         """The async twin of :meth:`request`, on the running loop's shared client for the
         API's origin (:func:`oauthconn.http.shared_async_client`); same origin rule (R41),
-        deadline and refresh-once-retry after a 401."""
+        deadline, refresh-once-retry after a 401 and retries on 429 / 503."""
         base = self.base_url()
         if self._auth is None:
-            self._auth = ConnectionAuth(self)
+            self._auth = self.auth()
         target = _join(base, url)
+        if retry is not None or idempotent is not None:
+            extensions = kwargs.pop("extensions", None) or {}
+            kwargs["extensions"] = {**extensions, **call_extensions(retry, idempotent)}
         client = http.shared_async_client(base)
         return await client.request(method, target, auth=self._auth, **kwargs)
 

@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.scripted_server",
     "tests.authlib_server",
     "tests.oidc_provider_server",
+    "tests.oidc_provider_par",
 ]
 # The test kit's plugin (oauthconn_provider). An install of oauthconn whose metadata has the
 # pytest11 entry point has loaded it already, and registering it twice is an error.

@@ -57,18 +57,25 @@ CLIENTS = {
 }
 
 
-def client_registrations(secret_of: dict[str, str]) -> list[dict[str, Any]]:
-    """oidc-provider's static ``clients`` (OpenID Connect Dynamic Client Registration §2)."""
+def client_registrations(
+    secret_of: dict[str, str],
+    clients: dict[str, tuple[str, list[str]]] | None = None,
+    slugs: tuple[str, ...] = SLUGS,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    """oidc-provider's static ``clients`` (OpenID Connect Dynamic Client Registration §2);
+    ``extra`` goes into every registration."""
     registrations = []
-    for client_id, (method, grant_types) in CLIENTS.items():
+    for client_id, (method, grant_types) in (clients or CLIENTS).items():
         browser = "authorization_code" in grant_types
         registration: dict[str, Any] = {
             "client_id": client_id,
             "token_endpoint_auth_method": method,
             "grant_types": grant_types,
             "response_types": ["code"] if browser else [],
-            "redirect_uris": [callback_uri(slug) for slug in SLUGS] if browser else [],
+            "redirect_uris": [callback_uri(slug) for slug in slugs] if browser else [],
             "scope": "openid offline_access profile email read write",
+            **extra,
         }
         if method != "none":
             registration["client_secret"] = secret_of[client_id]
@@ -154,7 +161,15 @@ class OidcServer:
         return browser.post(urljoin(str(page.url), form.action), data=fields)
 
 
-def _start(log_file) -> tuple[subprocess.Popen, OidcServer]:
+def _start(
+    log_file,
+    clients: dict[str, tuple[str, list[str]]] = CLIENTS,
+    slugs: tuple[str, ...] = SLUGS,
+    registered: dict[str, Any] | None = None,
+    **config: Any,
+) -> tuple[subprocess.Popen, OidcServer]:
+    """Start server.js for ``clients`` (``registered``: more metadata for each of them);
+    ``config``: more of server.js's OIDC_TEST_CONFIG (e.g. ``dpop``)."""
     node = shutil.which("node")
     if node is None or not (HERE / "node_modules" / "oidc-provider").is_dir():
         pytest.fail(
@@ -162,8 +177,8 @@ def _start(log_file) -> tuple[subprocess.Popen, OidcServer]:
             " (./scripts/test does it), with Node.js 20.19 or later.",
             pytrace=False,
         )
-    client_secrets = {client_id: secrets.token_urlsafe(24) for client_id in CLIENTS}
-    config = {"clients": client_registrations(client_secrets)}
+    client_secrets = {client_id: secrets.token_urlsafe(24) for client_id in clients}
+    config["clients"] = client_registrations(client_secrets, clients, slugs, **(registered or {}))
     process = subprocess.Popen(
         [node, str(HERE / "server.js"), "0"],
         cwd=HERE,
@@ -197,12 +212,16 @@ def oidc_server_process() -> Iterator[OidcServer]:
         try:
             yield server
         finally:
-            process.stdin.close()  # server.js exits when its stdin closes
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.stdin.close()  # server.js exits when its stdin closes
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture
@@ -210,3 +229,49 @@ def oidc_server(oidc_server_process: OidcServer) -> OidcServer:
     """The provider with its event log emptied for this test."""
     oidc_server_process.reset()
     return oidc_server_process
+
+
+# --- DPoP (RFC 9449): a second instance, its own clients, tokens bound to a proof's key ------
+
+#: connection slugs the DPoP tests use
+DPOP_SLUGS = ("dpop", "dpop-public", "dpop-nonce", "dpop-off")
+#: clients that must send a DPoP proof to the token endpoint (dpop_bound_access_tokens)
+DPOP_CLIENTS = {
+    "dpop-public": ("none", ["authorization_code", "refresh_token"]),
+    "dpop-basic": ("client_secret_basic", ["authorization_code", "refresh_token"]),
+    "dpop-machine": ("client_secret_basic", ["client_credentials"]),
+}
+
+
+@pytest.fixture(scope="session")
+def dpop_server_process() -> Iterator[OidcServer]:
+    """oidc-provider with DPoP enabled (``features.dPoP``), one per test session."""
+    with tempfile.TemporaryFile("w+") as log_file:
+        process, server = _start(
+            log_file,
+            DPOP_CLIENTS,
+            DPOP_SLUGS,
+            registered={"dpop_bound_access_tokens": True},
+            dpop={"requireNonce": False},
+        )
+        try:
+            yield server
+        finally:
+            _stop(process)
+
+
+@pytest.fixture
+def dpop_server(dpop_server_process: OidcServer) -> Iterator[OidcServer]:
+    """The DPoP provider, its event log emptied, nonces not required (see require_dpop_nonce)."""
+    dpop_server_process.reset()
+    require_dpop_nonce(dpop_server_process, False)
+    yield dpop_server_process
+    require_dpop_nonce(dpop_server_process, False)
+
+
+def require_dpop_nonce(server: OidcServer, required: bool) -> None:
+    """Make the provider demand a server nonce in every proof (RFC 9449 §8, §9), or not."""
+    response = httpx.post(
+        f"{server.issuer}/_test/dpop-nonce", params={"required": int(required)}, timeout=5
+    )
+    response.raise_for_status()

@@ -45,6 +45,10 @@ def change_data(connection: Connection, **overrides) -> dict:
         "api_base_url": connection.api_base_url,
         "test_path": connection.test_path,
         "token_lifetime": "",
+        "retry_rate_limited": "",
+        "max_attempts": connection.max_attempts,
+        "max_retry_wait": connection.max_retry_wait,
+        "refresh_on_status": ", ".join(map(str, connection.refresh_on_status)),
     }
     data.update(overrides)
     return data

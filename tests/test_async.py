@@ -337,6 +337,28 @@ def test_a_401_refreshes_once_and_retries_async(connected, as_log):
     assert len(as_log.to("/demo-oauth/token/")) == 1
 
 
+def test_arequest_retries_a_503_like_request_and_takes_the_per_call_switches(
+    connected, scripted_server
+):
+    Connection.objects.filter(pk=connected.pk).update(
+        api_base_url=scripted_server.url("/api/"), retry_rate_limited=True
+    )
+    busy = Reply(503, {"Retry-After": "0"})
+    scripted_server.add("/api/items", busy, Reply(200), busy, busy, Reply(201))
+
+    async def calls() -> list[int]:
+        crm = await aget_connection("crm")
+        return [
+            (await crm.aget("items")).status_code,  # retried
+            (await crm.aget("items", retry=False)).status_code,  # not retried
+            (await crm.apost("items", json={"n": 1}, idempotent=True)).status_code,
+        ]
+
+    assert run(calls()) == [200, 503, 201]
+    sent = scripted_server.requests_to("/api/items")
+    assert [r.method for r in sent] == ["GET", "GET", "GET", "POST", "POST"]
+
+
 def test_a_stalled_api_ends_at_the_deadline_async(transactional_db, settings):
     settings.OAUTHCONN = {**settings.OAUTHCONN, "REQUEST_DEADLINE": 1.0, "READ_TIMEOUT": 30.0}
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n"

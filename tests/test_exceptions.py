@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+import httpx
 import pytest
 
 from oauthconn import exceptions as oc
@@ -50,8 +51,11 @@ PERMANENT = {
     oc.InvalidGrant: True,
     oc.InvalidClient: True,
     oc.UnauthorizedClient: True,
+    oc.RegistrationRefused: True,
     oc.ProviderUnavailable: False,
     oc.InvalidProviderResponse: False,
+    oc.DPoPNonceRejected: False,  # its nonces may settle
+    oc.DPoPProofRejected: False,  # as any other refused request: a valid grant is kept
     oc.DiscoveryFailed: True,
     oc.InvalidIDToken: False,
     oc.MalformedIDToken: False,
@@ -68,10 +72,15 @@ PERMANENT = {
     oc.UserinfoFailed: False,
     oc.ScopesRequired: True,  # a person must consent to the scopes
     oc.ScopeNotAllowed: True,
+    oc.RetriesExhausted: False,  # the API's 429 / 503 may pass (docs/calls.md)
+    oc.RateLimited: False,
 }
 
 
 def make(cls: type[oc.OAuthConnError]) -> oc.OAuthConnError:
+    if issubclass(cls, oc.RetriesExhausted):  # it carries the API's last response
+        last = httpx.Response(429, request=httpx.Request("GET", "https://api.example/items"))
+        return cls("GET api.example/items answered 429", response=last, attempts=3)
     return cls("access_denied") if cls is oc.AuthorizationDenied else cls()
 
 

@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from oauthconn import flows
 from oauthconn.admin import health, pages
+from oauthconn.admin.features import connection_features
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
 from oauthconn.admin.wizard import ConnectionWizard
 from oauthconn.conf import oauthconn_settings
@@ -240,6 +241,7 @@ def status_context(request: HttpRequest, connection: Connection) -> dict[str, An
         if connection.uses_browser
         else "",
         **signing_key_context(request, connection),
+        "features": connection_features(connection),
     }
     if connection.per_user:
         tokens = Token.objects.filter(connection=connection).select_related("owner")

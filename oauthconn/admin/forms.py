@@ -130,6 +130,37 @@ class ProviderForm(forms.ModelForm):
             )
 
 
+class StatusCodesField(forms.Field):
+    """A list of HTTP status codes typed as "403, 400" (the model validates the values)."""
+
+    widget = forms.TextInput
+
+    def __init__(self, *, encoder: Any = None, decoder: Any = None, **kwargs: Any) -> None:
+        # The model's JSONField offers its JSON encoder and decoder: a typed list needs none.
+        kwargs.pop("max_length", None)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return ", ".join(str(code) for code in value)
+        return value
+
+    def to_python(self, value: Any) -> list[int]:
+        text = str(value or "")
+        parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise forms.ValidationError(
+                "Enter status codes separated by commas, e.g. 403, 400.", code="invalid"
+            )
+        return [int(part) for part in parts]
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(data) != (initial or [])
+        except forms.ValidationError:
+            return True
+
+
 class ConnectionForm(forms.ModelForm):
     """The change form. A security-relevant change asks for the client secret again (R5)."""
 
@@ -159,7 +190,15 @@ class ConnectionForm(forms.ModelForm):
             "api_base_url",
             "test_path",
             "token_lifetime",
+            "retry_rate_limited",
+            "max_attempts",
+            "max_retry_wait",
+            "refresh_on_status",
+            "use_dpop",
+            "use_par",
+            "resource",
         ]
+        field_classes = {"refresh_on_status": StatusCodesField}
 
     def clean_optional_scopes(self) -> str:
         """Scope tokens (RFC 6749 §3.3), one space apart, as ``Connection.scopes``."""

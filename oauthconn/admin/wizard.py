@@ -25,6 +25,7 @@ from formtools.wizard.storage.session import SessionStorage
 from formtools.wizard.views import SessionWizardView
 
 from oauthconn import flows
+from oauthconn.admin.features import par_summary
 from oauthconn.admin.wizard_forms import (
     KEY_TYPE_LABELS,
     PRIVATE_KEY_JWT,
@@ -40,6 +41,7 @@ from oauthconn.crypto import Sealed
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.keys import jwks_url, rotate_key
 from oauthconn.flows.providers import find_or_create_provider
+from oauthconn.flows.registration import register, registration_fields
 from oauthconn.flows.validation import needs_secret
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider, Token
 from oauthconn.presets import preset_choices
@@ -159,6 +161,12 @@ class ConnectionWizard(SessionWizardView):
                     "issuer": form.cleaned_data["issuer"],
                     "fields": form.provider_fields,
                 }
+            if form.cleaned_data.get("source") == "resource":
+                extra["discovered"] = {
+                    "resource": form.cleaned_data["resource_url"],
+                    "fields": form.provider_fields,
+                    "defaults": form.defaults,
+                }
             self.storage.extra_data = extra
         return super().process_step(form)
 
@@ -220,6 +228,11 @@ class ConnectionWizard(SessionWizardView):
             "grant": dict(GrantType.choices).get(grant.get("grant_type", ""), ""),
             "auth": dict(ClientAuthMethod.choices).get(client.get("client_auth_method", ""), ""),
             "preset": dict(preset_choices()).get(basics.get("preset", ""), ""),
+            "par": par_summary(client.get("use_par"), self.provider_fields),
+            "registration": "Automatic (RFC 7591)" if client.get("register_client") else "",
+            "resource": basics.get("resource_url", "")
+            if basics.get("source") == "resource"
+            else "",
         }
         return {"basics": basics, "grant": grant, "client": client, "labels": labels}
 
@@ -231,10 +244,32 @@ class ConnectionWizard(SessionWizardView):
         form_dict: dict[str, forms.BaseForm],  # formtools always passes it, by step name
         **kwargs: Any,
     ) -> HttpResponse:
-        connection = self._save(form_dict)
+        try:
+            registered = self._register(form_dict)
+        except OAuthConnError as err:
+            # Nothing was registered or stored; the wizard's data stays for another try.
+            messages.error(self.request, f"The client could not be registered: {err}")
+            return self.render_goto_step("client")
+        connection = self._save(form_dict, registered)
         return self._after_save(connection)
 
-    def _save(self, steps: Mapping[str, forms.BaseForm]) -> Connection:
+    def _register(self, steps: Mapping[str, forms.BaseForm]) -> dict[str, Any]:
+        """RFC 7591 before anything is saved: the Connection fields it fills, or {}."""
+        client = steps["client"].cleaned_data
+        if not client.get("register_client"):
+            return {}
+        basics = steps["basics"].cleaned_data
+        fields = self.provider_fields
+        registration = register(
+            fields["registration_endpoint"],
+            redirect_uri=Connection(slug=basics["slug"]).redirect_uri,
+            client_name=f"{basics['name']} ({self.request.get_host()})",
+            auth_methods=fields.get("token_endpoint_auth_methods") or [],
+            scope=client["scopes"],
+        )
+        return registration_fields(registration)
+
+    def _save(self, steps: Mapping[str, forms.BaseForm], registered: dict[str, Any]) -> Connection:
         # formtools is untyped; form_list above says which form class each step has.
         basics_form = cast(BasicsForm, steps["basics"])
         basics = basics_form.cleaned_data
@@ -242,7 +277,7 @@ class ConnectionWizard(SessionWizardView):
         method = client["client_auth_method"]
         with transaction.atomic():
             provider = self._provider(basics_form, client, basics)
-            connection = Connection.objects.create(
+            values: dict[str, Any] = dict(
                 slug=basics["slug"],
                 name=basics["name"],
                 per_user=basics["sharing"] == "per_user",
@@ -257,8 +292,12 @@ class ConnectionWizard(SessionWizardView):
                 extra_token_params=client.get("extra_token_params") or {},
                 api_base_url=client["api_base_url"],
                 test_path=client["test_path"],
+                use_dpop=bool(client.get("use_dpop")),
+                use_par=bool(client.get("use_par")),
+                resource=basics.get("resource_url", "") if basics["source"] == "resource" else "",
                 created_by=self.request.user,
             )
+            connection = Connection.objects.create(**{**values, **registered})
             if connection.client_auth_method == PRIVATE_KEY_JWT:
                 rotate_key(connection, client.get("key_type") or "RSA")
             self.model_admin.log_addition(self.request, connection, [{"added": {}}])

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.utils.text import slugify
 
+from oauthconn.admin.features import offer_par, offer_registration, resource_fields
 from oauthconn.admin.forms import (
     PROVIDER_URL_FIELDS,
     add_configuration_errors,
@@ -15,6 +16,7 @@ from oauthconn.admin.forms import (
     choice_field,
     chosen_value,
 )
+from oauthconn.admin.wizard_dpop import add_dpop_field
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DiscoveryFailed
 from oauthconn.flows.configuration import issuer_conflict
@@ -26,6 +28,7 @@ from oauthconn.presets import get_preset, preset_choices
 SOURCE_CHOICES = [
     ("preset", "A well-known provider (preset)"),
     ("issuer", "Discover from an issuer URL (OpenID Connect or RFC 8414 metadata)"),
+    ("resource", "Connect by API URL: the API names its authorization server (RFC 9728)"),
     ("existing", "A provider already set up here"),
     ("custom", "Custom endpoints"),
 ]
@@ -132,6 +135,7 @@ class BasicsForm(forms.Form):
         help_text=PARAMETER_HELP,
     )
     issuer = url_field("Issuer URL")
+    resource_url = url_field("API URL")
     existing_provider = forms.ModelChoiceField(Provider.objects.all(), required=False)
 
     def __init__(self, *args: Any, discovered: dict | None = None, **kwargs: Any) -> None:
@@ -192,6 +196,13 @@ class BasicsForm(forms.Form):
             self.provider_fields = fields
         self.defaults = {"scopes": "openid" if self._oidc() else ""}
 
+    def _from_resource(self, cleaned: dict) -> None:
+        found = resource_fields(cleaned.get("resource_url", ""), self.discovered)
+        if isinstance(found, str):
+            self.add_error("resource_url", found)
+            return
+        self.provider_fields, self.defaults = found
+
     def _oidc(self) -> bool:
         return "openid" in self.provider_fields.get("scopes_supported", [])
 
@@ -202,12 +213,14 @@ class BasicsForm(forms.Form):
             return
         names = (
             *PROVIDER_URL_FIELDS,
+            "requires_par",
             "supported_grant_types",
             "code_challenge_methods",
             "token_endpoint_auth_methods",
         )
         self.provider_fields = {name: getattr(provider, name) for name in names}
         self.provider_fields["pk"] = provider.pk
+        self.provider_fields["dpop_signing_algs"] = provider.dpop_signing_algs
         meta = provider.metadata or {}
         self.defaults = {
             "scopes": " ".join(meta.get("default_scopes", [])),
@@ -359,6 +372,9 @@ class ClientForm(forms.Form):
         method.choices = choices
         offered = [value for value, _label in choices]
         method.help_text = auth_method_help(chosen_value(self, "client_auth_method"), offered)
+        add_dpop_field(self, self.provider_fields)
+        offer_par(self, self.provider_fields, grant_type)
+        offer_registration(self, self.provider_fields)
 
     def clean_key_type(self) -> str:
         return self.cleaned_data.get("key_type") or "RSA"
@@ -369,10 +385,21 @@ class ClientForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         super().clean()  # a Form's clean() returns self.cleaned_data
         cleaned = self.cleaned_data
+        # R57: a client registered automatically gets its id, secret and method from the
+        # provider; only a typed client needs them here.
+        registering = bool(cleaned.get("register_client"))
+        if not registering and not cleaned.get("client_id"):
+            self.add_error("client_id", "Enter the client id, or register automatically.")
+        if registering and cleaned.get("client_id"):
+            # a typed id would silently give way to the registered one
+            self.add_error("client_id", "Leave this empty to register automatically.")
         try:
+            push = self.provider_fields.get("pushed_authorization_request_endpoint", "")
+            values = {**cleaned, "grant_type": self.grant_type}
+            values["pushed_authorization_request_endpoint"] = push
             validate_configuration(
-                {**cleaned, "grant_type": self.grant_type},
-                has_secret=bool(cleaned.get("client_secret") or self.secret_set),
+                values,
+                has_secret=registering or bool(cleaned.get("client_secret") or self.secret_set),
             )
         except ConfigurationError as err:
             add_configuration_errors(self, err)

@@ -26,6 +26,7 @@ from oauthconn.models import (
     Token,
     TokenStatus,
 )
+from oauthconn.models.connections import validate_refresh_statuses
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner, RequestUser
@@ -171,7 +172,19 @@ class ConnectionSerializer(serializers.ModelSerializer):
     extra_authorize_params = string_dict()
     extra_token_params = string_dict()
     redirect_uri = serializers.CharField(read_only=True)
+    pushes_requests = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether authorization starts with a pushed request (RFC 9126): use_par, "
+        "or the provider requires it.",
+    )
     token = serializers.SerializerMethodField()
+    refresh_on_status = serializers.ListField(
+        child=serializers.IntegerField(min_value=400, max_value=599),
+        required=False,
+        max_length=10,
+        validators=[validate_refresh_statuses],
+        help_text="Statuses besides 401 that mean an expired token here (e.g. [403]).",
+    )
 
     class Meta:
         model = Connection
@@ -195,13 +208,30 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "api_base_url",
             "per_user",
             "token_lifetime",
+            "use_dpop",
             "test_path",
+            "retry_rate_limited",
+            "max_attempts",
+            "max_retry_wait",
+            "refresh_on_status",
+            "use_par",
+            "pushes_requests",
+            "resource",
+            "registered_automatically",
+            "registration_client_uri",
             "redirect_uri",
             "token",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        # R57: what a registration issued is the provider's; only deleting the connection
+        # ends it. The registration access token is never a field at all.
+        read_only_fields = [
+            "created_at",
+            "updated_at",
+            "registered_automatically",
+            "registration_client_uri",
+        ]
 
     def get_has_client_secret(self, connection: Connection) -> bool:
         return connection.client_secret is not None
@@ -249,6 +279,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "client_auth_method": instance.client_auth_method,
             "extra_authorize_params": instance.extra_authorize_params,
             "extra_token_params": instance.extra_token_params,
+            "use_par": instance.use_par,
+            "resource": instance.resource,
         }
 
     def create(self, validated_data: dict) -> Connection:

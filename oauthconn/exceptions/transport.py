@@ -107,11 +107,35 @@ class UnauthorizedClient(ProviderError):
     permanent = True
 
 
+class RegistrationRefused(ProviderError):
+    """The registration endpoint refused to register the client (RFC 7591 §3.2.2), or its
+    answer was not a usable registration (§3.2.1). Nothing was stored."""
+
+    code = "registration_refused"
+    message = "The provider refused to register the client."
+    permanent = True
+
+
 class ProviderUnavailable(ProviderError):
     """5xx or 429: the provider is overloaded or down. Retry later."""
 
     code = "provider_unavailable"
     message = "The provider is temporarily unavailable."
+
+
+class DPoPNonceRejected(ProviderError):
+    """The server asked for a DPoP nonce again after the retry with the one it gave
+    (RFC 9449 §8, §9; SECURITY R53). Temporary: its nonces may settle."""
+
+    code = "use_dpop_nonce"
+    message = "The provider refused the DPoP nonce it had just sent."
+
+
+class DPoPProofRejected(ProviderError):
+    """The server refused the DPoP proof (RFC 9449 §5 ``invalid_dpop_proof``)."""
+
+    code = "invalid_dpop_proof"
+    message = "The provider refused the DPoP proof."
 
 
 class InvalidProviderResponse(ProviderError):

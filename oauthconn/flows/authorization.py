@@ -34,7 +34,9 @@ from oauthconn.exceptions import (
 from oauthconn.flows import scopes
 from oauthconn.flows.access import authorizing_owner, check_still_authorizes
 from oauthconn.flows.common import apply_token_set, credentials_for, record_event, token_limits
+from oauthconn.flows.dpop import new_binding
 from oauthconn.flows.identity import Identity, describe_account, verify_identity
+from oauthconn.flows.par import pushed_url
 from oauthconn.flows.switching import HeldSwitch, hold_switch, switching_from
 from oauthconn.models import (
     Connection,
@@ -44,7 +46,7 @@ from oauthconn.models import (
     TokenStatus,
 )
 from oauthconn.oauth import pkce
-from oauthconn.oauth.authorize import build_authorization_url
+from oauthconn.oauth.authorize import append_query, authorization_parameters
 from oauthconn.oauth.callback import CallbackParams, check_issuer, named_states, parse_callback
 from oauthconn.oauth.token import TokenSet, exchange_code
 
@@ -100,6 +102,22 @@ def start_authorization(
     extra = scopes.check_requestable(connection, extra_scopes) if extra_scopes else []
     scope_list = scopes.scopes_to_request(connection, owner, extra)
     nonce = pkce.make_nonce() if "openid" in scope_list else None
+    params = authorization_parameters(
+        provider.authorization_endpoint,
+        client_id=connection.client_id,
+        redirect_uri=connection.redirect_uri,
+        scope=provider.scope_separator.join(scope_list),
+        state=state,
+        code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
+        nonce=nonce,
+        extra_params={
+            **connection.extra_authorize_params,
+            **scopes.incremental_params(connection, scope_list),
+        },
+        resource=connection.resource,
+    )
+    # The push comes before the attempt is recorded: a refused push stores nothing (R55).
+    url = pushed_url(connection, params) if connection.pushes_requests else None
     attempt = PendingAuthorization(
         state_hash=PendingAuthorization.hash(state),
         browser_hash=browser_hash(session, create=True),
@@ -113,19 +131,7 @@ def start_authorization(
         scope=" ".join(scope_list),
     )
     _record_attempt(attempt)
-    return build_authorization_url(
-        provider.authorization_endpoint,
-        client_id=connection.client_id,
-        redirect_uri=connection.redirect_uri,
-        scope=provider.scope_separator.join(scope_list),
-        state=state,
-        code_challenge=pkce.code_challenge_s256(verifier) if verifier else None,
-        nonce=nonce,
-        extra_params={
-            **connection.extra_authorize_params,
-            **scopes.incremental_params(connection, scope_list),
-        },
-    )
+    return url or append_query(provider.authorization_endpoint, params)
 
 
 def _record_attempt(attempt: PendingAuthorization) -> None:
@@ -319,7 +325,9 @@ def redeem_code(connection: Connection, attempt: PendingAuthorization, code: str
             redirect_uri=attempt.redirect_uri,
             code_verifier=Sealed.reveal_optional(attempt.code_verifier),
             credentials=credentials_for(connection),
-            extra_params=connection.extra_token_params,
+            extra_params=connection.token_params,
+            # R53: every authorization binds its tokens to a new key (RFC 9449 §2).
+            dpop=new_binding(connection),
             **token_limits(connection),
         )
     return tokens

@@ -241,6 +241,7 @@ APPLIED_FIELDS = (
     "refresh_token",
     "refresh_expires_at",
     "id_token",
+    "dpop_key",
     "token_type",
     "expires_at",
     "lifetime",
@@ -267,6 +268,9 @@ def apply_token_set(token: Token, tokens: TokenSet, *, keep_refresh_token: bool)
         token.refresh_expires_at = tokens.refresh_expires_at
     if tokens.id_token:
         token.id_token = tokens.id_token
+    # R53: the key goes with the tokens bound to it; a new grant without DPoP drops the old one.
+    if tokens.dpop_key or not keep_refresh_token:
+        token.dpop_key = tokens.dpop_key
     token.token_type = tokens.token_type
     token.expires_at = tokens.expires_at
     token.lifetime = tokens.lifetime

@@ -15,6 +15,7 @@ from django.contrib.sessions.backends.base import SessionBase
 
 from oauthconn.exceptions import ConfigurationError, NotConnected
 from oauthconn.flows.authorization import start_authorization
+from oauthconn.flows.registration import end_registrations
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import Renewal, load_token, renew_now
 from oauthconn.models import Connection, Token
@@ -89,16 +90,21 @@ def disconnect_owner(
 def revoke_grants(
     connections: Iterable[Connection], *, actor: Actor = None
 ) -> list[tuple[Connection, DisconnectResult]]:
-    """SECURITY R45: revoke every grant that holds a credential, for each connection.
+    """SECURITY R45: revoke every grant that holds a credential, for each connection; then
+    delete the client registrations made automatically (R57, best effort).
 
     The admin calls this before Django deletes (outside the delete's transaction, see
     ``ConnectionAdmin.delete_view``); :func:`delete_connection` for everyone else.
     """
-    tokens = Token.objects.holding_credentials().filter(connection__in=list(connections))
-    return [
+    connections = list(connections)
+    tokens = Token.objects.holding_credentials().filter(connection__in=connections)
+    results = [
         (token.connection, disconnect(token, actor=actor))
         for token in tokens.select_related("connection__provider")
     ]
+    # R57: then the client registrations oauthconn made (RFC 7592), once no grant needs them.
+    end_registrations(connections)
+    return results
 
 
 def delete_connection(connection: Connection, *, actor: Actor = None) -> list[DisconnectResult]:

@@ -19,7 +19,7 @@ from oauthconn.oauth.discovery import ServerMetadata, discover
 from oauthconn.oauth.idtoken import ASYMMETRIC_ALGORITHMS
 
 #: Provider fields copied from metadata as they are.
-_COPIED = (*Provider.URL_FIELDS, "sends_issuer")
+_COPIED = (*Provider.URL_FIELDS, "sends_issuer", "requires_par")
 #: Provider list fields copied from the metadata's tuples.
 _LISTS = (
     "scopes_supported",

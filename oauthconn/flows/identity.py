@@ -20,6 +20,7 @@ from oauthconn.exceptions import (
     InvalidIDToken,
     UserinfoFailed,
 )
+from oauthconn.flows.dpop import binding_of
 from oauthconn.models import Connection, Provider, Token
 from oauthconn.oauth.idtoken import (
     IDTokenExpectations,
@@ -99,6 +100,7 @@ def _userinfo_claims(
             connection.provider.userinfo_endpoint,
             access_token=tokens.access_token,
             subject=subject,
+            dpop=binding_of(tokens),
         )
     except UserinfoFailed as err:
         logger.warning("oauthconn userinfo not used: connection=%s %s", connection.slug, err)

@@ -3,9 +3,11 @@
 :class:`Grant` is one owner's grant of a connection as a caller holds it: the last token it
 served stays in memory while it is valid, and it asks :func:`get_valid_token` (single-flight
 refresh) for a new one when due. :class:`ConnectionAuth` is the httpx ``Auth`` that sends the
-bearer token only to the API base URL's origin (SECURITY R41) and, after a 401, refreshes
-once and retries once. The public client (:mod:`oauthconn.client`) and the admin's "Test"
-(:mod:`oauthconn.flows.probe`) both build on these, so neither rule exists twice.
+bearer token only to the API base URL's origin (SECURITY R41) and, after a 401 (or a status of
+the connection's ``refresh_on_status``), refreshes once and retries once; :meth:`Grant.auth`
+wraps it in the connection's retries on 429 / 503 (:mod:`oauthconn.flows.retry`). The public
+client (:mod:`oauthconn.client`) and the admin's "Test" (:mod:`oauthconn.flows.probe`) both
+build on these, so neither rule exists twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from asgiref.sync import sync_to_async
 from oauthconn import http
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import ConfigurationError, DisallowedResourceURL
+from oauthconn.flows import dpop
+from oauthconn.flows.retry import retrying
 from oauthconn.flows.scopes import require_scopes
 from oauthconn.flows.tokens import get_valid_token
 from oauthconn.models import Connection, Token
@@ -120,14 +124,19 @@ class Grant:
         :func:`oauthconn.http.build_client`.
         """
         base_url = self.api_base_url()
-        return http.build_pooled_client(base_url=base_url, auth=ConnectionAuth(self), **kwargs)
+        auth = self.auth(deadline=kwargs.get("deadline"))
+        return http.build_pooled_client(base_url=base_url, auth=auth, **kwargs)
 
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
         """The async twin of :meth:`client` (a pool per event loop), same deadline rule."""
         base_url = self.api_base_url()
-        return http.build_pooled_async_client(
-            base_url=base_url, auth=ConnectionAuth(self), **kwargs
-        )
+        auth = self.auth(deadline=kwargs.get("deadline"))
+        return http.build_pooled_async_client(base_url=base_url, auth=auth, **kwargs)
+
+    def auth(self, *, deadline: float | None = None) -> httpx.Auth:
+        """The httpx ``Auth`` of this grant: :class:`ConnectionAuth` within the connection's
+        retries on 429 / 503 (docs/calls.md), whose waits end before ``deadline``."""
+        return retrying(ConnectionAuth(self), self.connection, deadline=deadline)
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,15 +153,24 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 class ConnectionAuth(httpx.Auth):
-    """Bearer authentication (RFC 6750 §2.1) that refreshes once and retries after a 401."""
+    """Bearer (RFC 6750 §2.1) or DPoP (RFC 9449 §7) authentication that refreshes once and
+    retries after a 401, or a status the connection lists in ``refresh_on_status`` (APIs that
+    answer 403 for an expired token); a DPoP resource's nonce challenge is answered once first
+    (§9)."""
 
     def __init__(self, grant: Grant) -> None:
         self.grant = grant
         self.origin = _origin(grant.connection.api_base_url)
+        extra = grant.connection.refresh_on_status or []
+        self.refresh_on = frozenset({401, *(code for code in extra if isinstance(code, int))})
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         self._check_origin(request)
-        response = yield self._authorize(request, self.grant.token())
+        token = self.grant.token()
+        response = yield self._authorize(request, token)
+        if dpop.wants_nonce(response, token):
+            response = yield self._authorize(request, token)  # RFC 9449 §9: once
+            dpop.raise_if_nonce_refused(response, token)
         if self._should_retry(response):
             yield self._authorize(request, self.grant.token(force_refresh=True))
 
@@ -161,7 +179,11 @@ class ConnectionAuth(httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self._check_origin(request)
         # No thread hop while the grant's token is valid (Grant.atoken).
-        response = yield self._authorize(request, await self.grant.atoken())
+        token = await self.grant.atoken()
+        response = yield self._authorize(request, token)
+        if dpop.wants_nonce(response, token):
+            response = yield self._authorize(request, token)  # RFC 9449 §9: once
+            dpop.raise_if_nonce_refused(response, token)
         if self._should_retry(response):
             yield self._authorize(request, await self.grant.atoken(force_refresh=True))
 
@@ -175,11 +197,10 @@ class ConnectionAuth(httpx.Auth):
 
     @staticmethod
     def _authorize(request: httpx.Request, token: Token) -> httpx.Request:
-        request.headers["Authorization"] = f"Bearer {token.require_access_token().reveal()}"
+        dpop.authorize(request, token)  # Bearer, or DPoP with a fresh proof (R52)
         return request
 
-    @staticmethod
-    def _should_retry(response: httpx.Response) -> bool:
+    def _should_retry(self, response: httpx.Response) -> bool:
         # RFC 6750 §3.1: insufficient_scope will not be cured by a new token.
         challenge = response.headers.get("WWW-Authenticate", "")
-        return response.status_code == 401 and "insufficient_scope" not in challenge
+        return response.status_code in self.refresh_on and "insufficient_scope" not in challenge

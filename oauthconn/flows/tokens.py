@@ -52,6 +52,7 @@ from oauthconn.flows.common import (
     token_limits,
     try_lock_token,
 )
+from oauthconn.flows.dpop import binding_for
 from oauthconn.flows.identity import verify_refreshed_id_token
 from oauthconn.flows.outcomes import (  # noqa: F401 - BACKOFF_CAP, backoff_delay re-exported
     BACKOFF_CAP,
@@ -281,7 +282,7 @@ def renew_locked_token(token: Token, *, stale: Token | None = None, force: bool 
     if _backoff_remaining(token):
         return serve_while_failing(token, _backing_off(token))
     if is_client_credentials:
-        return _request(token, lambda client: _client_credentials(client, connection))
+        return _request(token, lambda client: _client_credentials(client, token))
     refresh_token = token.refresh_token
     if refresh_token is None:
         error = ReauthorizationRequired(
@@ -329,18 +330,22 @@ def _refresh(client: httpx.Client, token: Token, refresh_token: Sealed) -> Token
         connection.provider.token_endpoint,
         refresh_token=refresh_token.reveal(),
         credentials=credentials_for(connection),
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
+        # A DPoP refresh token is bound to the grant's key (RFC 9449 §5): always that one.
+        dpop=binding_for(connection, token),
         **token_limits(connection),
     )
 
 
-def _client_credentials(client: httpx.Client, connection: Connection) -> TokenSet:
+def _client_credentials(client: httpx.Client, token: Token) -> TokenSet:
+    connection = token.connection
     return client_credentials_grant(
         client,
         connection.provider.token_endpoint,
         credentials=credentials_for(connection),
         scope=connection.scope_string,
-        extra_params=connection.extra_token_params,
+        extra_params=connection.token_params,
+        dpop=binding_for(connection, token),
         **token_limits(connection),
     )
 

@@ -26,7 +26,7 @@ SECRET_METHODS = frozenset(
     {ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST}
 )
 #: The URL fields a connection's configuration may carry (the wizard types the endpoints).
-CONNECTION_URL_FIELDS = (*Provider.URL_FIELDS, "api_base_url")
+CONNECTION_URL_FIELDS = (*Provider.URL_FIELDS, "api_base_url", "resource")
 PARAMS_FIELDS = ("extra_authorize_params", "extra_token_params")
 
 
@@ -37,7 +37,7 @@ def needs_secret(client_auth_method: str | None) -> bool:
 
 def url_label(name: str) -> str:
     """The name people read for a URL field, as the models spell it ("Token endpoint")."""
-    model = Connection if name == "api_base_url" else Provider
+    model = Connection if name in ("api_base_url", "resource") else Provider
     field = model._meta.get_field(name)
     return capfirst(str(getattr(field, "verbose_name", name)))
 
@@ -84,6 +84,20 @@ def validate_configuration(
     problems.update(params_problems(values, authorization_endpoint=endpoint))
     for name, message in credential_problems(values, has_secret=has_secret).items():
         problems.setdefault(name, message)
+    push = values.get(
+        "pushed_authorization_request_endpoint",
+        getattr(provider, "pushed_authorization_request_endpoint", ""),
+    )
+    extra = values.get("extra_authorize_params")
+    if values.get("resource") and isinstance(extra, Mapping) and "resource" in extra:
+        problems.setdefault(
+            "resource", "The extra authorization parameters set 'resource' too: keep one."
+        )
+    if values.get("use_par") and not push:
+        problems.setdefault(
+            "use_par",
+            "The provider has no pushed authorization request endpoint (RFC 9126) to push to.",
+        )
     raise_problems(problems)
 
 

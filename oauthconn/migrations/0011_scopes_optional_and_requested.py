@@ -15,6 +15,8 @@ class Migration(migrations.Migration):
             name="optional_scopes",
             field=models.TextField(
                 blank=True,
+                default="",
+                db_default="",
                 help_text="Scopes that may be added to a grant later (Request more scopes, require_scopes()), space separated.",
             ),
         ),

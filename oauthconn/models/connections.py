@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -39,6 +41,8 @@ class Provider(models.Model):
         "revocation_endpoint",
         "userinfo_endpoint",
         "jwks_uri",
+        "pushed_authorization_request_endpoint",
+        "registration_endpoint",
     )
     #: What an admin or API client may set.
     SETTINGS_FIELDS = (
@@ -48,6 +52,7 @@ class Provider(models.Model):
         *URL_FIELDS,
         "scope_separator",
         "sends_issuer",
+        "requires_par",
         "supported_grant_types",
         "code_challenge_methods",
         "token_endpoint_auth_methods",
@@ -65,6 +70,24 @@ class Provider(models.Model):
     revocation_endpoint = url_field(_("revocation endpoint"))
     userinfo_endpoint = url_field(_("userinfo endpoint"))
     jwks_uri = url_field(_("JWKS URI"))
+    # db_default on every column added by 0011: rows inserted by code that predates it (a
+    # rolling deploy's old processes, raw-SQL seeding) still get a value.
+    pushed_authorization_request_endpoint = url_field(
+        _("pushed authorization request endpoint"),
+        db_default="",
+        help_text=_("RFC 9126 (PAR): where authorization requests are pushed, when offered."),
+    )
+    registration_endpoint = url_field(
+        _("registration endpoint"),
+        db_default="",
+        help_text=_("RFC 7591: where clients register themselves, when offered."),
+    )
+    requires_par = models.BooleanField(
+        _("requires pushed authorization requests"),
+        default=False,
+        db_default=False,
+        help_text=_("RFC 9126 §5: the provider accepts authorization requests only pushed."),
+    )
     scope_separator = models.CharField(max_length=5, default=" ")
     sends_issuer = models.BooleanField(
         _("sends iss in authorization responses"),
@@ -88,6 +111,48 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def dpop_signing_algs(self) -> list[str]:
+        """``dpop_signing_alg_values_supported`` of the discovery snapshot (RFC 9449 §5.1):
+        non-empty exactly when the provider says it accepts DPoP proofs."""
+        algs = self.metadata.get("dpop_signing_alg_values_supported") if self.metadata else None
+        if not isinstance(algs, list):
+            return []
+        return [alg for alg in algs if isinstance(alg, str) and alg]
+
+
+#: How many extra "refresh and retry" status codes a connection may list.
+MAX_REFRESH_STATUSES = 10
+
+
+def validate_refresh_statuses(value: object) -> None:
+    """``refresh_on_status``: a list of distinct HTTP error codes, 400-599, without 401
+    (which always refreshes), as ints."""
+    if not isinstance(value, list) or not all(
+        isinstance(code, int) and not isinstance(code, bool) for code in value
+    ):
+        raise ValidationError(
+            "Enter a list of HTTP status codes, e.g. [403].", code="invalid_statuses"
+        )
+    wrong = [code for code in value if not 400 <= code <= 599]
+    if wrong:
+        raise ValidationError(
+            "Only error statuses (400-599) can mean an expired token, not %(codes)s.",
+            code="invalid_statuses",
+            params={"codes": ", ".join(map(str, wrong))},
+        )
+    if 401 in value:
+        raise ValidationError(
+            "401 always refreshes the token and retries: list only the other statuses.",
+            code="invalid_statuses",
+        )
+    if len(set(value)) != len(value) or len(value) > MAX_REFRESH_STATUSES:
+        raise ValidationError(
+            "List each status once, at most %(max)d of them.",
+            code="invalid_statuses",
+            params={"max": MAX_REFRESH_STATUSES},
+        )
 
 
 class GrantType(models.TextChoices):
@@ -129,6 +194,8 @@ class Connection(models.Model):
     #: site code, a user or an admin may ask to add to a grant later
     optional_scopes = models.TextField(
         blank=True,
+        default="",
+        db_default="",  # rows written by raw SQL (the benchmarks' seeding) need no value
         help_text=_(
             "Scopes that may be added to a grant later (Request more scopes, "
             "require_scopes()), space separated."
@@ -140,6 +207,16 @@ class Connection(models.Model):
     per_user = models.BooleanField(
         _("per-user"), default=False, help_text=_("Each user connects their own account.")
     )
+    use_dpop = models.BooleanField(
+        _("DPoP-bound tokens"),
+        default=False,
+        # Also in the database: rows written by raw SQL (bulk seeding) need no value for it.
+        db_default=False,
+        help_text=_(
+            "RFC 9449: tokens are bound to a key pair kept for each grant, so a stolen token "
+            "is useless without it."
+        ),
+    )
     token_lifetime = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -147,6 +224,76 @@ class Connection(models.Model):
     )
     test_path = models.CharField(
         max_length=URL_LENGTH, blank=True, help_text=_("Path under the API base URL for 'Test'.")
+    )
+    # Resilient calls (docs/calls.md): opt-in retries of idempotent requests on 429 and 503,
+    # bounded so that no worker waits long, and the statuses that mean "expired token" here.
+    # Database defaults too: rows written outside the ORM (bulk seeding, an older release
+    # still running during a deploy) get the same values.
+    retry_rate_limited = models.BooleanField(
+        _("retry rate-limited calls"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "Retry idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) answered 429 or 503, "
+            "waiting as Retry-After says or with a jittered backoff."
+        ),
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        _("max attempts"),
+        default=3,
+        db_default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text=_("Requests sent per call at most, the first one included (1-10)."),
+    )
+    max_retry_wait = models.PositiveSmallIntegerField(
+        _("max retry wait"),
+        default=30,
+        db_default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(300)],
+        help_text=_(
+            "Seconds (1-300). A Retry-After longer than this ends the call at once with "
+            "RateLimited instead of holding the worker."
+        ),
+    )
+    refresh_on_status = models.JSONField(
+        _("refresh on status"),
+        default=list,
+        db_default=models.Value([], models.JSONField()),
+        blank=True,
+        validators=[validate_refresh_statuses],
+        help_text=_(
+            "HTTP statuses besides 401 with which this API says the token expired (e.g. 403): "
+            "the token is refreshed once and the request retried once."
+        ),
+    )
+    use_par = models.BooleanField(
+        _("push authorization requests (PAR)"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "RFC 9126: send the authorization request to the provider directly; the browser "
+            "carries only a reference. Always on when the provider requires it."
+        ),
+    )
+    resource = url_field(
+        _("resource indicator"),
+        db_default="",
+        help_text=_(
+            "RFC 8707: the API the tokens are for, sent as 'resource' in the authorization "
+            "and token requests. Set when connecting by API URL."
+        ),
+    )
+    registered_automatically = models.BooleanField(
+        _("registered automatically"),
+        default=False,
+        db_default=False,
+        help_text=_("RFC 7591: the client was registered by oauthconn, not typed in."),
+    )
+    registration_access_token = EncryptedTextField(_("registration access token"))
+    registration_client_uri = url_field(
+        _("registration client URI"),
+        db_default="",
+        help_text=_("RFC 7592: where the registration is managed."),
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
@@ -175,6 +322,20 @@ class Connection(models.Model):
     @property
     def uses_browser(self) -> bool:
         return self.grant_type != GrantType.CLIENT_CREDENTIALS
+
+    @property
+    def pushes_requests(self) -> bool:
+        """Whether authorization starts with a pushed request (RFC 9126): chosen, or required."""
+        return self.use_par or self.provider.requires_par
+
+    @property
+    def token_params(self) -> dict[str, str]:
+        """Extra token request parameters, with the RFC 8707 ``resource`` when one is set:
+        the token is then issued for that API only (§2.2)."""
+        params = dict(self.extra_token_params or {})
+        if self.resource:
+            params["resource"] = self.resource
+        return params
 
     @property
     def scope_list(self) -> list[str]:

@@ -67,6 +67,9 @@ class Token(models.Model):
     access_token = EncryptedTextField()
     refresh_token = EncryptedTextField()
     id_token = EncryptedTextField()
+    #: DPoP (RFC 9449): the grant's private key (alg + JWK, oauthconn.oauth.dpop.DPoPKey),
+    #: kept as long as the tokens bound to it; a new key means authorizing again
+    dpop_key = EncryptedTextField()
     token_type = models.CharField(max_length=40, blank=True, default="Bearer")
     expires_at = models.DateTimeField(null=True, blank=True)
     #: the access token's lifetime as the provider gave it (expires_in, clamped), so the
@@ -186,6 +189,7 @@ class Token(models.Model):
         self.access_token = None
         self.refresh_token = None
         self.id_token = None
+        self.dpop_key = None
         self.expires_at = None
         self.refresh_expires_at = None
         self.next_attempt_at = None

@@ -79,6 +79,7 @@ def build_authorization_url(
     code_challenge: str | None = None,
     nonce: str | None = None,
     extra_params: Mapping[str, str] | None = None,
+    resource: str = "",
 ) -> str:
     """Return the URL that starts an authorization code flow (RFC 6749 §4.1.1).
 
@@ -86,8 +87,54 @@ def build_authorization_url(
     ``scope`` is left out when empty. With a ``code_challenge``, ``code_challenge_method``
     is always ``S256`` (RFC 7636 §4.3; never ``plain``, R10).
     """
-    parts = urlsplit(endpoint)
-    if parts.fragment or "#" in endpoint:
+    params = authorization_parameters(
+        endpoint,
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        state=state,
+        code_challenge=code_challenge,
+        nonce=nonce,
+        extra_params=extra_params,
+        resource=resource,
+    )
+    return append_query(endpoint, params)
+
+
+def authorization_parameters(
+    endpoint: str,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    code_challenge: str | None = None,
+    nonce: str | None = None,
+    extra_params: Mapping[str, str] | None = None,
+    resource: str = "",
+) -> dict[str, str]:
+    """Every parameter of an authorization request, checked, in the order they are sent.
+
+    The same set goes in the URL (:func:`build_authorization_url`) or in a pushed request's
+    body (RFC 9126 §2.1, :mod:`oauthconn.oauth.par`). ``resource`` is an RFC 8707 resource
+    indicator; it is a protocol parameter here, so an extra parameter may not also set it.
+    """
+    check_endpoint(endpoint)
+    extra = dict(extra_params or {})
+    check_extra_parameters(extra, endpoint=endpoint)
+    if resource and "resource" in {name.lower() for name in extra}:
+        raise ConfigurationError(
+            "The extra parameter 'resource' would repeat the connection's resource indicator."
+        )
+    params = _protocol_parameters(client_id, redirect_uri, scope, state, code_challenge, nonce)
+    if resource:
+        params["resource"] = resource
+    return {**params, **extra}
+
+
+def check_endpoint(endpoint: str) -> None:
+    """An authorization endpoint has no fragment and sets no protocol parameter itself."""
+    if urlsplit(endpoint).fragment or "#" in endpoint:
         raise ConfigurationError("The authorization endpoint must not contain a fragment.")
     clash = PROTOCOL_PARAMETERS.intersection(n.lower() for n in _query_names(endpoint))
     if clash:
@@ -95,12 +142,14 @@ def build_authorization_url(
             f"The authorization endpoint's query already sets {sorted(clash)[0]!r}; "
             "remove it from the endpoint URL."
         )
-    extra = dict(extra_params or {})
-    check_extra_parameters(extra, endpoint=endpoint)
-    params = _protocol_parameters(client_id, redirect_uri, scope, state, code_challenge, nonce)
+
+
+def append_query(endpoint: str, params: Mapping[str, str]) -> str:
+    """``endpoint`` with ``params`` appended to its own query component (RFC 6749 §3.1)."""
+    parts = urlsplit(endpoint)
     # %20 rather than "+" for spaces: both are valid form encoding, but %20 also survives
     # servers that percent-decode the query without treating "+" as a space.
-    query = urlencode({**params, **extra}, quote_via=quote)
+    query = urlencode(params, quote_via=quote)
     joined = f"{parts.query}&{query}" if parts.query else query
     return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, ""))
 

@@ -58,6 +58,8 @@ _ENDPOINTS = (
     "userinfo_endpoint",
     "jwks_uri",
     "introspection_endpoint",
+    "pushed_authorization_request_endpoint",
+    "registration_endpoint",
 )
 
 #: RFC 8414 §2 defaults for members a server may leave out.
@@ -83,6 +85,11 @@ class ServerMetadata:
     userinfo_endpoint: str = ""
     jwks_uri: str = ""
     introspection_endpoint: str = ""
+    #: RFC 9126 §5: where authorization requests are pushed, and whether only pushed ones count
+    pushed_authorization_request_endpoint: str = ""
+    requires_par: bool = False
+    #: RFC 7591 §3: where a client may register itself
+    registration_endpoint: str = ""
     scopes_supported: tuple[str, ...] = ()
     supported_grant_types: tuple[str, ...] = _DEFAULT_GRANT_TYPES
     code_challenge_methods: tuple[str, ...] = ()
@@ -244,6 +251,7 @@ def parse_metadata(
         ),
         id_token_signing_algs=_strings(document, "id_token_signing_alg_values_supported"),
         sends_issuer=document.get("authorization_response_iss_parameter_supported") is True,
+        requires_par=document.get("require_pushed_authorization_requests") is True,
         raw=document,
     )
 

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs
 import httpx
 
 from oauthconn.exceptions import (
+    DPoPNonceRejected,
+    DPoPProofRejected,
     InvalidClient,
     InvalidGrant,
     InvalidProviderResponse,
@@ -157,6 +159,9 @@ _ERRORS: dict[str, tuple[type[ProviderError], str | None]] = {
     "temporarily_unavailable": (ProviderUnavailable, None),
     "server_error": (ProviderUnavailable, None),
     "slow_down": (ProviderUnavailable, None),
+    # RFC 9449 §8: only left over when the retry with the server's nonce was refused too.
+    "use_dpop_nonce": (DPoPNonceRejected, None),
+    "invalid_dpop_proof": (DPoPProofRejected, None),
     "unsupported_grant_type": (
         ProviderError,
         "The provider does not support this grant type for this client; check the "

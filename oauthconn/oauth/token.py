@@ -21,12 +21,17 @@ Compatibility choices, documented as SECURITY R28 and §2.2 ask:
   as forms.
 - ``refresh_token_expires_in`` / ``refresh_expires_in`` are optional hints: invalid or zero
   values (Keycloak sends 0 for offline tokens) mean "unknown", not failure.
+
+DPoP (RFC 9449; SECURITY R50, R52, R53): with a ``dpop`` binding every request carries a
+fresh proof, a ``use_dpop_nonce`` answer is retried once with the server's nonce (the server
+refused the proof before looking at the code, so R24 holds), and only ``token_type`` DPoP is
+accepted; without one, only Bearer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,9 +41,10 @@ from oauthconn.exceptions import (
     InvalidProviderResponse,
     clean_provider_text,
 )
-from oauthconn.http import send
+from oauthconn.http import BoundedResponse, send
 from oauthconn.oauth.authorize import check_extra_parameters
 from oauthconn.oauth.client_auth import ClientCredentials, apply_client_auth
+from oauthconn.oauth.dpop import DPoP, nonce_challenge
 from oauthconn.oauth.responses import raise_for_failure, read_payload
 
 #: The default of OAUTHCONN['MAX_TOKEN_LIFETIME']; the flows pass the setting itself.
@@ -64,13 +70,16 @@ class TokenSet:
     id_token: str | None
     #: seconds from ``expires_in`` (clamped) or the default lifetime; None when unknown
     lifetime: int | None = field(default=None, compare=False)
+    #: DPoP (RFC 9449): the key the tokens are bound to, as ``DPoPKey.to_json`` (a secret)
+    dpop_key: str | None = field(default=None, compare=False, repr=False)
 
     def __repr__(self) -> str:
         return (
             f"TokenSet(token_type={self.token_type!r}, expires_at={self.expires_at!r}, "
             f"refresh_token={'<set>' if self.refresh_token else None}, "
             f"refresh_expires_at={self.refresh_expires_at!r}, scope={self.scope!r}, "
-            f"id_token={'<set>' if self.id_token else None})"
+            f"id_token={'<set>' if self.id_token else None}, "
+            f"dpop_key={'<set>' if self.dpop_key else None})"
         )
 
 
@@ -89,6 +98,7 @@ def exchange_code(
     now: datetime | None = None,
     default_lifetime: int | None = None,
     max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    dpop: DPoP | None = None,
 ) -> TokenSet:
     """Redeem an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5). One attempt only.
 
@@ -98,7 +108,7 @@ def exchange_code(
     if code_verifier:
         data["code_verifier"] = code_verifier
     return _token_request(
-        http, endpoint, data, credentials, extra_params, now, default_lifetime, max_lifetime
+        http, endpoint, data, credentials, extra_params, now, default_lifetime, max_lifetime, dpop
     )
 
 
@@ -113,6 +123,7 @@ def refresh_token_grant(
     now: datetime | None = None,
     default_lifetime: int | None = None,
     max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    dpop: DPoP | None = None,
 ) -> TokenSet:
     """Use a refresh token (RFC 6749 §6; SECURITY R39): no ``redirect_uri``, no verifier.
 
@@ -123,7 +134,7 @@ def refresh_token_grant(
     if scope:
         data["scope"] = scope
     return _token_request(
-        http, endpoint, data, credentials, extra_params, now, default_lifetime, max_lifetime
+        http, endpoint, data, credentials, extra_params, now, default_lifetime, max_lifetime, dpop
     )
 
 
@@ -137,13 +148,14 @@ def client_credentials_grant(
     now: datetime | None = None,
     default_lifetime: int | None = None,
     max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    dpop: DPoP | None = None,
 ) -> TokenSet:
     """Get a token for the client itself (RFC 6749 §4.4.2; SECURITY R44). ``scope`` may be ""."""
     data = {"grant_type": "client_credentials"}
     if scope:
         data["scope"] = scope
     return _token_request(
-        http, endpoint, data, credentials, extra_params, now, default_lifetime, max_lifetime
+        http, endpoint, data, credentials, extra_params, now, default_lifetime, max_lifetime, dpop
     )
 
 
@@ -156,23 +168,58 @@ def _token_request(
     now: datetime | None,
     default_lifetime: int | None,
     max_lifetime: int,
+    dpop: DPoP | None = None,
 ) -> TokenSet:
     """POST one token request (RFC 6749 §3.2) and parse the answer."""
     extra = dict(extra_params or {})
     check_extra_parameters(extra)
-    body = {**data, **extra}
-    headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
-    apply_client_auth(credentials, body, headers, endpoint=endpoint)
     # R28: expiry counts from when the request left, which errs on the early side.
     sent_at = now or datetime.now(UTC)
-    response = send(http, "POST", endpoint, data=body, headers=headers, follow_redirects=False)
-    return parse_token_response(
+    response = _post(http, endpoint, {**data, **extra}, credentials, dpop)
+    if dpop is not None and _wants_nonce(response):
+        # RFC 9449 §8: once, with the nonce it sent (a second refusal is DPoPNonceRejected).
+        sent_at = now or datetime.now(UTC)
+        response = _post(http, endpoint, {**data, **extra}, credentials, dpop)
+    tokens = parse_token_response(
         response.status_code,
         response.headers,
         response.content,
         sent_at=sent_at,
         default_lifetime=default_lifetime,
         max_lifetime=max_lifetime,
+        dpop=dpop is not None,
+    )
+    if dpop is None:
+        return tokens
+    return replace(tokens, dpop_key=dpop.key.to_json())
+
+
+def _post(
+    http: httpx.Client,
+    endpoint: str,
+    body: dict[str, str],
+    credentials: ClientCredentials,
+    dpop: DPoP | None,
+) -> BoundedResponse:
+    # Built anew for each attempt: a client assertion and a DPoP proof are single-use (jti).
+    headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+    apply_client_auth(credentials, body, headers, endpoint=endpoint)
+    if dpop is not None:
+        headers["DPoP"] = dpop.proof("POST", endpoint)
+    response = send(http, "POST", endpoint, data=body, headers=headers, follow_redirects=False)
+    if dpop is not None:
+        dpop.remember(endpoint, response.headers)
+    return response
+
+
+def _wants_nonce(response: BoundedResponse) -> bool:
+    if response.status_code != 400:
+        return False
+    payload = read_payload(400, response.headers, response.content, name=_TOKEN_ENDPOINT)
+    error = payload.get("error") if payload else None
+    return (
+        nonce_challenge(400, response.headers, error if isinstance(error, str) else None)
+        is not None
     )
 
 
@@ -187,12 +234,14 @@ def parse_token_response(
     sent_at: datetime,
     default_lifetime: int | None,
     max_lifetime: int,
+    dpop: bool = False,
 ) -> TokenSet:
     """Turn a token endpoint response into a :class:`TokenSet` or raise (RFC 6749 §5.1, §5.2).
 
     Accepted only: HTTP 200, a JSON object (or legacy form body) without ``error``, a
     non-empty ``access_token`` and ``token_type`` Bearer (case-insensitive, §7.1; SECURITY
-    R26). ``sent_at`` is when the request was sent and must be timezone-aware.
+    R26), or DPoP when the request carried a proof (``dpop``; RFC 9449 §5, R50). ``sent_at``
+    is when the request was sent and must be timezone-aware.
     """
     if sent_at.tzinfo is None:
         raise ValueError("sent_at must be a timezone-aware datetime")
@@ -200,20 +249,26 @@ def parse_token_response(
     payload = read_payload(status, headers, body, name=_TOKEN_ENDPOINT)
     raise_for_failure(status, headers, payload, name=_TOKEN_ENDPOINT, now=sent_at)
     assert payload is not None  # read_payload raises for a 200 it cannot parse
-    return _token_set(payload, sent_at.astimezone(UTC), default_lifetime, max_lifetime)
+    return _token_set(payload, sent_at.astimezone(UTC), default_lifetime, max_lifetime, dpop)
 
 
 # --- the success body ------------------------------------------------------------------------
 
 
 def _token_set(
-    payload: Mapping[str, Any], sent_at: datetime, default_lifetime: int | None, max_lifetime: int
+    payload: Mapping[str, Any],
+    sent_at: datetime,
+    default_lifetime: int | None,
+    max_lifetime: int,
+    dpop: bool,
 ) -> TokenSet:
     # Read first: a provider that rotates has already spent the old refresh token, so a new
     # one must survive the rest of the response being refused (the flow stores it).
     refresh_token = _refresh_token(payload)
     try:
-        return _checked_token_set(payload, refresh_token, sent_at, default_lifetime, max_lifetime)
+        return _checked_token_set(
+            payload, refresh_token, sent_at, default_lifetime, max_lifetime, dpop
+        )
     except InvalidProviderResponse as err:
         if refresh_token:
             err.salvage(refresh_token)
@@ -226,6 +281,7 @@ def _checked_token_set(
     sent_at: datetime,
     default_lifetime: int | None,
     max_lifetime: int,
+    dpop: bool,
 ) -> TokenSet:
     expires_in = payload.get("expires_in")
     if expires_in is None:
@@ -241,7 +297,7 @@ def _checked_token_set(
     )
     return TokenSet(
         access_token=_access_token(payload),
-        token_type=_token_type(payload),
+        token_type=_token_type(payload, dpop),
         expires_at=_expiry(sent_at, lifetime, max_lifetime),
         lifetime=_clamped(lifetime, max_lifetime),
         refresh_token=refresh_token,
@@ -262,15 +318,32 @@ def _access_token(payload: Mapping[str, Any]) -> str:
     return _capped(token, "access_token")
 
 
-def _token_type(payload: Mapping[str, Any]) -> str:
+def _token_type(payload: Mapping[str, Any], dpop: bool) -> str:
     token_type = payload.get("token_type")
     if token_type is None or token_type == "":
         raise InvalidProviderResponse("The token response is missing token_type", status=200)
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        # RFC 6749 §7.1: never use a token whose type we do not understand (mac, N_A, DPoP).
-        shown = clean_provider_text(token_type, 32)
-        raise InvalidProviderResponse(f"Unsupported token type {shown!r}", status=200)
-    return "Bearer"
+    kind = token_type.lower() if isinstance(token_type, str) else None
+    if kind == "bearer" and not dpop:
+        return "Bearer"
+    if kind == "dpop" and dpop:
+        return "DPoP"  # RFC 9449 §5: bound to the key of the proof we sent
+    if kind == "bearer":
+        # R53: the connection asked for a sender-constrained token; a bearer one would
+        # quietly drop the protection the admin chose.
+        raise InvalidProviderResponse(
+            "The provider issued a Bearer token although the request carried a DPoP proof; "
+            "this connection requires DPoP-bound tokens",
+            status=200,
+        )
+    if kind == "dpop":
+        raise InvalidProviderResponse(
+            "Unsupported token type 'DPoP' for a request without a DPoP proof: turn DPoP on "
+            "for this connection",
+            status=200,
+        )
+    # RFC 6749 §7.1: never use a token whose type we do not understand (mac, N_A).
+    shown = clean_provider_text(token_type, 32)
+    raise InvalidProviderResponse(f"Unsupported token type {shown!r}", status=200)
 
 
 def _refresh_token(payload: Mapping[str, Any]) -> str | None:

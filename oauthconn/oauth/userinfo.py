@@ -14,21 +14,30 @@ from typing import Any
 import httpx
 
 from oauthconn.exceptions import OAuthConnError, UserinfoFailed
-from oauthconn.http import send
+from oauthconn.http import BoundedResponse, send
+from oauthconn.oauth.dpop import DPoP, nonce_challenge
 
 
 def fetch_userinfo(
-    http: httpx.Client, endpoint: str, *, access_token: str, subject: str
+    http: httpx.Client,
+    endpoint: str,
+    *,
+    access_token: str,
+    subject: str,
+    dpop: DPoP | None = None,
 ) -> dict[str, Any]:
-    """GET the claims about ``subject`` with the access token as a Bearer token (§5.3.1).
+    """GET the claims about ``subject`` with the access token as a Bearer token (§5.3.1),
+    or for a DPoP-bound token with the DPoP scheme and a proof (RFC 9449 §7.1; one retry
+    for a nonce, §9).
 
     Raises :class:`UserinfoFailed` for a transport error, a non-200 answer, a body that is
     not a JSON object, or a ``sub`` other than ``subject``.
     """
     host = httpx.URL(endpoint).host
-    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
     try:
-        response = send(http, "GET", endpoint, headers=headers)
+        response = _get(http, endpoint, access_token, dpop)
+        if dpop is not None and nonce_challenge(response.status_code, response.headers):
+            response = _get(http, endpoint, access_token, dpop)
     except OAuthConnError as err:
         raise UserinfoFailed(f"{UserinfoFailed.message} ({err})") from err
     if response.status_code != 200:
@@ -47,3 +56,16 @@ def fetch_userinfo(
             f"{UserinfoFailed.message} (its 'sub' is not the ID token's; OIDC Core §5.3.2)."
         )
     return claims
+
+
+def _get(
+    http: httpx.Client, endpoint: str, access_token: str, dpop: DPoP | None
+) -> BoundedResponse:
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    if dpop is not None:
+        headers["Authorization"] = f"DPoP {access_token}"
+        headers["DPoP"] = dpop.proof("GET", endpoint, access_token=access_token)
+    response = send(http, "GET", endpoint, headers=headers)
+    if dpop is not None:
+        dpop.remember(endpoint, response.headers)
+    return response

@@ -10,7 +10,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const config = JSON.parse(process.env.OIDC_TEST_CONFIG || '{"clients": []}');
 const port = Number(process.argv[2] || 0);
@@ -45,6 +46,7 @@ const RECORDED = [
 ];
 
 async function testRoutes(ctx, next) {
+  if (await dpopTestRoutes(ctx)) return;
   if (ctx.path === '/_test/events' && ctx.method === 'GET') {
     ctx.body = { counts: counts(), events: log };
   } else if (ctx.path === '/_test/reset' && ctx.method === 'POST') {
@@ -53,6 +55,31 @@ async function testRoutes(ctx, next) {
   } else {
     await next();
   }
+}
+
+// --- DPoP (RFC 9449), only for an instance started with config.dpop ----------------------
+// config.dpop = {requireNonce: bool}: proofs accepted on every endpoint, clients registered
+// with dpop_bound_access_tokens must send them. POST /_test/dpop-nonce?required=1|0 turns
+// the nonce requirement (§8, §9) on and off while the provider runs.
+
+const dpopState = { requireNonce: Boolean(config.dpop?.requireNonce) };
+
+function dpopFeature() {
+  if (!config.dpop) return {};
+  return {
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => dpopState.requireNonce,
+    },
+  };
+}
+
+async function dpopTestRoutes(ctx) {
+  if (!config.dpop || ctx.path !== '/_test/dpop-nonce' || ctx.method !== 'POST') return false;
+  dpopState.requireNonce = ctx.query.required === '1';
+  ctx.status = 204;
+  return true;
 }
 
 // --- client authentication only by the registered method ----------------------------------
@@ -138,6 +165,7 @@ function configuration() {
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      ...dpopFeature(),
     },
     // PKCE (S256, the only method oidc-provider 9 knows) required for public clients, and
     // verified for confidential ones when they send it.
@@ -159,9 +187,65 @@ function configuration() {
   };
 }
 
+// --- PAR, dynamic registration, resource indicators (issue 13; tests/oidc_provider_par.py) --
+// Off unless the config JSON asks: the shared instance keeps oidc-provider's defaults.
+//   config.par = {required, allowUnregisteredRedirectUris, ttl: {<client_id>: seconds}}
+//   config.registration = {initialAccessToken: bool|string}     (RFC 7591 + RFC 7592)
+//   config.resourceIndicators = {resource: url, scope: "..."}   (RFC 8707, JWT access tokens)
+
+function pushedClientId(payload) {
+  // the stored request is an unsecured JWT: header.payload. (base64url)
+  const body = String(payload.request ?? '').split('.')[1] ?? '';
+  return JSON.parse(Buffer.from(body, 'base64url').toString('utf8') || '{}').client_id;
+}
+
+function withParAndRegistration(conf) {
+  if (config.par) {
+    conf.features.pushedAuthorizationRequests = {
+      enabled: true,
+      requirePushedAuthorizationRequests: Boolean(config.par.required),
+      // RFC 9126 §2.4: a confidential client may push a redirect_uri it never registered
+      // (the browser tests' live server has a port known only at run time)
+      allowUnregisteredRedirectUris: Boolean(config.par.allowUnregisteredRedirectUris),
+    };
+    // oidc-provider 9 fixes request_uri lifetimes at 60 s; shorter ones, per client, are
+    // set where the pushed request is stored, so a test can see one expire.
+    const ttls = config.par.ttl ?? {};
+    conf.adapter = class ShortPushedRequests extends MemoryAdapter {
+      async upsert(id, payload, expiresIn) {
+        const ttl = this.model === 'PushedAuthorizationRequest' && ttls[pushedClientId(payload)];
+        if (ttl) return super.upsert(id, { ...payload, exp: payload.iat + ttl }, ttl);
+        return super.upsert(id, payload, expiresIn);
+      }
+    };
+  }
+  if (config.registration) {
+    conf.features.registration = {
+      enabled: true,
+      initialAccessToken: config.registration.initialAccessToken ?? false,
+    };
+    conf.features.registrationManagement = { enabled: true, rotateRegistrationAccessToken: false };
+  }
+  if (config.resourceIndicators) {
+    const { resource, scope } = config.resourceIndicators;
+    conf.features.resourceIndicators = {
+      enabled: true,
+      defaultResource: () => undefined,
+      // false: a token request without 'resource' gets no token for the API, so the tests
+      // see that oauthconn sends it on the code exchange and on every refresh (RFC 8707 §2.2)
+      useGrantedResource: () => false,
+      getResourceServerInfo(ctx, indicator) {
+        if (indicator !== resource) throw new errors.InvalidTarget();
+        return { scope, audience: resource, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+      },
+    };
+  }
+  return conf;
+}
+
 function serve(server) {
   const issuer = `http://127.0.0.1:${server.address().port}`;
-  const provider = new Provider(issuer, configuration());
+  const provider = new Provider(issuer, withParAndRegistration(configuration()));
   for (const name of RECORDED) provider.on(name, (ctx, err) => record(name, ctx, err));
   provider.use(testRoutes);
   provider.use(strictClientAuth);

@@ -34,6 +34,7 @@ document.addEventListener("DOMContentLoaded", function () {
   var rows = {
     preset: [".field-preset", ".field-preset_parameter"],
     issuer: [".field-issuer"],
+    resource: [".field-resource_url"],
     existing: [".field-existing_provider"],
     custom: []
   };
