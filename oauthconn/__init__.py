@@ -8,19 +8,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["get_connection", "rate_limit", "__version__"]
+__all__ = ["aget_connection", "get_connection", "rate_limit", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from oauthconn.client import get_connection
+    from oauthconn.client import aget_connection, get_connection
     from oauthconn.http.ratelimit import rate_limit
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so "import oauthconn" works before Django's app registry is ready.
-    if name == "get_connection":
-        from oauthconn.client import get_connection
+    if name in ("get_connection", "aget_connection"):
+        from oauthconn import client
 
-        return get_connection
+        return getattr(client, name)
     if name == "rate_limit":
         from oauthconn.http.ratelimit import rate_limit
 

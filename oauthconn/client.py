@@ -7,6 +7,12 @@
 >>> crm.post("/v1/orders", json=o, idempotent=True)  # a POST that may be sent twice
 >>> with crm.client() as http: ...   # an httpx.Client bound to the connection
 
+In async code, the same with Django's ``a`` prefix (docs/async.md):
+
+>>> crm = await aget_connection("crm")
+>>> await crm.aaccess_token()
+>>> await crm.aget("/v1/contacts")
+
 Tokens are only ever sent to the origin of the connection's API base URL (R41).
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from asgiref.sync import sync_to_async
 
 from oauthconn import http
 from oauthconn.flows.lookup import load_grant
@@ -23,7 +30,7 @@ from oauthconn.flows.retry import call_extensions
 from oauthconn.models import Connection, Token
 from oauthconn.models.owners import check_owner
 
-__all__ = ["ConnectionAuth", "ConnectionClient", "get_connection"]
+__all__ = ["ConnectionAuth", "ConnectionClient", "aget_connection", "get_connection"]
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner
@@ -41,6 +48,23 @@ def get_connection(slug: str, owner: Owner = None) -> ConnectionClient:
     connection, token = load_grant(slug, owner)
     check_owner(connection, owner)  # ConfigurationError: an owner of the wrong kind
     return ConnectionClient(connection, owner, token=token)
+
+
+async def aget_connection(slug: str, owner: Owner = None) -> ConnectionClient:
+    """The async twin of :func:`get_connection`: same query, same errors, and the loop is
+    not blocked while it runs.
+
+    The lookup is one raw cursor statement (:mod:`oauthconn.flows.lookup`). Django 5.2 has
+    no async database driver: its async ORM (``aget``, ``afirst``) runs the sync query in
+    ``sync_to_async(thread_sensitive=True)`` itself, and would give up the prepared
+    statement and the per-process cache. So this makes the same single hop, explicitly, for
+    the whole lookup. ``thread_sensitive=True`` as Django does: the query runs on the thread
+    that owns the request's database connection, which Django closes when the request ends
+    (a pool thread's connection would stay open and uncounted), and inside an
+    ``async_to_sync`` caller's transaction. A token that is valid comes back with the
+    connection, so using it needs no further hop (:meth:`Grant.atoken`).
+    """
+    return await sync_to_async(get_connection, thread_sensitive=True)(slug, owner)
 
 
 class ConnectionClient(Grant):
@@ -102,6 +126,43 @@ class ConnectionClient(Grant):
     def delete(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("DELETE", url, **kwargs)
 
+    async def arequest(
+        self,
+        method: str,
+        url: str,
+        *,
+        retry: bool | None = None,
+        idempotent: bool | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """The async twin of :meth:`request`, on the running loop's shared client for the
+        API's origin (:func:`oauthconn.http.shared_async_client`); same origin rule (R41),
+        deadline, refresh-once-retry after a 401 and retries on 429 / 503."""
+        base = await self.abase_url()
+        if self._auth is None:
+            self._auth = self.auth()
+        target = _join(base, url)
+        if retry is not None or idempotent is not None:
+            extensions = kwargs.pop("extensions", None) or {}
+            kwargs["extensions"] = {**extensions, **call_extensions(retry, idempotent)}
+        client = http.shared_async_client(base)
+        return await client.request(method, target, auth=self._auth, **kwargs)
+
+    async def aget(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.arequest("GET", url, **kwargs)
+
+    async def apost(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.arequest("POST", url, **kwargs)
+
+    async def aput(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.arequest("PUT", url, **kwargs)
+
+    async def apatch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.arequest("PATCH", url, **kwargs)
+
+    async def adelete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.arequest("DELETE", url, **kwargs)
+
     def close(self) -> None:
         """Nothing to release: the connections belong to the process's pool."""
 
@@ -110,6 +171,15 @@ class ConnectionClient(Grant):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def aclose(self) -> None:
+        """Nothing to release: the connections belong to the event loop's pool."""
+
+    async def __aenter__(self) -> ConnectionClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def _join(base: httpx.URL, url: str | httpx.URL) -> httpx.URL:

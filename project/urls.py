@@ -18,6 +18,8 @@ urlpatterns = [
     path("demo-api/me/", views.DemoMe.as_view(), name="demo-api-me"),
     # A site page that calls a connection (the example of docs/testing-your-site.md).
     path("crm-account/", views.crm_account, name="crm-account"),
+    # Site code in an async view (docs/async.md).
+    path("demo/async/<slug:slug>/", views.demo_async, name="demo-async"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(

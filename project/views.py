@@ -1,10 +1,18 @@
-from django.http import HttpResponse, JsonResponse
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.response import TemplateResponse
 from oauth2_provider.views.generic import ProtectedResourceView
 from oauth2_provider.views.mixins import ProtectedResourceMetadataMixin
 
-from oauthconn import get_connection
-from oauthconn.exceptions import ReauthorizationRequired, TemporarilyUnavailable
+from oauthconn import aget_connection, get_connection
+from oauthconn.exceptions import (
+    ConnectionNotFound,
+    OAuthConnError,
+    ReauthorizationRequired,
+    TemporarilyUnavailable,
+)
 
 
 def home(request):
@@ -39,3 +47,33 @@ def crm_account(request):
         return HttpResponse("The CRM is busy.", status=503, headers={"Retry-After": retry_after})
     response.raise_for_status()
     return JsonResponse({"crm_account": response.json()["sub"]})
+
+
+async def demo_async(request, slug):
+    """Site code in an async view (docs/async.md): the connection's test path, called on the
+    event loop. A shared connection's answer is for staff only; ``?owner=me`` uses the
+    signed-in user's own grant of a per-user connection."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    mine = request.GET.get("owner") == "me"
+    if not mine and not user.is_staff:
+        raise PermissionDenied("Only staff may call the site's shared connections here.")
+    owner = user if mine else None
+    context = {"slug": slug}
+    try:
+        connection = await aget_connection(slug, owner=owner)
+        response = await connection.aget(connection.connection.test_path)
+    except ConnectionNotFound as err:
+        raise Http404(str(err)) from err
+    except OAuthConnError as err:
+        return TemplateResponse(request, "demo_async.html", {**context, "error": err}, status=502)
+    context.update(
+        name=connection.connection.name,
+        url=str(response.request.url),
+        status=response.status_code,
+        body=response.text[:2000],  # the API's answer; the token is never shown
+    )
+    # A TemplateResponse: Django renders it in a thread hop, where the context processors
+    # may read the session from the database.
+    return TemplateResponse(request, "demo_async.html", context)

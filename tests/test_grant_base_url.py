@@ -229,6 +229,26 @@ def test_the_async_client_keeps_to_the_grants_origin(
     assert len(as_log.to("/demo-api/me/")) == 1
 
 
+def test_aget_connection_resolves_the_grants_url_on_the_loop(
+    staff_client, salesforce_like, live_server, as_log, monkeypatch
+):
+    """The async twin: the grant's row comes through atoken() (one thread hop), never from a
+    sync query on the event loop, which Django's async-safety check would refuse."""
+    from oauthconn import aget_connection
+
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)  # test_browser sets it
+    authorize(staff_client, salesforce_like)
+
+    async def call() -> int:
+        crm = await aget_connection("crm")
+        crm._token = None  # as after an expiry: the URL needs the row again
+        return (await crm.aget("me/")).status_code
+
+    as_log.clear()
+    assert asyncio.run(call()) == 200
+    assert len(as_log.to("/demo-api/me/")) == 1
+
+
 def test_client_credentials_take_the_instance_url_of_their_first_token(
     make_connection, live_server, instance_urls
 ):

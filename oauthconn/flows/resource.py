@@ -55,12 +55,38 @@ class Grant:
         )
         return self._token
 
+    async def atoken(self, *, force_refresh: bool = False) -> Token:
+        """The async twin of :meth:`token`.
+
+        A token kept in memory that does not need a refresh is returned on the event loop,
+        with no query and no thread hop. Otherwise one hop runs :func:`get_valid_token` (the
+        same single-flight code as :meth:`token`) in Django's thread-sensitive thread: the
+        refresh waits on a ``threading.Lock`` and a row lock (PostgreSQL) or a lease
+        (SQLite), neither of which Django's async ORM offers, and that thread owns the
+        database connection Django closes at the end of the request. So tasks, threads and
+        processes asking together still cause one token request.
+        """
+        cached = self._token
+        if cached is not None and not force_refresh and not cached.needs_refresh():
+            return cached
+        self._token = await sync_to_async(get_valid_token, thread_sensitive=True)(
+            self.connection, self.owner, force=force_refresh, stale=cached
+        )
+        return self._token
+
     @property
     def access_token(self) -> str:
         return self.token().require_access_token().reveal()
 
+    async def aaccess_token(self) -> str:
+        """The async twin of :attr:`access_token` (a method: a property cannot be awaited)."""
+        return (await self.atoken()).require_access_token().reveal()
+
     def has_scope(self, scope: str) -> bool:
         return self.token().has_scope(scope)
+
+    async def ahas_scope(self, scope: str) -> bool:
+        return (await self.atoken()).has_scope(scope)
 
     def require_scopes(self, scopes: Iterable[str], *, next: str = "") -> None:
         """Return when the grant holds every scope in ``scopes``; else raise
@@ -72,6 +98,10 @@ class Grant:
         (R66): any other raises :class:`~oauthconn.exceptions.ScopeNotAllowed`.
         """
         require_scopes(self.connection, self.token(), scopes, next=next)
+
+    async def arequire_scopes(self, scopes: Iterable[str], *, next: str = "") -> None:
+        """The async twin of :meth:`require_scopes`; no hop while the token is valid."""
+        require_scopes(self.connection, await self.atoken(), scopes, next=next)
 
     def api_base_url(self) -> str:
         """The API base URL, checked against the URL policy, ending in ``/``."""
@@ -89,6 +119,14 @@ class Grant:
         if not grant_fields(template):
             return _checked_base_url(template, bool(oauthconn_settings.ALLOW_INSECURE_LOOPBACK))
         return self.base_url_of(self.token())
+
+    async def abase_url(self) -> httpx.URL:
+        """The async twin of :meth:`base_url`: the grant's row (through :meth:`atoken`) only
+        when the URL has per-grant fields."""
+        template = self.connection.api_base_url
+        if template and grant_fields(template):
+            return self.base_url_of(await self.atoken())
+        return self.base_url()
 
     def base_url_of(self, token: Token) -> httpx.URL:
         """The API base URL that ``token``'s grant values resolve to (GrantValueRefused)."""
@@ -173,14 +211,14 @@ class ConnectionAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self._check_origin(request)
-        token = await sync_to_async(self.grant.token)()
+        # No thread hop while the grant's token is valid (Grant.atoken).
+        token = await self.grant.atoken()
         response = yield self._authorize(request, token)
         if dpop.wants_nonce(response, token):
             response = yield self._authorize(request, token)  # RFC 9449 §9: once
             dpop.raise_if_nonce_refused(response, token)
         if self._should_retry(response):
-            token = await sync_to_async(self.grant.token)(force_refresh=True)
-            yield self._authorize(request, token)
+            yield self._authorize(request, await self.grant.atoken(force_refresh=True))
 
     def _check_origin(self, request: httpx.Request, token: Token | None = None) -> None:
         if self.origin is not None:

@@ -61,6 +61,7 @@ __all__ = [
     "is_public_address",
     "parse_retry_after",
     "send",
+    "shared_async_client",
     "shared_client",
 ]
 
@@ -190,6 +191,29 @@ def shared_client(url: httpx.URL) -> httpx.Client:
     """
     key = (*pool.pool_key(_origin(url), None), "client", oauthconn_settings.USER_AGENT)
     return pool.shared_transport(key, lambda: _cookieless_client(url))
+
+
+def shared_async_client(url: httpx.URL) -> httpx.AsyncClient:
+    """The async twin of :func:`shared_client`: one per origin per running event loop.
+
+    An asyncio socket belongs to its loop, so each loop gets its own client on its own pool
+    (:func:`oauthconn.http.pool.shared_per_loop`); both are closed by ``aclose_pools()`` (an
+    ASGI lifespan shutdown) or at exit for a loop that is not running.
+    """
+    key = (*pool.pool_key(_origin(url), None), "async-client", oauthconn_settings.USER_AGENT)
+    client: httpx.AsyncClient = pool.shared_per_loop(key, lambda: _cookieless_async_client(url))
+    return client
+
+
+def _cookieless_async_client(url: httpx.URL) -> httpx.AsyncClient:
+    options = _client_options({"cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[]))})
+    key = pool.pool_key(_origin(url), None)
+    context = _ssl_context()
+
+    def build() -> httpx.AsyncBaseTransport:
+        return AsyncGuardedTransport(verify=context, deadline=None)
+
+    return httpx.AsyncClient(transport=pool.SharedAsyncTransport(key, build), **options)
 
 
 def _cookieless_client(url: httpx.URL) -> httpx.Client:

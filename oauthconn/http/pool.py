@@ -81,13 +81,20 @@ def shared_transport(key: PoolKey, build: Any) -> Any:
 
 def shared_async_transport(key: PoolKey, build: Any) -> httpx.AsyncBaseTransport:
     """The running event loop's async pool for ``key``, built by ``build()`` the first time."""
+    transport: httpx.AsyncBaseTransport = shared_per_loop(key, build)
+    return transport
+
+
+def shared_per_loop(key: PoolKey, build: Any) -> Any:
+    """The running loop's object for ``key`` (a pool, or a shared ``AsyncClient``), built by
+    ``build()`` the first time; closed with the loop's pools (it must have ``aclose()``)."""
     loop = asyncio.get_running_loop()
     with _lock:
         pools = _async.setdefault(loop, {})
-        transport = pools.get(key)
-        if transport is None:
-            transport = pools[key] = build()
-    return transport
+        shared = pools.get(key)
+        if shared is None:
+            shared = pools[key] = build()
+    return shared
 
 
 class SharedTransport(httpx.BaseTransport):
