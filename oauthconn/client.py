@@ -103,13 +103,8 @@ class ConnectionClient(Grant):
         :class:`~oauthconn.exceptions.RateLimited` / ``RetriesExhausted``; see docs/calls.md.
         """
         base = self.base_url()
-        if self._auth is None:
-            self._auth = self.auth()
-        target = _join(base, url)
-        if retry is not None or idempotent is not None:
-            extensions = kwargs.pop("extensions", None) or {}
-            kwargs["extensions"] = {**extensions, **call_extensions(retry, idempotent)}
-        return http.shared_client(base).request(method, target, auth=self._auth, **kwargs)
+        target, kwargs = self._prepared(base, url, retry, idempotent, kwargs)
+        return http.shared_client(base).request(method, target, **kwargs)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", url, **kwargs)
@@ -139,14 +134,25 @@ class ConnectionClient(Grant):
         API's origin (:func:`oauthconn.http.shared_async_client`); same origin rule (R41),
         deadline, refresh-once-retry after a 401 and retries on 429 / 503."""
         base = await self.abase_url()
+        target, kwargs = self._prepared(base, url, retry, idempotent, kwargs)
+        return await http.shared_async_client(base).request(method, target, **kwargs)
+
+    def _prepared(
+        self,
+        base: httpx.URL,
+        url: str,
+        retry: bool | None,
+        idempotent: bool | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[httpx.URL, dict[str, Any]]:
+        """The target URL and the request's keyword arguments, with this grant's auth and the
+        call's retry choices (one place for :meth:`request` and :meth:`arequest`)."""
         if self._auth is None:
             self._auth = self.auth()
-        target = _join(base, url)
         if retry is not None or idempotent is not None:
             extensions = kwargs.pop("extensions", None) or {}
             kwargs["extensions"] = {**extensions, **call_extensions(retry, idempotent)}
-        client = http.shared_async_client(base)
-        return await client.request(method, target, auth=self._auth, **kwargs)
+        return _join(base, url), {**kwargs, "auth": self._auth}
 
     async def aget(self, url: str, **kwargs: Any) -> httpx.Response:
         return await self.arequest("GET", url, **kwargs)

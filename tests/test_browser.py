@@ -9,7 +9,6 @@ with a real provider.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,10 +17,6 @@ from django.db import connections
 from oauth2_provider.models import Application
 
 from oauthconn.models import Connection, Event, EventKind, TokenStatus
-
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls below are
-# plain synchronous test code, not async code.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = pytest.mark.browser
 
@@ -39,9 +34,13 @@ SECRET = "browser-s3cret-Vx7"
 
 
 @pytest.fixture
-def page():
+def page(monkeypatch):
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of a browser
+    # test are plain synchronous test code. Only for these tests: set for the whole session,
+    # it would hide a real SynchronousOnlyOperation in every async test after them.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -230,13 +230,12 @@ def test_the_async_client_keeps_to_the_grants_origin(
 
 
 def test_aget_connection_resolves_the_grants_url_on_the_loop(
-    staff_client, salesforce_like, live_server, as_log, monkeypatch
+    staff_client, salesforce_like, live_server, as_log
 ):
     """The async twin: the grant's row comes through atoken() (one thread hop), never from a
     sync query on the event loop, which Django's async-safety check would refuse."""
     from oauthconn import aget_connection
 
-    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)  # test_browser sets it
     authorize(staff_client, salesforce_like)
 
     async def call() -> int:

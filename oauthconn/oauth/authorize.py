@@ -9,6 +9,7 @@ twice, and letting configuration override ``redirect_uri`` or ``state`` would un
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from oauthconn.exceptions import ConfigurationError
@@ -69,36 +70,16 @@ def _query_names(url: str) -> set[str]:
     return {name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
 
 
-def build_authorization_url(
-    endpoint: str,
-    *,
-    client_id: str,
-    redirect_uri: str,
-    scope: str,
-    state: str,
-    code_challenge: str | None = None,
-    nonce: str | None = None,
-    extra_params: Mapping[str, str] | None = None,
-    resource: str = "",
-) -> str:
+def build_authorization_url(endpoint: str, **params: Any) -> str:
     """Return the URL that starts an authorization code flow (RFC 6749 §4.1.1).
 
-    The endpoint's own query component is kept as it is (§3.1) and ours is appended.
-    ``scope`` is left out when empty. With a ``code_challenge``, ``code_challenge_method``
-    is always ``S256`` (RFC 7636 §4.3; never ``plain``, R10).
+    ``params`` are :func:`authorization_parameters`' (client_id, redirect_uri, scope, state,
+    code_challenge, nonce, extra_params, resource). The endpoint's own query component is
+    kept as it is (§3.1) and ours is appended. ``scope`` is left out when empty. With a
+    ``code_challenge``, ``code_challenge_method`` is always ``S256`` (RFC 7636 §4.3; never
+    ``plain``, R10).
     """
-    params = authorization_parameters(
-        endpoint,
-        client_id=client_id,
-        redirect_uri=redirect_uri,
-        scope=scope,
-        state=state,
-        code_challenge=code_challenge,
-        nonce=nonce,
-        extra_params=extra_params,
-        resource=resource,
-    )
-    return append_query(endpoint, params)
+    return append_query(endpoint, authorization_parameters(endpoint, **params))
 
 
 def authorization_parameters(
