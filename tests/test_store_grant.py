@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from oauthconn.flows.authorization import authorized_message, store_grant
+from oauthconn.flows.grants import authorized_message, store_grant
 from oauthconn.flows.identity import Identity
 from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
 from oauthconn.oauth.token import TokenSet

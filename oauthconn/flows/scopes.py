@@ -2,7 +2,7 @@
 
 An upgrade is an ordinary authorization whose request names the grant's scopes plus the new
 ones; nothing about the stored grant changes until its callback stores the new one
-(:func:`oauthconn.flows.authorization.store_grant`), so a refusal or a failure leaves the old
+(:func:`oauthconn.flows.grants.store_grant`), so a refusal or a failure leaves the old
 grant working, and a grant of fewer scopes is stored as granted.
 
 What may be added is the connection's choice, not the requester's (R66): only scopes among

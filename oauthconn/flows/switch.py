@@ -16,8 +16,9 @@ from django.contrib.sessions.backends.base import SessionBase
 
 from oauthconn.exceptions import NotPermitted
 from oauthconn.flows.access import check_still_authorizes
-from oauthconn.flows.authorization import browser_hash, store_grant
+from oauthconn.flows.authorization import browser_hash
 from oauthconn.flows.common import record_event
+from oauthconn.flows.grants import store_grant
 from oauthconn.flows.identity import Identity, describe_account
 from oauthconn.flows.switching import discard, find_switch, take_switch
 from oauthconn.models import Connection, EventKind, PendingSwitch, Token

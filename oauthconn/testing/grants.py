@@ -5,7 +5,7 @@ and a grant obtained through oauthconn's own protocol code and stored by its own
 callback would: oauthconn builds the authorization URL (PKCE, nonce), the fake answers with
 a redirect, oauthconn parses the callback, checks ``iss`` (RFC 9207), redeems the code,
 validates the ID token against the JWKS, and stores the grant with
-:func:`oauthconn.flows.authorization.store_grant`. Only the session and permission checks of
+:func:`oauthconn.flows.grants.store_grant`. Only the session and permission checks of
 the callback view are left out: they need a browser session, and they are about who may
 connect, not about what the site does with a connection.
 """
@@ -24,8 +24,8 @@ from django.utils import timezone
 from oauthconn import http
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import AuthorizationDenied, ConfigurationError, InvalidCallback
-from oauthconn.flows.authorization import store_grant
 from oauthconn.flows.common import credentials_for, token_limits
+from oauthconn.flows.grants import store_grant
 from oauthconn.flows.identity import verify_identity
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider, Token
 from oauthconn.oauth import pkce
