@@ -26,6 +26,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from oauthconn import flows
+from oauthconn.api import actions
 from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
@@ -181,7 +182,7 @@ LIST_PARAMETERS = [
     OpenApiParameter(
         "status",
         str,
-        enum=s.STATUS_FILTERS,
+        enum=actions.STATUS_FILTERS,
         description="Status of the caller's grant (shared, or their own for per-user).",
     ),
     OpenApiParameter("per_user", bool, description="Per-user (true) or shared (false)."),
@@ -199,16 +200,16 @@ OWNER_PARAMETER = OpenApiParameter(
 @extend_schema_view(
     list=extend_schema(parameters=LIST_PARAMETERS),
     authorize=extend_schema(
-        request=s.AuthorizeSerializer,
-        responses=s.AuthorizeResultSerializer,
+        request=actions.AuthorizeSerializer,
+        responses=actions.AuthorizeResultSerializer,
         parameters=[OWNER_PARAMETER],
     ),
     refresh=extend_schema(request=None, responses=s.TokenSerializer, parameters=[OWNER_PARAMETER]),
     test=extend_schema(
-        request=None, responses=s.ProbeResultSerializer, parameters=[OWNER_PARAMETER]
+        request=None, responses=actions.ProbeResultSerializer, parameters=[OWNER_PARAMETER]
     ),
     disconnect=extend_schema(
-        request=None, responses=s.DisconnectResultSerializer, parameters=[OWNER_PARAMETER]
+        request=None, responses=actions.DisconnectResultSerializer, parameters=[OWNER_PARAMETER]
     ),
 )
 class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
@@ -254,15 +255,15 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str | None = None) -> Response:
         connection = self.get_object()
-        token = renewed(connection, s.owner_of(connection, request.user, requested(request)))
+        token = renewed(connection, actions.owner_of(connection, request.user, requested(request)))
         return Response(s.TokenSerializer(token).data)
 
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         connection = self.get_object()
-        owner = s.owner_of(connection, request.user, requested(request))
+        owner = actions.owner_of(connection, request.user, requested(request))
         result = probe_connection(connection, owner=owner)
-        return Response(s.ProbeResultSerializer(result).data)
+        return Response(actions.ProbeResultSerializer(result).data)
 
     @action(detail=True, methods=["post"])
     def disconnect(self, request: Request, pk: str | None = None) -> Response:
@@ -319,7 +320,7 @@ def with_visible_tokens(
 
 
 def filter_connections(queryset: QuerySet[Connection], view: APIView) -> QuerySet[Connection]:
-    params = s.ConnectionFilterSerializer(data=view.request.query_params)
+    params = actions.ConnectionFilterSerializer(data=view.request.query_params)
     params.is_valid(raise_exception=True)
     wanted = params.validated_data
     if wanted.get("provider"):
@@ -358,12 +359,12 @@ def requested(request: Request) -> str:
 
 def start(request: Request, connection: Connection, context: Mapping[str, Any]) -> Response:
     """Start authorization bound to the caller's session, or fetch a client credentials token."""
-    params = s.AuthorizeSerializer(data=request.data, context=context)
+    params = actions.AuthorizeSerializer(data=request.data, context=context)
     params.is_valid(raise_exception=True)
     return_to = params.validated_data.get("return_to", "")
     if return_to and not safe_return_to(request, return_to):
         raise s.serializers.ValidationError({"return_to": ["Enter a path on this site."]})
-    owner = s.owner_of(connection, request.user, requested(request))
+    owner = actions.owner_of(connection, request.user, requested(request))
     outcome = flows.connect(
         connection,
         owner,
@@ -381,21 +382,21 @@ def start(request: Request, connection: Connection, context: Mapping[str, Any]) 
 
 
 def disconnect(request: Request, connection: Connection) -> Response:
-    owner = s.owner_of(connection, request.user, requested(request))
+    owner = actions.owner_of(connection, request.user, requested(request))
     result = flows.disconnect_owner(connection, owner, actor=request.user)
-    return Response(s.DisconnectResultSerializer(result).data)
+    return Response(actions.DisconnectResultSerializer(result).data)
 
 
 @extend_schema_view(
     list=extend_schema(parameters=[OWNER_PARAMETER]),
     retrieve=extend_schema(parameters=[OWNER_PARAMETER]),
     connect=extend_schema(
-        request=s.AuthorizeSerializer,
-        responses=s.AuthorizeResultSerializer,
+        request=actions.AuthorizeSerializer,
+        responses=actions.AuthorizeResultSerializer,
         parameters=[OWNER_PARAMETER],
     ),
     disconnect=extend_schema(
-        request=None, responses=s.DisconnectResultSerializer, parameters=[OWNER_PARAMETER]
+        request=None, responses=actions.DisconnectResultSerializer, parameters=[OWNER_PARAMETER]
     ),
 )
 class MyConnectionViewSet(
@@ -406,7 +407,7 @@ class MyConnectionViewSet(
     ``OAUTHCONN["OWNER_RESOLVER"]`` lists it for the caller (else 403)."""
 
     permission_setting = "API_USER_PERMISSION_CLASSES"
-    serializer_class = s.MyConnectionSerializer
+    serializer_class = actions.MyConnectionSerializer
     lookup_field = "slug"
 
     def get_queryset(self):
