@@ -9,6 +9,7 @@ from oauth2_provider.views.mixins import ProtectedResourceMetadataMixin
 from oauthconn import aget_connection, get_connection
 from oauthconn.exceptions import (
     ConnectionNotFound,
+    NotConnected,
     OAuthConnError,
     ReauthorizationRequired,
     TemporarilyUnavailable,
@@ -38,6 +39,8 @@ def crm_account(request):
     """
     try:
         response = get_connection("crm").get("me")
+    except (ConnectionNotFound, NotConnected):
+        return HttpResponse("No CRM account is connected yet.", status=503)
     except ReauthorizationRequired:
         return HttpResponse("The CRM connection must be authorized again.", status=503)
     except TemporarilyUnavailable:

@@ -350,3 +350,11 @@ def test_without_rotation_a_refresh_keeps_the_refresh_token(db):
         assert refresh.form["refresh_token"] == before
         assert Sealed.reveal_optional(stored("crm").refresh_token) == before
         assert stored("crm").lifetime == 600
+
+
+def test_the_example_page_says_when_no_crm_is_connected(client, db):
+    """The demo site has no "crm" connection until someone makes one: a readable 503, not a
+    500 (as a newcomer opening /crm-account/ on the demo would otherwise get)."""
+    response = client.get("/crm-account/")
+    assert response.status_code == 503
+    assert response.content == b"No CRM account is connected yet."
