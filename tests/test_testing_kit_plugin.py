@@ -1,10 +1,12 @@
 """The pytest plugin as an installed oauthconn provides it: found through its ``pytest11``
 entry point, in another project's pytest run.
 
-The shared virtualenv's oauthconn is installed from another checkout, so these runs put a
-``dist-info`` on ``sys.path`` whose entry points are the ones pyproject.toml declares: what
-pip writes when it installs this checkout (importlib.metadata reads any dist-info on the
-path). Each run is a subprocess in an empty directory: no conftest.py, only the plugin.
+When the installed oauthconn's metadata already declares the entry point (``./scripts/test``
+installs this checkout), the runs use it as it is. A virtualenv whose oauthconn was installed
+before the plugin existed gets a ``dist-info`` on ``sys.path`` whose entry points are the ones
+pyproject.toml declares: what pip writes when it installs this checkout (importlib.metadata
+reads any dist-info on the path). Each run is a subprocess in an empty directory: no
+conftest.py, only the plugin.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -26,8 +29,8 @@ from oauthconn import get_connection
 
 
 def test_the_fixture_comes_from_the_entry_point(oauthconn_provider):
-    (plugin,) = [ep for ep in entry_points(group="pytest11") if ep.name == "oauthconn"]
-    assert plugin.value == "oauthconn.testing.pytest_plugin"
+    plugins = [ep for ep in entry_points(group="pytest11") if ep.name == "oauthconn"]
+    assert [plugin.value for plugin in plugins] == ["oauthconn.testing.pytest_plugin"]
     oauthconn_provider.connect("crm", subject="acme")
     assert get_connection("crm").get("me").json()["sub"] == "acme"
 """
@@ -42,15 +45,27 @@ def test_pyproject_registers_the_plugin():
     assert declared_plugins() == {"oauthconn": "oauthconn.testing.pytest_plugin"}
 
 
+def installed_plugins() -> dict[str, str]:
+    """The pytest11 entry points the installed oauthconn distribution declares."""
+    try:
+        found = metadata.distribution("oauthconn").entry_points
+    except metadata.PackageNotFoundError:
+        return {}
+    return {ep.name: ep.value for ep in found if ep.group == "pytest11"}
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    """An empty project directory, and a dist-info with pyproject's pytest11 entry points."""
+    """An empty project directory, and unless the installed oauthconn declares them already,
+    a dist-info with pyproject's pytest11 entry points."""
     dist = tmp_path / "lib" / "oauthconn_plugin_check-0.dist-info"
+    (tmp_path / "project").mkdir(parents=True)
+    if installed_plugins() == declared_plugins():
+        return tmp_path
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: oauthconn-plugin-check\n")
     lines = [f"{name} = {value}" for name, value in declared_plugins().items()]
     (dist / "entry_points.txt").write_text("[pytest11]\n" + "\n".join(lines) + "\n")
-    (tmp_path / "project").mkdir()
     return tmp_path
 
 
