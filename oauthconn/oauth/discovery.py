@@ -182,7 +182,7 @@ def check_issuer_url(issuer: str) -> None:
 def _fetch_first(http: httpx.Client, urls: list[str], issuer: str) -> dict[str, Any] | None:
     """The first of ``urls`` that is not a 404, validated on its own; None when all are 404."""
     for url in urls:
-        document = _fetch(http, url)
+        document = fetch_document(http, url)
         if document is not None:
             try:
                 parse_metadata(document, issuer, complete=False)
@@ -192,28 +192,35 @@ def _fetch_first(http: httpx.Client, urls: list[str], issuer: str) -> dict[str, 
     return None
 
 
-def _fetch(http: httpx.Client, url: str) -> dict[str, Any] | None:
-    """GET one metadata URL: the JSON object, or None on 404; anything else fails."""
+def fetch_document(
+    http: httpx.Client, url: str, *, what: str = "metadata", source: str = "issuer"
+) -> dict[str, Any] | None:
+    """GET one metadata URL: the JSON object, or None on 404; anything else fails.
+
+    Shared by server metadata (RFC 8414, OpenID Discovery) and protected resource metadata
+    (RFC 9728, ``what="resource metadata"``); ``source`` names what the admin typed, which a
+    redirect tells them to correct.
+    """
     host = httpx.URL(url).host
     try:
         response = send(http, "GET", url, headers={"Accept": "application/json"})
     except OAuthConnError as err:
-        raise DiscoveryFailed(f"Cannot fetch the metadata from {host}: {err}") from err
+        raise DiscoveryFailed(f"Cannot fetch the {what} from {host}: {err}") from err
     if response.status_code == 404:
         return None
     if 300 <= response.status_code < 400:
         raise DiscoveryFailed(
-            f"The metadata URL {url} redirects (HTTP {response.status_code}); redirects are "
-            "not followed: enter the issuer it redirects to."
+            f"The {what} URL {url} redirects (HTTP {response.status_code}); redirects are "
+            f"not followed: enter the {source} it redirects to."
         )
     if response.status_code != 200:
-        raise DiscoveryFailed(f"The metadata URL {url} answered HTTP {response.status_code}.")
+        raise DiscoveryFailed(f"The {what} URL {url} answered HTTP {response.status_code}.")
     try:
         document = json.loads(response.content)
     except (UnicodeDecodeError, ValueError) as err:
-        raise DiscoveryFailed(f"The metadata at {url} is not JSON.") from err
+        raise DiscoveryFailed(f"The {what} at {url} is not JSON.") from err
     if not isinstance(document, dict):
-        raise DiscoveryFailed(f"The metadata at {url} is JSON but not an object.")
+        raise DiscoveryFailed(f"The {what} at {url} is JSON but not an object.")
     return document
 
 

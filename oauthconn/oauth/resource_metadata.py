@@ -15,7 +15,6 @@ authorization server's metadata naming another issuer is (RFC 8414 §3.3).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ import httpx
 
 from oauthconn.exceptions import DiscoveryFailed, InsecureURL, OAuthConnError
 from oauthconn.http import check_url, send
+from oauthconn.oauth.discovery import fetch_document
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 # auth-param of RFC 9110 §11.2: name=token or name="quoted string"
@@ -68,8 +68,10 @@ def fetch_resource_metadata(http: httpx.Client, resource: str) -> ResourceMetada
     _check(resource, "The resource URL")
     document = _get_json(http, resource_metadata_url(resource))
     if document is None:
-        document = _get_json(http, _challenged_url(http, resource), missing_ok=False)
-    assert document is not None  # missing_ok=False raises instead
+        challenged = _challenged_url(http, resource)
+        document = _get_json(http, challenged)
+        if document is None:
+            raise DiscoveryFailed(f"The resource metadata URL {challenged} answered HTTP 404.")
     return parse_resource_metadata(document, resource)
 
 
@@ -89,24 +91,8 @@ def _challenged_url(http: httpx.Client, resource: str) -> str:
     return url
 
 
-def _get_json(http: httpx.Client, url: str, *, missing_ok: bool = True) -> dict[str, Any] | None:
-    try:
-        response = send(http, "GET", url, headers={"Accept": "application/json"})
-    except OAuthConnError as err:
-        raise DiscoveryFailed(f"Cannot fetch the resource metadata at {url}: {err}") from err
-    if response.status_code == 404 and missing_ok:
-        return None
-    if response.status_code != 200:
-        raise DiscoveryFailed(
-            f"The resource metadata URL {url} answered HTTP {response.status_code}."
-        )
-    try:
-        document = json.loads(response.content)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise DiscoveryFailed(f"The resource metadata at {url} is not JSON.") from err
-    if not isinstance(document, dict):
-        raise DiscoveryFailed(f"The resource metadata at {url} is JSON but not an object.")
-    return document
+def _get_json(http: httpx.Client, url: str) -> dict[str, Any] | None:
+    return fetch_document(http, url, what="resource metadata", source="API URL")
 
 
 def parse_resource_metadata(document: dict[str, Any], resource: str) -> ResourceMetadata:
