@@ -9,8 +9,6 @@ cached our JWKS keep working while they pick up the new key.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +22,7 @@ from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
 from oauthconn.models import Connection
+from oauthconn.oauth.jose import jwk_thumbprint
 
 #: How long a replaced public key stays in the JWKS.
 ROLLOVER_DAYS = 7
@@ -59,16 +58,8 @@ def public_jwk_for(private: Any) -> dict[str, Any]:
     else:
         raise ValueError("Only RSA and EC P-256 private keys are supported.")
     public_jwk = json.loads(jwk_json)
-    public_jwk.update({"kid": _thumbprint(public_jwk), "alg": alg, "use": "sig"})
+    public_jwk.update({"kid": jwk_thumbprint(public_jwk), "alg": alg, "use": "sig"})
     return public_jwk
-
-
-def _thumbprint(public_jwk: dict[str, Any]) -> str:
-    """RFC 7638 §3: SHA-256 over the required members, sorted, without whitespace."""
-    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}[public_jwk["kty"]]
-    canonical = json.dumps({k: public_jwk[k] for k in required}, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def rotate_key(connection: Connection, kind: str = "RSA", *, now: datetime | None = None) -> str:

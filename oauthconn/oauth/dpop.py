@@ -16,7 +16,6 @@ module stays pure (no state of its own).
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
 
 from oauthconn.exceptions import ConfigurationError
+from oauthconn.oauth.jose import THUMBPRINT_MEMBERS, b64url, jwk_thumbprint
 
 #: The proof's media type (RFC 9449 §4.2).
 PROOF_TYPE = "dpop+jwt"
@@ -125,8 +125,7 @@ class DPoPKey:
 
     def thumbprint(self) -> str:
         """The JWK SHA-256 thumbprint (RFC 7638), the ``jkt`` a bound token names (§6.1)."""
-        canonical = json.dumps(self.public_jwk(), sort_keys=True, separators=(",", ":"))
-        return _b64(hashlib.sha256(canonical.encode("utf-8")).digest())
+        return jwk_thumbprint(self.public_jwk())
 
     def proof(
         self,
@@ -152,19 +151,12 @@ class DPoPKey:
         return jwt.encode(claims, self._private_key(), algorithm=self.alg, headers=headers)
 
 
-_THUMBPRINT_MEMBERS = {
-    "EC": ("crv", "kty", "x", "y"),
-    "RSA": ("e", "kty", "n"),
-    "OKP": ("crv", "kty", "x"),
-}
-
-
 @functools.lru_cache(maxsize=256)
 def _loaded(algorithm: Any, private_jwk: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
     # Parsing a JWK costs more than signing with it; a busy grant signs every call.
     private = algorithm.from_jwk(private_jwk)
     public = json.loads(algorithm.to_jwk(private.public_key()))
-    members = _THUMBPRINT_MEMBERS[public["kty"]]
+    members = THUMBPRINT_MEMBERS[public["kty"]]
     return private, tuple((name, public[name]) for name in members)
 
 
@@ -183,11 +175,7 @@ def target_uri(url: str | httpx.URL) -> str:
 
 def access_token_hash(access_token: str) -> str:
     """``ath``: base64url (no padding) of the SHA-256 of the token's ASCII (RFC 9449 §4.2)."""
-    return _b64(hashlib.sha256(access_token.encode("ascii")).digest())
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return b64url(hashlib.sha256(access_token.encode("ascii")).digest())
 
 
 def origin(url: str | httpx.URL) -> str:

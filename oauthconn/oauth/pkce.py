@@ -7,9 +7,10 @@ never encode data in it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
+
+from oauthconn.oauth.jose import b64url
 
 #: RFC 7636 §4.1: 32 octets of entropy give a 43-character base64url verifier.
 _VERIFIER_OCTETS = 32
@@ -27,14 +28,9 @@ def make_nonce() -> str:
 
 def make_code_verifier() -> str:
     """Return a new PKCE ``code_verifier``: 43 characters of base64url (RFC 7636 §4.1)."""
-    return _b64url(secrets.token_bytes(_VERIFIER_OCTETS))
+    return b64url(secrets.token_bytes(_VERIFIER_OCTETS))
 
 
 def code_challenge_s256(verifier: str) -> str:
     """Return ``BASE64URL(SHA256(ASCII(verifier)))`` (RFC 7636 §4.2, method S256)."""
-    return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
-
-
-def _b64url(data: bytes) -> str:
-    # RFC 7636 Appendix A: base64url without the trailing "=" padding.
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url(hashlib.sha256(verifier.encode("ascii")).digest())

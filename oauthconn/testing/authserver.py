@@ -10,7 +10,6 @@ revokes the whole grant). No Django here; the database side is :mod:`oauthconn.t
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, urlencode
 
+from oauthconn.oauth.pkce import code_challenge_s256
 from oauthconn.testing.keys import SigningKey
 from oauthconn.testing.server import RecordedRequest, Reply, redirect
 
@@ -299,6 +299,5 @@ def _check_pkce(challenge: str | None, verifier: str | None) -> None:
         return
     if verifier is None:
         raise OAuthError("invalid_grant", "code_verifier is missing.")
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != challenge:
+    if code_challenge_s256(verifier) != challenge:
         raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge.")
