@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from oauthconn.flows.proactive import Policy, refresh_due
@@ -74,6 +75,10 @@ def test_a_refresh_costs_at_most_three_round_trips(scripted_server):
     # The one candidates query serves the whole batch.
     round_trips = len(statements) - 1 + 2 * len(transactions)
     assert round_trips / BATCH <= 3, "\n".join(statements)
+    # In fact: one claim (and read) of the chunk, one UPDATE per token, one INSERT of the
+    # events (in its own transaction: three); the lease covers every renewal of a fast
+    # provider without being extended.
+    assert round_trips == 1 + BATCH + 3, "\n".join(statements)
     # The rotated refresh tokens are stored.
     stored = sorted(t.refresh_token.reveal() for t in Token.objects.all())
     assert stored == sorted(f"c{i}-r2" for i in range(BATCH))
@@ -167,3 +172,56 @@ def test_two_copies_at_once_refresh_each_token_once(scripted_server):
     stored = {t.connection.slug: t.refresh_token.reveal() for t in Token.objects.all()}
     assert stored == {slug: f"{slug}-2" for slug in endpoints}
     assert not Token.objects.filter(lease_until__isnull=False).exists()
+
+
+# --- the lease: one renewal long, extended for the rows left (PostgreSQL) -------------------
+
+
+@pytest.mark.postgres
+def test_a_chunks_lease_lasts_one_renewal_not_the_whole_chunk(scripted_server, settings):
+    from oauthconn.flows.common import LEASE_MARGIN
+    from oauthconn.flows.proactive_batch import claim
+
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "REQUEST_DEADLINE": 30}
+    for i in range(20):
+        make_due(scripted_server, f"l{i}", answer=False)
+    rows = [(pk, 30.0) for pk in Token.objects.values_list("pk", flat=True)]
+    before = timezone.now()
+    lease, tokens = claim(rows)
+
+    assert len(tokens) == 20
+    # Twenty renewals one after the other would be 600 s: a killed worker's rows would
+    # wait that long. The lease covers the longest single renewal instead.
+    assert lease.until <= before + timedelta(seconds=30 + LEASE_MARGIN + 1)
+    assert set(Token.objects.values_list("lease_until", flat=True)) == {lease.until}
+
+
+@pytest.mark.postgres
+def test_the_lease_is_extended_for_the_rows_left_and_a_row_taken_meanwhile_is_dropped(
+    scripted_server,
+):
+    from oauthconn.flows.proactive_batch import claim
+
+    for i in range(4):
+        make_due(scripted_server, f"x{i}", answer=False)
+    pks = sorted(Token.objects.values_list("pk", flat=True))
+    lease, _ = claim([(pk, 5.0) for pk in pks])
+    # Time passes (a slow provider): the lease is about to end when the third row's turn
+    # comes, and another worker has meanwhile taken the fourth.
+    soon = timezone.now() + timedelta(seconds=1)
+    Token.objects.filter(pk__in=pks).update(lease_until=soon)
+    lease.until = soon
+    taken = timezone.now() + timedelta(minutes=5)
+    Token.objects.filter(pk=pks[3]).update(lease_until=taken)
+
+    assert lease.holds(pks[2], 5.0, pks[2:]) is True
+    assert lease.until > soon + timedelta(seconds=5)
+    leases = dict(Token.objects.values_list("pk", "lease_until"))
+    assert leases[pks[2]] == lease.until
+    assert leases[pks[3]] == taken  # the other worker's lease is left alone
+    assert leases[pks[0]] == leases[pks[1]] == soon  # done rows are not extended
+    assert lease.holds(pks[3], 5.0, pks[3:]) is False
+    # No extension when the lease still covers the next renewal: no statement at all.
+    with CaptureQueriesContext(connection) as queries:
+        assert lease.holds(pks[2], 1.0, pks[2:]) is True
+    assert len(queries) == 0

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Protocol
 
 from django.db import transaction
-from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from oauthconn.backoff import jittered_backoff
@@ -70,61 +69,41 @@ class Outcome:
 
 
 #: the columns a renewal writes
-_RENEWAL_FIELDS = (*APPLIED_FIELDS, "base_values", "refreshed_at", "authorized_at", "updated_at")
+RENEWAL_FIELDS = (*APPLIED_FIELDS, "base_values", "refreshed_at", "authorized_at", "updated_at")
 
 
-@dataclass
-class Lease:
-    """A proactive batch's claim on token rows until ``until`` (see flows/proactive_batch.py).
+class BatchStore(Protocol):
+    """Where renewals inside :func:`storing_under` store: a proactive batch's lease
+    (flows/proactive_batch.py), which writes each row its own way and the events at once."""
 
-    Renewals inside :func:`storing_under` store through it: one UPDATE per token, the events
-    kept in ``events`` for the batch to write at once with ``record_events``.
-    """
+    events: list[Event]
 
-    until: datetime
-    events: list[Event] = field(default_factory=list)
-    stored: set[int] = field(default_factory=set)
-
-    def store(self, token: Token) -> None:
-        """Write the renewed columns and end the lease, if it still is ours, in one statement.
-
-        Written even when the lease ran out and another worker took the row: the provider
-        has already replaced the refresh token it answered with, so ours is the one to keep
-        (the other worker's request fails with invalid_grant and finds it, R37).
-        """
-        values: dict[str, Any] = {name: getattr(token, name) for name in _RENEWAL_FIELDS}
-        values["updated_at"] = timezone.now()
-        ours = When(lease_until=self.until, then=Value(None, output_field=DateTimeField()))
-        Token.objects.filter(pk=token.pk).update(
-            **values, lease_until=Case(ours, default=F("lease_until"))
-        )
-        token.lease_until = None
-        self.stored.add(token.pk)
+    def store(self, token: Token) -> None: ...
 
 
-_lease: ContextVar[Lease | None] = ContextVar("oauthconn_lease", default=None)
+_batch: ContextVar[BatchStore | None] = ContextVar("oauthconn_batch", default=None)
 
 
 @contextmanager
-def storing_under(lease: Lease) -> Iterator[None]:
-    """Renewals in this block hold ``lease`` (no transaction) and store through it."""
-    reset = _lease.set(lease)
+def storing_under(batch: BatchStore) -> Iterator[None]:
+    """Renewals in this block store through ``batch`` (no transaction of their own)."""
+    reset = _batch.set(batch)
     try:
         yield
     finally:
-        _lease.reset(reset)
+        _batch.reset(reset)
 
 
 def store_renewal(token: Token, tokens: TokenSet) -> None:
     """Put a renewal's tokens on the row and record its events: in the caller's transaction,
-    or under a proactive batch's :class:`Lease`, which stores and records them its way."""
+    or under a proactive batch (:class:`BatchStore`), which stores and records them its way."""
     events = _apply_renewal(token, tokens)
-    lease = _lease.get()
-    if lease is None:
+    batch = _batch.get()
+    if batch is None:
         _save_renewal(token, events)
         return
-    lease.store(token)
-    lease.events += events
+    batch.store(token)
+    batch.events += events
 
 
 def _apply_renewal(token: Token, tokens: TokenSet) -> list[Event]:
@@ -162,7 +141,7 @@ _NEW, _AGAIN = "New access token obtained.", "The provider answered again."
 @_in_callers_transaction
 def _save_renewal(token: Token, events: list[Event]) -> None:
     # Only what changed: the row's other columns (lease, revocation flag) are not ours.
-    token.save(update_fields=_RENEWAL_FIELDS)
+    token.save(update_fields=RENEWAL_FIELDS)
     record_events(events, actor=renewer()["actor"])
 
 

@@ -1,50 +1,193 @@
 """The proactive refresh on PostgreSQL, a chunk of tokens at a time (issue 11).
 
-One statement claims a chunk: ``UPDATE … SET lease_until … WHERE id IN (SELECT … FOR UPDATE
-SKIP LOCKED) RETURNING id``, committed at once, so another copy of the job (and an on-demand
-renewal, see ``flows.tokens.exclusively``) leaves those rows alone until the lease ends. The
-token requests then run with no transaction open; each renewal is stored by one UPDATE that
-also ends the lease (:class:`~oauthconn.flows.outcomes.Lease`), committed before the next use
-of the refresh token, and the chunk's events are written together at the end. A worker
-killed mid-chunk loses nothing: its leases run out and the next run takes those rows.
+One statement claims a chunk and reads it: ``UPDATE … SET lease_until … WHERE id IN (SELECT …
+FOR UPDATE SKIP LOCKED) RETURNING …``, joined with each row's connection and provider and
+committed at once, so another copy of the job (and an on-demand renewal, see
+``flows.tokens.exclusively``) leaves those rows alone until the lease ends. The token
+requests then run with no transaction open; each renewal is stored by one UPDATE that also
+ends the lease (:class:`Lease`), committed before the next use of the refresh token, and the
+chunk's events are written together at the end. A worker killed mid-chunk loses nothing: its
+leases run out and the next run takes those rows.
+
+Both statements are written once per database and their rows turned into model instances
+without the ORM's compiler: compiling a three-table ``select_related`` and an UPDATE of
+fourteen columns for every token cost more CPU than the token request itself.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from django.db import connection as db_connection
+from django.contrib.auth import get_user_model
+from django.db import connections, router
+from django.db.models import Field
 from django.utils import timezone
 
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.common import LEASE_MARGIN, record_events
-from oauthconn.flows.outcomes import Lease, Outcome, renewing_as, storing_under
+from oauthconn.flows.lookup import _build, _columns, _convert, _converters
+from oauthconn.flows.outcomes import RENEWAL_FIELDS, Outcome, renewing_as, storing_under
 from oauthconn.flows.tokens import renew_locked_token
-from oauthconn.models import Token
+from oauthconn.models import Connection, Event, Provider, Token
 
 logger = logging.getLogger("oauthconn")
 
-#: tokens one worker claims at once: fewer statements per token, but a longer lease on each
-CHUNK = 8
+#: tokens one worker claims at once (the statements of a claim are shared by its tokens)
+CHUNK = 50
 
 #: (token pk, seconds its renewal's requests may take: ``common.lease_for``)
 Row = tuple[int, float]
 
 
-def claim(rows: list[Row]) -> tuple[datetime, list[int]]:
-    """Lease those of ``rows`` no one holds, for all their renewals one after the other."""
-    until = timezone.now() + timedelta(seconds=sum(s for _, s in rows) + LEASE_MARGIN)
-    table = db_connection.ops.quote_name(Token._meta.db_table)
-    sql = (
-        f"UPDATE {table} SET lease_until = %s WHERE id IN ("
-        f"SELECT id FROM {table} WHERE id = ANY(%s)"
-        " AND (lease_until IS NULL OR lease_until <= %s) FOR UPDATE SKIP LOCKED) RETURNING id"
+@dataclass(frozen=True)
+class _Statements:
+    """The claim and the store of one database, written once."""
+
+    claim: str
+    store: str
+    store_fields: list[Field]
+    connection_width: int
+    provider_width: int
+    converters: list[Any]
+
+
+_statements: dict[str, _Statements] = {}
+_lock = threading.Lock()
+
+
+def _for(alias: str) -> _Statements:
+    statements = _statements.get(alias)
+    if statements is None:
+        with _lock:
+            statements = _statements[alias] = _write(alias)
+    return statements
+
+
+def _write(alias: str) -> _Statements:
+    db = connections[alias]
+    qn = db.ops.quote_name
+    token_t, conn_t, prov_t = (qn(m._meta.db_table) for m in (Token, Connection, Provider))
+    token_cols = [qn(str(f.column)) for f in Token._meta.concrete_fields]
+    connection_cols, provider_cols = _columns(Connection, qn), _columns(Provider, qn)
+    token_connection = qn(str(Token._meta.get_field("connection").column))
+    connection_provider = qn(str(Connection._meta.get_field("provider").column))
+    claim = (
+        f"WITH claimed AS (UPDATE {token_t} SET lease_until = %s WHERE id IN ("
+        f"SELECT id FROM {token_t} WHERE id = ANY(%s)"
+        " AND (lease_until IS NULL OR lease_until <= %s) FOR UPDATE SKIP LOCKED)"
+        f" RETURNING {', '.join(token_cols)}) "
+        f"SELECT {', '.join(connection_cols + provider_cols)}, "
+        f"{', '.join(f'claimed.{c}' for c in token_cols)} FROM claimed "
+        f"INNER JOIN {conn_t} ON ({conn_t}.id = claimed.{token_connection}) "
+        f"INNER JOIN {prov_t} ON ({prov_t}.id = {conn_t}.{connection_provider}) "
+        "ORDER BY claimed.expires_at, claimed.id"
     )
-    with db_connection.cursor() as cursor:
-        cursor.execute(sql, [until, [pk for pk, _ in rows], timezone.now()])
-        return until, [pk for (pk,) in cursor.fetchall()]
+    store_fields = [cast(Field, Token._meta.get_field(name)) for name in RENEWAL_FIELDS]
+    assignments = ", ".join(f"{qn(str(f.column))} = %s" for f in store_fields)
+    # Written even when the lease ran out and another worker took the row: the provider
+    # has already replaced the refresh token it answered with, so ours is the one to keep
+    # (the other worker's request fails with invalid_grant and finds it, R37).
+    store = (
+        f"UPDATE {token_t} SET {assignments}, lease_until = CASE WHEN lease_until = %s"
+        " THEN NULL ELSE lease_until END WHERE id = %s"
+    )
+    return _Statements(
+        claim=claim,
+        store=store,
+        store_fields=store_fields,
+        connection_width=len(connection_cols),
+        provider_width=len(provider_cols),
+        converters=_converters(Connection, db) + _converters(Provider, db) + _converters(Token, db),
+    )
+
+
+@dataclass
+class Lease:
+    """A chunk's claim on token rows until ``until``.
+
+    Renewals inside :func:`~oauthconn.flows.outcomes.storing_under` store through it: one
+    UPDATE per token, the events kept in ``events`` for the chunk to write at once.
+    """
+
+    alias: str
+    until: datetime
+    events: list[Event] = field(default_factory=list)
+    stored: set[int] = field(default_factory=set)
+    lost: set[int] = field(default_factory=set)
+
+    def holds(self, pk: int, seconds: float, left: list[int]) -> bool:
+        """Whether row ``pk`` is still ours for ``seconds`` more (its renewal's worst case).
+
+        When the lease would end sooner (or within half of ``LEASE_MARGIN`` of its end) it is
+        extended, for ``left`` (the rows not renewed yet) in one statement; a row another
+        worker took meanwhile (possible only if this one stalled past the lease) is ours no
+        more.
+        """
+        now = timezone.now()
+        if now + timedelta(seconds=seconds + LEASE_MARGIN / 2) > self.until:
+            needed = now + timedelta(seconds=seconds + LEASE_MARGIN)
+            table = connections[self.alias].ops.quote_name(Token._meta.db_table)
+            sql = (
+                f"UPDATE {table} SET lease_until = %s WHERE id = ANY(%s) AND lease_until = %s"
+                " RETURNING id"
+            )
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute(sql, [needed, left, self.until])
+                self.lost.update(set(left) - {found for (found,) in cursor.fetchall()})
+            self.until = needed
+        return pk not in self.lost
+
+    def store(self, token: Token) -> None:
+        """Write the renewed columns and end the lease, if it still is ours: one statement."""
+        statements, db = _for(self.alias), connections[self.alias]
+        token.updated_at = timezone.now()
+        fields = statements.store_fields
+        values = [f.get_db_prep_save(getattr(token, f.attname), db) for f in fields]
+        with db.cursor() as cursor:
+            cursor.execute(statements.store, [*values, self.until, token.pk])
+        token.lease_until = None
+        self.stored.add(token.pk)
+
+
+def claim(rows: list[Row]) -> tuple[Lease, list[Token]]:
+    """Lease those of ``rows`` no one holds, for as long as the longest of their renewals may
+    take, and read them with their connections and providers, oldest expiry first."""
+    alias = router.db_for_write(Token)
+    statements = _for(alias)
+    until = timezone.now() + timedelta(seconds=max(s for _, s in rows) + LEASE_MARGIN)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(statements.claim, [until, [pk for pk, _ in rows], timezone.now()])
+        found = cursor.fetchall()
+    tokens = [_instances(alias, statements, row) for row in found]
+    _attach_owners(tokens)
+    return Lease(alias, until), tokens
+
+
+def _instances(alias: str, statements: _Statements, raw: tuple[Any, ...]) -> Token:
+    values = _convert(statements.converters, raw, alias)
+    provider_end = statements.connection_width + statements.provider_width
+    connection = _build(Connection, alias, values[: statements.connection_width])
+    provider = _build(Provider, alias, values[statements.connection_width : provider_end])
+    token = _build(Token, alias, values[provider_end:])
+    Connection.provider.field.set_cached_value(connection, provider)
+    Token.connection.field.set_cached_value(token, connection)
+    return token
+
+
+def _attach_owners(tokens: list[Token]) -> None:
+    """The users owning per-user grants (their events name them): one query, if any."""
+    owner_ids = {t.owner_id for t in tokens if t.owner_id is not None}
+    if not owner_ids:
+        return
+    users = get_user_model()._default_manager.in_bulk(owner_ids)
+    for token in tokens:
+        if token.owner_id is not None:
+            Token.owner.field.set_cached_value(token, users.get(token.owner_id))
 
 
 def refresh_chunk(
@@ -52,21 +195,19 @@ def refresh_chunk(
 ) -> list[str]:
     """Claim ``rows`` and renew the due ones; one result per row, "skipped" for rows another
     worker holds or that are no longer due (re-checked on the row as claimed)."""
-    until, pks = claim(rows)
-    lease = Lease(until)
-    claimed = list(
-        Token.objects.select_related("connection__provider", "owner")
-        .filter(pk__in=pks)
-        .order_by("expires_at", "pk")
-    )
+    lease, claimed = claim(rows)
+    seconds = dict(rows)
     results = ["skipped"] * (len(rows) - len(claimed))
     try:
         with renewing_as(source=source), storing_under(lease):
-            results += [_refresh(token, is_due, result) for token in claimed]
+            for i, token in enumerate(claimed):
+                left = [t.pk for t in claimed[i:]]
+                ours = lease.holds(token.pk, seconds[token.pk], left)
+                results.append(_refresh(token, is_due, result) if ours else "skipped")
     finally:
         # Also after an error: the events of what was stored, and the other leases ended.
         record_events(lease.events)
-        _release([t.pk for t in claimed if t.pk not in lease.stored], until)
+        _release([t.pk for t in claimed if t.pk not in lease.stored], lease.until)
     return results
 
 

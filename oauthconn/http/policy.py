@@ -24,8 +24,9 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # --- URL policy ------------------------------------------------------------------------------
 
 
-def check_url(url: str, *, field: str = "URL") -> None:
-    """Raise :class:`InsecureURL` unless ``url`` may be used for a server-side request.
+def check_url(url: str, *, field: str = "URL") -> httpx.URL:
+    """Raise :class:`InsecureURL` unless ``url`` may be used for a server-side request; the
+    URL as parsed, so a caller that sends it need not parse it again.
 
     https only; http just for a loopback host (127.0.0.0/8, ::1, ``localhost``) while
     ``ALLOW_INSECURE_LOOPBACK`` is on (SECURITY R1, §3.5). No userinfo (it would be sent as
@@ -42,10 +43,10 @@ def check_url(url: str, *, field: str = "URL") -> None:
     if "#" in url:
         raise InsecureURL(f"{field} must not contain a fragment (#...).")
     if parsed.scheme == "https":
-        return
+        return parsed
     if parsed.scheme == "http" and is_loopback_host(parsed.host):
         if oauthconn_settings.ALLOW_INSECURE_LOOPBACK:
-            return
+            return parsed
         raise InsecureURL(
             f"{field} uses http: allowed for loopback only with "
             "OAUTHCONN['ALLOW_INSECURE_LOOPBACK'] = True (development)."
