@@ -233,7 +233,9 @@ def notes(startup: dict, fast: dict, dot: dict) -> list[str]:
         f"that answers at once (no database; {fast['limit_1']['server_cpu_ms']} ms of server "
         f"CPU per refresh). oauthconn_refresh reaches {share:.0f}% of it: what bounds the "
         f"command there is its own work per token ({fast['command_1']['client_cpu_ms']} ms of "
-        "CPU: the row lock and re-check, encrypting two tokens, the audit event).",
+        "CPU: the token request through the guarded client, decrypting and encrypting the "
+        "tokens, validating the answer, storing it and the event; see the profile summary "
+        "above the results).",
         "DOT rows: django-oauth-toolkit on Django's development server, a realistic provider "
         f"whose own cost ({dot['limit_1']['server_cpu_ms']} ms of server CPU per refresh) "
         "dominates both rows; the command's share there also reflects its CPU competing with "
