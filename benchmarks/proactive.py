@@ -191,7 +191,7 @@ def run(ctx: Any) -> Section:
 
 
 def median_round(rounds: list[dict]) -> dict:
-    """Per row, the result of the round with the median rate (an odd number of rounds)."""
+    """Per row, its result in the round where its rate was the median (an odd number)."""
     out = {}
     for key in rounds[0]:
         ordered = sorted((r[key] for r in rounds), key=lambda result: result["per_second"])
@@ -252,7 +252,7 @@ def report(count: int, workers: int, startup: dict, results: dict) -> Section:
         section.notes.append(
             f"Fast endpoint rows: the median of {rounds} rounds (bare client and command "
             "interleaved in each), the range over the rounds in brackets; the % of the limit "
-            "compares the two rows of that median round. The DOT rows are one round."
+            "compares the two medians. The DOT rows are one round."
         )
     section.notes += notes(startup, fast, dot)
     return section
