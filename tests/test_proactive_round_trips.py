@@ -225,3 +225,49 @@ def test_the_lease_is_extended_for_the_rows_left_and_a_row_taken_meanwhile_is_dr
     with CaptureQueriesContext(connection) as queries:
         assert lease.holds(pks[2], 1.0, pks[2:]) is True
     assert len(queries) == 0
+
+
+@pytest.mark.postgres
+def test_one_chunk_renews_the_grants_of_several_users_of_one_connection(scripted_server):
+    from django.contrib.auth import get_user_model
+
+    from oauthconn.models import Event
+
+    endpoint = scripted_server.url("/team/token")
+    provider = Provider.objects.create(slug="team", name="team", token_endpoint=endpoint)
+    shared = Connection.objects.create(
+        slug="team",
+        name="team",
+        provider=provider,
+        client_id="c",
+        client_secret="s",
+        per_user=True,
+    )
+    users = [get_user_model().objects.create_user(f"u{i}") for i in range(3)]
+    for user in users:
+        Token.objects.create(
+            connection=shared,
+            owner=user,
+            access_token="a",
+            refresh_token=f"r-{user.username}",
+            expires_at=timezone.now() + timedelta(minutes=2),
+        )
+    sent: list[str] = []
+
+    def rotate(request) -> Reply:
+        old = request.form()["refresh_token"][0]
+        sent.append(old)
+        body = {"access_token": "a2", "refresh_token": f"{old}-2", "expires_in": 3600}
+        return Reply(body={**body, "token_type": "Bearer"})
+
+    scripted_server.default("/team/token", rotate)
+
+    assert refresh_due(Policy.from_settings(), concurrency=1).refreshed == 3
+
+    assert sorted(sent) == ["r-u0", "r-u1", "r-u2"]
+    stored = {t.owner.username: t.refresh_token.reveal() for t in Token.objects.all()}
+    assert stored == {"u0": "r-u0-2", "u1": "r-u1-2", "u2": "r-u2-2"}
+    owners = sorted(
+        Event.objects.filter(kind="refreshed").values_list("owner__username", flat=True)
+    )
+    assert owners == ["u0", "u1", "u2"]

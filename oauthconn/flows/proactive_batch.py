@@ -163,20 +163,48 @@ def claim(rows: list[Row]) -> tuple[Lease, list[Token]]:
     with connections[alias].cursor() as cursor:
         cursor.execute(statements.claim, [until, [pk for pk, _ in rows], timezone.now()])
         found = cursor.fetchall()
-    tokens = [_instances(alias, statements, row) for row in found]
+    tokens = _instances(alias, statements, found)
     _attach_owners(tokens)
     return Lease(alias, until), tokens
 
 
-def _instances(alias: str, statements: _Statements, raw: tuple[Any, ...]) -> Token:
-    values = _convert(statements.converters, raw, alias)
-    provider_end = statements.connection_width + statements.provider_width
-    connection = _build(Connection, alias, values[: statements.connection_width])
-    provider = _build(Provider, alias, values[statements.connection_width : provider_end])
-    token = _build(Token, alias, values[provider_end:])
-    Connection.provider.field.set_cached_value(connection, provider)
-    Token.connection.field.set_cached_value(token, connection)
-    return token
+def _instances(alias: str, statements: _Statements, found: list[tuple[Any, ...]]) -> list[Token]:
+    """The claimed rows as tokens; the rows of one connection share its (read-only) instance,
+    as those of one provider share the provider's: most of a row's columns are theirs."""
+    width, split = (
+        statements.connection_width + statements.provider_width,
+        statements.connection_width,
+    )
+    converters = statements.converters
+    connections_: dict[int, tuple[tuple[Any, ...], Connection]] = {}
+    providers: dict[int, tuple[tuple[Any, ...], Provider]] = {}
+    tokens = []
+    for raw in found:
+        config = raw[:width]
+        known = connections_.get(config[0])
+        if known is None or known[0] != config:
+            values = _convert(converters[:split], config[:split], alias)
+            connection = _build(Connection, alias, values)
+            Connection.provider.field.set_cached_value(
+                connection, _provider(alias, converters[split:width], config[split:], providers)
+            )
+            known = connections_[config[0]] = (config, connection)
+        token = _build(Token, alias, _convert(converters[width:], raw[width:], alias))
+        Token.connection.field.set_cached_value(token, known[1])
+        tokens.append(token)
+    return tokens
+
+
+def _provider(
+    alias: str,
+    converters: list[Any],
+    raw: tuple[Any, ...],
+    seen: dict[int, tuple[tuple[Any, ...], Provider]],
+) -> Provider:
+    known = seen.get(raw[0])
+    if known is None or known[0] != raw:
+        known = seen[raw[0]] = (raw, _build(Provider, alias, _convert(converters, raw, alias)))
+    return known[1]
 
 
 def _attach_owners(tokens: list[Token]) -> None:
