@@ -189,10 +189,12 @@ def test_the_pool_is_closed_when_the_process_exits(api):
 
 def test_a_fresh_access_token_costs_one_query_cold_or_warm(api, grant):
     grant("crm", "at-crm", api.url("/api/"))
-    for _ in range(2):  # the first call fills the process's cache, the second uses it
+    # The first call fills the process's cache, the second uses it. On SQLite an unchanged
+    # database (PRAGMA data_version, on the sqlite3 connection) serves the row read before.
+    for queries in (1, 0 if db.vendor == "sqlite" else 1):
         with CaptureQueriesContext(db) as captured:
             assert get_connection("crm").access_token == "at-crm"
-        assert len(captured) == 1
+        assert len(captured) == queries
 
 
 def test_changes_written_behind_the_cache_are_seen_by_the_next_call(api, grant):

@@ -54,6 +54,8 @@ _plans: dict[str, _Plan] = {}
 _configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
 _sealed: dict[tuple[int, Any, str], Sealed] = {}
 _lock = threading.Lock()
+#: per thread: {alias: (sqlite3 connection, {statement and parameters: (version, row)})}
+_thread = threading.local()
 
 
 def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None]:
@@ -79,9 +81,57 @@ def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None
 
 
 def _fetch_one(alias: str, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    with connections[alias].cursor() as cursor:
+    db = connections[alias]
+    if db.vendor == "sqlite":
+        return _sqlite_row(db, sql, params)
+    return _query(db, sql, params)
+
+
+def _query(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+# --- SQLite: the row again, without the statement, when the database did not change ----------
+
+
+def _sqlite_row(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """The row, read again only when the database may have changed since this thread's
+    connection last read it.
+
+    SQLite says so without a query over the tables: ``PRAGMA data_version`` changes when any
+    other connection (another thread or process) commits, and the connection's
+    ``total_changes`` counts every row it wrote itself, committed or rolled back. Both are
+    read before the row, so a write that lands between them and the statement makes the next
+    call read again. Rows are kept only outside a transaction (autocommit), where the
+    statement would see the latest commit; inside one the statement always runs.
+    """
+    db.ensure_connection()
+    raw = db.connection
+    if raw.in_transaction:
+        return _query(db, sql, params)
+    seen = _seen_by(db.alias, raw)
+    version = (raw.execute("PRAGMA data_version").fetchone()[0], raw.total_changes)
+    key = (sql, *params)
+    kept = seen.get(key)
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    row = _query(db, sql, params)
+    if len(seen) >= MAX_GRANTS:
+        seen.clear()
+    seen[key] = (version, row)
+    return row
+
+
+def _seen_by(alias: str, raw: Any) -> dict[tuple[Any, ...], tuple[tuple[int, int], Any]]:
+    """This thread's rows for ``alias``, valid for the sqlite3 connection ``raw`` only: the
+    counters of a new connection (Django reconnects) start over."""
+    by_alias: dict[str, tuple[Any, dict[Any, Any]]] = _thread.__dict__.setdefault("rows", {})
+    current = by_alias.get(alias)
+    if current is None or current[0] is not raw:
+        current = by_alias[alias] = (raw, {})
+    return current[1]
 
 
 def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
