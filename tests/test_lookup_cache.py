@@ -137,3 +137,11 @@ def test_a_new_database_connection_reads_the_row_again(crm):
     db.close()  # Django reconnects: a new sqlite3 connection, whose counters start over
     Connection.objects.filter(pk=crm.pk).update(api_base_url="https://b.example/")
     assert base_url() == "https://b.example/"
+
+
+def test_two_writes_in_one_transaction_are_each_seen(crm):
+    # PostgreSQL: both tuples carry the same xmin (one transaction); their ctid differs.
+    with transaction.atomic():
+        for url in ("https://b.example/", "https://c.example/"):
+            Connection.objects.filter(pk=crm.pk).update(api_base_url=url)
+            assert base_url() == url

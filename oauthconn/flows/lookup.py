@@ -1,14 +1,27 @@
 """``get_connection``'s one query, and a per-process cache that can never be stale.
 
-Each call sends one statement, prepared once per database: the connection by slug, its
-provider, and the owner's token row (a LEFT JOIN, so "not connected yet" costs no second
-query). Building three model instances from those ~65 columns through the ORM cost up to
-50 times the statement itself, so the connection and provider are built only when their
-columns differ from the last ones this process saw. The comparison is with the values this
-very query returned, so a changed secret, endpoint, API base URL or token status, however it
-was written (``save()``, ``update()``, another process, raw SQL), is seen by the next call.
-The token row is built fresh every time; its access token is decrypted again only when its
-ciphertext changed.
+Each call reads one row: the connection by slug, its provider, and the owner's token row (a
+LEFT JOIN, so "not connected yet" costs no second query). Building three model instances
+from those ~85 columns through the ORM cost up to 50 times the statement itself, so the
+connection and provider are built only when their columns differ from the last ones this
+process saw. The comparison is with the values of the row just read, so a changed secret,
+endpoint, API base URL or token status, however it was written (``save()``, ``update()``,
+another process, raw SQL), is seen by the next call. The token row is built fresh every
+time; its access token is decrypted again only when its ciphertext changed.
+
+Reading the row itself is skipped when the database proves it did not change (issue 11):
+
+- SQLite: no statement while ``PRAGMA data_version`` (commits by any other connection) and
+  the connection's ``total_changes`` (its own writes) are unchanged, outside a transaction,
+  on the same sqlite3 connection (:func:`_sqlite_row`; a new connection per request,
+  ``CONN_MAX_AGE = 0``, always reads).
+- PostgreSQL: the same join selecting only each tuple's ``(xmin, ctid)``; when those are
+  the ones read last time, so is every column (:func:`_versioned_row`). A change costs that
+  narrow statement and then the whole row.
+
+There is no time window in either: what is checked is the database's own state, read in
+the call. (LISTEN/NOTIFY was not used: a notification can arrive after a request that the
+committed write already caused, so a process could serve the old row in between.)
 
 The cached ``Connection`` is shared by the process's clients and is read-only.
 """
@@ -46,6 +59,10 @@ class _Plan:
     keyed_sql: str
     owner_field: Any
     config_width: int
+    #: where the token's columns end; PostgreSQL's rows then carry the tuples' versions
+    row_width: int
+    #: PostgreSQL: statement -> the same join selecting only the three tuples' versions
+    versions_sql: dict[str, str]
     token_converters: list[tuple[list[Converter], Any]]
     config_converters: list[tuple[list[Converter], Any]]
 
@@ -54,6 +71,8 @@ _plans: dict[str, _Plan] = {}
 _configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
 _sealed: dict[tuple[int, Any, str], Sealed] = {}
 _lock = threading.Lock()
+#: PostgreSQL: (alias, statement, parameters) -> the last row, its tuples' versions last
+_rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 #: per thread: {alias: (sqlite3 connection, {statement and parameters: (version, row)})}
 _thread = threading.local()
 
@@ -68,22 +87,24 @@ def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None
     alias = router.db_for_read(Token)
     plan = _plan(alias)
     if owner is None:
-        row = _fetch_one(alias, plan.shared_sql, [slug])
+        row = _fetch_one(alias, plan, plan.shared_sql, [slug])
     elif is_user(owner):
         owner_pk = plan.owner_field.get_db_prep_value(owner.pk, connections[alias])
-        row = _fetch_one(alias, plan.owned_sql, [owner_pk, slug])
+        row = _fetch_one(alias, plan, plan.owned_sql, [owner_pk, slug])
     else:
-        row = _fetch_one(alias, plan.keyed_sql, [owner_key(owner), slug])
+        row = _fetch_one(alias, plan, plan.keyed_sql, [owner_key(owner), slug])
     if row is None:
         raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.")
     connection = _connection(alias, plan, row[: plan.config_width])
-    return connection, _token(alias, plan, connection, row[plan.config_width :])
+    return connection, _token(alias, plan, connection, row[plan.config_width : plan.row_width])
 
 
-def _fetch_one(alias: str, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+def _fetch_one(alias: str, plan: _Plan, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
     db = connections[alias]
     if db.vendor == "sqlite":
         return _sqlite_row(db, sql, params)
+    if sql in plan.versions_sql:
+        return _versioned_row(db, plan.versions_sql[sql], sql, params)
     return _query(db, sql, params)
 
 
@@ -91,6 +112,36 @@ def _query(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+# --- PostgreSQL: the row again when its three tuples are the ones read before ---------------
+
+
+def _versioned_row(db: Any, versions_sql: str, sql: str, params: list[Any]) -> Any:
+    """The row, or the one this process read before when the same three tuples answer.
+
+    A tuple's ``(xmin, ctid)`` names one version of a row: an UPDATE, whatever sent it,
+    writes a new tuple with its transaction's id at a new place, and the content of a tuple
+    never changes. So when the join still finds the tuples it found last time, their columns
+    are the ones read then, and only those few narrow columns cross the wire. Otherwise (the
+    first call, or anything changed) the whole row is read again, in its own statement.
+    Two tuple versions could share both only if the 32-bit transaction counter wrapped
+    around while this process kept the row and a new tuple landed on the same slot.
+    """
+    key = (db.alias, sql, *params)
+    kept = _rows.get(key)
+    if kept is not None:
+        versions = _query(db, versions_sql, params)
+        if versions is None:
+            return None
+        if versions == kept[-len(versions) :]:
+            return kept
+    row = _query(db, sql, params)
+    if row is not None:
+        if len(_rows) >= MAX_GRANTS:
+            _rows.clear()
+        _rows[key] = row
+    return row
 
 
 # --- SQLite: the row again, without the statement, when the database did not change ----------
@@ -208,8 +259,8 @@ def _prepare(alias: str) -> _Plan:
         field = cast(Field, model._meta.get_field(name))
         return f"{qn(model._meta.db_table)}.{qn(str(field.column))}"
 
-    select = (
-        f"SELECT {', '.join(c for cols in columns for c in cols)} FROM {conn_t} "
+    froms = (
+        f"FROM {conn_t} "
         f"INNER JOIN {prov_t} ON ({col(Connection, 'provider')} = {col(Provider, 'id')}) "
         f"LEFT OUTER JOIN {token_t} ON ({col(Token, 'connection')} = {col(Connection, 'id')} "
     )
@@ -220,12 +271,26 @@ def _prepare(alias: str) -> _Plan:
     # keyed joins name both owner columns, so no kind of owner is ever served another's row
     # (a connection switched from per-team to shared still has its teams' rows).
     owner, key = col(Token, "owner"), col(Token, "owner_key")
+    tails = [
+        f"{froms}AND {owner} IS NULL AND {key} = '') {where}",
+        f"{froms}AND {owner} = %s) {where}",
+        f"{froms}AND {owner} IS NULL AND {key} = %s) {where}",
+    ]
+    selected = ", ".join(c for cols in columns for c in cols)
+    versions = {}
+    if db.vendor == "postgresql":  # each tuple's version, last (see _versioned_row)
+        tuples = ", ".join(f"{t}.xmin::text, {t}.ctid::text" for t in (conn_t, prov_t, token_t))
+        selected += ", " + tuples
+        versions = {f"SELECT {selected} {tail}": f"SELECT {tuples} {tail}" for tail in tails}
+    shared_sql, owned_sql, keyed_sql = (f"SELECT {selected} {tail}" for tail in tails)
     return _Plan(
-        shared_sql=select + f"AND {owner} IS NULL AND {key} = '') {where}",
-        owned_sql=select + f"AND {owner} = %s) {where}",
-        keyed_sql=select + f"AND {owner} IS NULL AND {key} = %s) {where}",
+        shared_sql=shared_sql,
+        owned_sql=owned_sql,
+        keyed_sql=keyed_sql,
+        versions_sql=versions,
         owner_field=owner_field,
         config_width=len(columns[0]) + len(columns[1]),
+        row_width=sum(len(cols) for cols in columns),
         token_converters=_converters(Token, db),
         config_converters=_converters(Connection, db) + _converters(Provider, db),
     )
