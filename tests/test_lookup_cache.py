@@ -145,3 +145,10 @@ def test_two_writes_in_one_transaction_are_each_seen(crm):
         for url in ("https://b.example/", "https://c.example/"):
             Connection.objects.filter(pk=crm.pk).update(api_base_url=url)
             assert base_url() == url
+
+
+def test_a_token_changed_in_place_does_not_change_the_next_calls_token(crm):
+    Token.objects.filter(connection=crm).update(claims={"sub": "alice"})
+    first = get_connection("crm")._token
+    first.claims["sub"] = "mallory"  # what code holding a token may do to its own instance
+    assert get_connection("crm")._token.claims == {"sub": "alice"}

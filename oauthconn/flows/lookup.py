@@ -28,6 +28,7 @@ The cached ``Connection`` is shared by the process's clients and is read-only.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class _Plan:
 _plans: dict[str, _Plan] = {}
 _configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
 _sealed: dict[tuple[int, Any, str], Sealed] = {}
+#: (alias, token id) -> (the token's columns as read, their Python values, the mutable ones)
+_token_rows: dict[tuple[str, Any], tuple[tuple[Any, ...], tuple[Any, ...], tuple[int, ...]]] = {}
 _lock = threading.Lock()
 #: PostgreSQL: (alias, statement, parameters) -> the last row, its tuples' versions last
 _rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -202,12 +205,37 @@ def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
 def _token(alias: str, plan: _Plan, connection: Connection, raw: tuple[Any, ...]) -> Token | None:
     if raw[0] is None:
         return None  # the LEFT JOIN found no row for this owner
-    token = _build(Token, alias, _convert(plan.token_converters, raw, alias))
+    token = _build(Token, alias, _token_values(alias, plan, raw))
     Token.connection.field.set_cached_value(token, connection)
     if token.access_token is not None:
         grant = (connection.pk, token.owner_id, token.owner_key)
         token.access_token = _decrypted_once(grant, token.access_token)
     return token
+
+
+def _token_values(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> list[Any]:
+    """The token row's Python values, converted again only where its columns changed.
+
+    Values that can be changed in place (a JSON dict or list) are converted afresh for each
+    instance; the others (str, int, datetime, ``Sealed``) cannot be, so instances share them.
+    """
+    key = (alias, raw[0])
+    kept = _token_rows.get(key)
+    if kept is None or kept[0] != raw:
+        values = _convert(plan.token_converters, raw, alias)
+        mutable = tuple(i for i, value in enumerate(values) if isinstance(value, (dict, list)))
+        if len(_token_rows) >= MAX_GRANTS:
+            _token_rows.clear()
+        _token_rows[key] = (raw, tuple(values), mutable)
+        return values
+    values = list(kept[1])
+    db = connections[alias]
+    for i in kept[2]:
+        functions, column = plan.token_converters[i]
+        values[i] = raw[i]
+        for function in functions:
+            values[i] = function(values[i], column, db)
+    return values
 
 
 def _decrypted_once(grant: tuple[int, Any, str], sealed: Sealed) -> Sealed:
@@ -222,8 +250,12 @@ def _decrypted_once(grant: tuple[int, Any, str], sealed: Sealed) -> Sealed:
 
 
 def _build(model: type[Model], alias: str, values: list[Any]) -> Any:
-    names = [f.attname for f in model._meta.concrete_fields]
-    return model.from_db(alias, names, values)
+    return model.from_db(alias, _attnames(model), values)
+
+
+@functools.cache
+def _attnames(model: type[Model]) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]
 
 
 def _convert(
