@@ -15,9 +15,9 @@ Reading the row itself is skipped when the database proves it did not change (is
   the connection's ``total_changes`` (its own writes) are unchanged, outside a transaction,
   on the same sqlite3 connection (:func:`_sqlite_row`; a new connection per request,
   ``CONN_MAX_AGE = 0``, always reads).
-- PostgreSQL: the statement gets each tuple's ``(xmin, ctid)`` as read last time and
-  returns only those versions when they still match, the whole row when they do not
-  (:func:`_versioned_row`): one statement either way.
+- PostgreSQL: the same join selecting only each tuple's ``(xmin, ctid)``; when those are
+  the ones read last time, so is every column (:func:`_versioned_row`). A change costs that
+  narrow statement and then the whole row.
 
 There is no time window in either: what is checked is the database's own state, read in
 the call. (LISTEN/NOTIFY was not used: a notification can arrive after a request that the
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 #: grants whose decrypted access token is kept; beyond this the cache starts over
 MAX_GRANTS = 10_000
-#: PostgreSQL: (xmin, ctid) of the connection, provider and token tuples
-VERSIONS = 6
 
 Converter = Callable[..., Any]
 
@@ -64,8 +62,8 @@ class _Plan:
     config_width: int
     #: where the token's columns end; PostgreSQL's rows then carry the tuples' versions
     row_width: int
-    #: PostgreSQL: the statements take the kept row's versions (see _versioned_row)
-    versioned: bool
+    #: PostgreSQL: statement -> the same join selecting only the three tuples' versions
+    versions_sql: dict[str, str]
     token_converters: list[tuple[list[Converter], Any]]
     config_converters: list[tuple[list[Converter], Any]]
 
@@ -108,8 +106,8 @@ def _fetch_one(alias: str, plan: _Plan, sql: str, params: list[Any]) -> tuple[An
     db = connections[alias]
     if db.vendor == "sqlite":
         return _sqlite_row(db, sql, params)
-    if plan.versioned:
-        return _versioned_row(db, sql, params)
+    if sql in plan.versions_sql:
+        return _versioned_row(db, plan.versions_sql[sql], sql, params)
     return _query(db, sql, params)
 
 
@@ -122,29 +120,30 @@ def _query(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
 # --- PostgreSQL: the row again when its three tuples are the ones read before ---------------
 
 
-def _versioned_row(db: Any, sql: str, params: list[Any]) -> Any:
+def _versioned_row(db: Any, versions_sql: str, sql: str, params: list[Any]) -> Any:
     """The row, or the one this process read before when the same three tuples answer.
 
     A tuple's ``(xmin, ctid)`` names one version of a row: an UPDATE, whatever sent it,
     writes a new tuple with its transaction's id at a new place, and the content of a tuple
-    never changes. The statement gets the versions of the row kept from last time and
-    returns every other column as NULL when the join finds those very tuples, so only the
-    narrow versions cross the wire and are parsed; otherwise (the first call, or anything
-    changed) it returns the whole row. One statement either way. Two tuple versions could
-    share both only if the 32-bit transaction counter wrapped around while this process
-    kept the row and a new tuple landed on the same slot.
+    never changes. So when the join still finds the tuples it found last time, their columns
+    are the ones read then, and only those few narrow columns cross the wire. Otherwise (the
+    first call, or anything changed) the whole row is read again, in its own statement.
+    Two tuple versions could share both only if the 32-bit transaction counter wrapped
+    around while this process kept the row and a new tuple landed on the same slot.
     """
     key = (db.alias, sql, *params)
     kept = _rows.get(key)
-    versions = kept[-VERSIONS:] if kept is not None else (None,) * VERSIONS
-    row = _query(db, sql, [*params[:-1], *versions, params[-1]])
-    if row is None:
-        return None
-    if kept is not None and row[-VERSIONS:] == versions:
-        return kept
-    if len(_rows) >= MAX_GRANTS:
-        _rows.clear()
-    _rows[key] = row
+    if kept is not None:
+        versions = _query(db, versions_sql, params)
+        if versions is None:
+            return None
+        if versions == kept[-len(versions) :]:
+            return kept
+    row = _query(db, sql, params)
+    if row is not None:
+        if len(_rows) >= MAX_GRANTS:
+            _rows.clear()
+        _rows[key] = row
     return row
 
 
@@ -304,29 +303,23 @@ def _prepare(alias: str) -> _Plan:
     # keyed joins name both owner columns, so no kind of owner is ever served another's row
     # (a connection switched from per-team to shared still has its teams' rows).
     owner, key = col(Token, "owner"), col(Token, "owner_key")
-    joins = [
-        f"{froms}AND {owner} IS NULL AND {key} = '')",
-        f"{froms}AND {owner} = %s)",
-        f"{froms}AND {owner} IS NULL AND {key} = %s)",
+    tails = [
+        f"{froms}AND {owner} IS NULL AND {key} = '') {where}",
+        f"{froms}AND {owner} = %s) {where}",
+        f"{froms}AND {owner} IS NULL AND {key} = %s) {where}",
     ]
-    names = [c for cols in columns for c in cols]
-    versioned = db.vendor == "postgresql"
-    if versioned:  # see _versioned_row: the kept versions are parameters, before the slug's
+    selected = ", ".join(c for cols in columns for c in cols)
+    versions = {}
+    if db.vendor == "postgresql":  # each tuple's version, last (see _versioned_row)
         tuples = ", ".join(f"{t}.xmin::text, {t}.ctid::text" for t in (conn_t, prov_t, token_t))
-        same = qn("oauthconn_kept")
-        names = [f"CASE WHEN {same}.same THEN NULL ELSE {c} END" for c in names] + [tuples]
-        check = ", ".join(["%s"] * VERSIONS)
-        where = (
-            f"CROSS JOIN LATERAL (SELECT ({tuples}) IS NOT DISTINCT FROM ({check}) AS same) "
-            f"AS {same} {where}"
-        )
-    selected = ", ".join(names)
-    shared_sql, owned_sql, keyed_sql = (f"SELECT {selected} {join} {where}" for join in joins)
+        selected += ", " + tuples
+        versions = {f"SELECT {selected} {tail}": f"SELECT {tuples} {tail}" for tail in tails}
+    shared_sql, owned_sql, keyed_sql = (f"SELECT {selected} {tail}" for tail in tails)
     return _Plan(
         shared_sql=shared_sql,
         owned_sql=owned_sql,
         keyed_sql=keyed_sql,
-        versioned=versioned,
+        versions_sql=versions,
         owner_field=owner_field,
         config_width=len(columns[0]) + len(columns[1]),
         row_width=sum(len(cols) for cols in columns),
