@@ -204,7 +204,8 @@ def report(samples: dict, statuses: dict, queries: dict, cpu_us: dict) -> Sectio
     )
     section.notes.append(
         "“per call” / “per request” rows get a new connection object for every call, as a view "
-        "that calls get_connection() in each request does: they pay its one query, and reuse "
+        "that calls get_connection() in each request does: they pay its lookup (on SQLite "
+        "no query while the database is unchanged; on PostgreSQL one narrow query), and reuse "
         "the process's pooled TCP connection. The raw per-request row builds a new "
         "httpx.Client (a TLS context, tens of ms) and opens a new TCP connection each time."
     )

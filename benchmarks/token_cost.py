@@ -97,8 +97,10 @@ def notes(medians: dict) -> list[str]:
         f"Keeping the connection object for the request (its in-memory token) saves "
         f"{lookup - cached:.1f} µs and the query per use.",
         f"A request that gets a connection and its token three times pays {per_request:.1f} µs "
-        "over an empty view: one query (the token row joined with its connection and provider).",
-        "The one query cannot go: it is how a changed secret, endpoint or status is seen at "
-        "once in every process (the per-process cache only skips rebuilding what did not "
-        "change).",
+        "over an empty view: one lookup (see the next note for what it asks the database).",
+        "What is never skipped is asking the database whether the row changed: on SQLite "
+        "PRAGMA data_version and the connection's own write count (no query while nothing "
+        "changed, with a persistent connection), on PostgreSQL the row's tuple versions "
+        "(xmin, ctid) in one narrow query. So a changed secret, endpoint or status is seen "
+        "at once in every process (oauthconn/flows/lookup.py).",
     ]

@@ -41,6 +41,16 @@ def pytest_collection_modifyitems(config, items):
         items[:] = selected
 
 
+@pytest.fixture(autouse=True)
+def _lookup_starts_cold():
+    """Each test's first lookup is a first one, as in a new process: on PostgreSQL a row kept
+    from another test's (since flushed) database would make it a lookup after a change, which
+    costs a second statement (see test_client_pool for that case)."""
+    from oauthconn.flows import lookup
+
+    lookup._rows.clear()
+
+
 @pytest.fixture
 def as_log():
     AS_LOG.clear()

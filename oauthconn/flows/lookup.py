@@ -1,20 +1,34 @@
 """``get_connection``'s one query, and a per-process cache that can never be stale.
 
-Each call sends one statement, prepared once per database: the connection by slug, its
-provider, and the owner's token row (a LEFT JOIN, so "not connected yet" costs no second
-query). Building three model instances from those ~65 columns through the ORM cost up to
-50 times the statement itself, so the connection and provider are built only when their
-columns differ from the last ones this process saw. The comparison is with the values this
-very query returned, so a changed secret, endpoint, API base URL or token status, however it
-was written (``save()``, ``update()``, another process, raw SQL), is seen by the next call.
-The token row is built fresh every time; its access token is decrypted again only when its
-ciphertext changed.
+Each call reads one row: the connection by slug, its provider, and the owner's token row (a
+LEFT JOIN, so "not connected yet" costs no second query). Building three model instances
+from those ~85 columns through the ORM cost up to 50 times the statement itself, so the
+connection and provider are built only when their columns differ from the last ones this
+process saw. The comparison is with the values of the row just read, so a changed secret,
+endpoint, API base URL or token status, however it was written (``save()``, ``update()``,
+another process, raw SQL), is seen by the next call. The token row is built fresh every
+time; its access token is decrypted again only when its ciphertext changed.
+
+Reading the row itself is skipped when the database proves it did not change (issue 11):
+
+- SQLite: no statement while ``PRAGMA data_version`` (commits by any other connection) and
+  the connection's ``total_changes`` (its own writes) are unchanged, outside a transaction,
+  on the same sqlite3 connection (:func:`_sqlite_row`; a new connection per request,
+  ``CONN_MAX_AGE = 0``, always reads).
+- PostgreSQL: the same join selecting only each tuple's ``(xmin, ctid)``; when those are
+  the ones read last time, so is every column (:func:`_versioned_row`). A change costs that
+  narrow statement and then the whole row.
+
+There is no time window in either: what is checked is the database's own state, read in
+the call. (LISTEN/NOTIFY was not used: a notification can arrive after a request that the
+committed write already caused, so a process could serve the old row in between.)
 
 The cached ``Connection`` is shared by the process's clients and is read-only.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +60,10 @@ class _Plan:
     keyed_sql: str
     owner_field: Any
     config_width: int
+    #: where the token's columns end; PostgreSQL's rows then carry the tuples' versions
+    row_width: int
+    #: PostgreSQL: statement -> the same join selecting only the three tuples' versions
+    versions_sql: dict[str, str]
     token_converters: list[tuple[list[Converter], Any]]
     config_converters: list[tuple[list[Converter], Any]]
 
@@ -53,7 +71,13 @@ class _Plan:
 _plans: dict[str, _Plan] = {}
 _configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
 _sealed: dict[tuple[int, Any, str], Sealed] = {}
+#: (alias, token id) -> (the token's columns as read, their Python values, the mutable ones)
+_token_rows: dict[tuple[str, Any], tuple[tuple[Any, ...], tuple[Any, ...], tuple[int, ...]]] = {}
 _lock = threading.Lock()
+#: PostgreSQL: (alias, statement, parameters) -> the last row, its tuples' versions last
+_rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+#: per thread: {alias: (sqlite3 connection, {statement and parameters: (version, row)})}
+_thread = threading.local()
 
 
 def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None]:
@@ -66,22 +90,102 @@ def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None
     alias = router.db_for_read(Token)
     plan = _plan(alias)
     if owner is None:
-        row = _fetch_one(alias, plan.shared_sql, [slug])
+        row = _fetch_one(alias, plan, plan.shared_sql, [slug])
     elif is_user(owner):
         owner_pk = plan.owner_field.get_db_prep_value(owner.pk, connections[alias])
-        row = _fetch_one(alias, plan.owned_sql, [owner_pk, slug])
+        row = _fetch_one(alias, plan, plan.owned_sql, [owner_pk, slug])
     else:
-        row = _fetch_one(alias, plan.keyed_sql, [owner_key(owner), slug])
+        row = _fetch_one(alias, plan, plan.keyed_sql, [owner_key(owner), slug])
     if row is None:
         raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.")
     connection = _connection(alias, plan, row[: plan.config_width])
-    return connection, _token(alias, plan, connection, row[plan.config_width :])
+    return connection, _token(alias, plan, connection, row[plan.config_width : plan.row_width])
 
 
-def _fetch_one(alias: str, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    with connections[alias].cursor() as cursor:
+def _fetch_one(alias: str, plan: _Plan, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    db = connections[alias]
+    if db.vendor == "sqlite":
+        return _sqlite_row(db, sql, params)
+    if sql in plan.versions_sql:
+        return _versioned_row(db, plan.versions_sql[sql], sql, params)
+    return _query(db, sql, params)
+
+
+def _query(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+# --- PostgreSQL: the row again when its three tuples are the ones read before ---------------
+
+
+def _versioned_row(db: Any, versions_sql: str, sql: str, params: list[Any]) -> Any:
+    """The row, or the one this process read before when the same three tuples answer.
+
+    A tuple's ``(xmin, ctid)`` names one version of a row: an UPDATE, whatever sent it,
+    writes a new tuple with its transaction's id at a new place, and the content of a tuple
+    never changes. So when the join still finds the tuples it found last time, their columns
+    are the ones read then, and only those few narrow columns cross the wire. Otherwise (the
+    first call, or anything changed) the whole row is read again, in its own statement.
+    Two tuple versions could share both only if the 32-bit transaction counter wrapped
+    around while this process kept the row and a new tuple landed on the same slot.
+    """
+    key = (db.alias, sql, *params)
+    kept = _rows.get(key)
+    if kept is not None:
+        versions = _query(db, versions_sql, params)
+        if versions is None:
+            return None
+        if versions == kept[-len(versions) :]:
+            return kept
+    row = _query(db, sql, params)
+    if row is not None:
+        if len(_rows) >= MAX_GRANTS:
+            _rows.clear()
+        _rows[key] = row
+    return row
+
+
+# --- SQLite: the row again, without the statement, when the database did not change ----------
+
+
+def _sqlite_row(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """The row, read again only when the database may have changed since this thread's
+    connection last read it.
+
+    SQLite says so without a query over the tables: ``PRAGMA data_version`` changes when any
+    other connection (another thread or process) commits, and the connection's
+    ``total_changes`` counts every row it wrote itself, committed or rolled back. Both are
+    read before the row, so a write that lands between them and the statement makes the next
+    call read again. Rows are kept only outside a transaction (autocommit), where the
+    statement would see the latest commit; inside one the statement always runs.
+    """
+    db.ensure_connection()
+    raw = db.connection
+    if raw.in_transaction:
+        return _query(db, sql, params)
+    seen = _seen_by(db.alias, raw)
+    version = (raw.execute("PRAGMA data_version").fetchone()[0], raw.total_changes)
+    key = (sql, *params)
+    kept = seen.get(key)
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    row = _query(db, sql, params)
+    if len(seen) >= MAX_GRANTS:
+        seen.clear()
+    seen[key] = (version, row)
+    return row
+
+
+def _seen_by(alias: str, raw: Any) -> dict[tuple[Any, ...], tuple[tuple[int, int], Any]]:
+    """This thread's rows for ``alias``, valid for the sqlite3 connection ``raw`` only: the
+    counters of a new connection (Django reconnects) start over."""
+    by_alias: dict[str, tuple[Any, dict[Any, Any]]] = _thread.__dict__.setdefault("rows", {})
+    current = by_alias.get(alias)
+    if current is None or current[0] is not raw:
+        current = by_alias[alias] = (raw, {})
+    return current[1]
 
 
 def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
@@ -101,12 +205,37 @@ def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
 def _token(alias: str, plan: _Plan, connection: Connection, raw: tuple[Any, ...]) -> Token | None:
     if raw[0] is None:
         return None  # the LEFT JOIN found no row for this owner
-    token = _build(Token, alias, _convert(plan.token_converters, raw, alias))
+    token = _build(Token, alias, _token_values(alias, plan, raw))
     Token.connection.field.set_cached_value(token, connection)
     if token.access_token is not None:
         grant = (connection.pk, token.owner_id, token.owner_key)
         token.access_token = _decrypted_once(grant, token.access_token)
     return token
+
+
+def _token_values(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> list[Any]:
+    """The token row's Python values, converted again only where its columns changed.
+
+    Values that can be changed in place (a JSON dict or list) are converted afresh for each
+    instance; the others (str, int, datetime, ``Sealed``) cannot be, so instances share them.
+    """
+    key = (alias, raw[0])
+    kept = _token_rows.get(key)
+    if kept is None or kept[0] != raw:
+        values = _convert(plan.token_converters, raw, alias)
+        mutable = tuple(i for i, value in enumerate(values) if isinstance(value, (dict, list)))
+        if len(_token_rows) >= MAX_GRANTS:
+            _token_rows.clear()
+        _token_rows[key] = (raw, tuple(values), mutable)
+        return values
+    values = list(kept[1])
+    db = connections[alias]
+    for i in kept[2]:
+        functions, column = plan.token_converters[i]
+        values[i] = raw[i]
+        for function in functions:
+            values[i] = function(values[i], column, db)
+    return values
 
 
 def _decrypted_once(grant: tuple[int, Any, str], sealed: Sealed) -> Sealed:
@@ -121,8 +250,12 @@ def _decrypted_once(grant: tuple[int, Any, str], sealed: Sealed) -> Sealed:
 
 
 def _build(model: type[Model], alias: str, values: list[Any]) -> Any:
-    names = [f.attname for f in model._meta.concrete_fields]
-    return model.from_db(alias, names, values)
+    return model.from_db(alias, _attnames(model), values)
+
+
+@functools.cache
+def _attnames(model: type[Model]) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]
 
 
 def _convert(
@@ -158,8 +291,8 @@ def _prepare(alias: str) -> _Plan:
         field = cast(Field, model._meta.get_field(name))
         return f"{qn(model._meta.db_table)}.{qn(str(field.column))}"
 
-    select = (
-        f"SELECT {', '.join(c for cols in columns for c in cols)} FROM {conn_t} "
+    froms = (
+        f"FROM {conn_t} "
         f"INNER JOIN {prov_t} ON ({col(Connection, 'provider')} = {col(Provider, 'id')}) "
         f"LEFT OUTER JOIN {token_t} ON ({col(Token, 'connection')} = {col(Connection, 'id')} "
     )
@@ -170,12 +303,26 @@ def _prepare(alias: str) -> _Plan:
     # keyed joins name both owner columns, so no kind of owner is ever served another's row
     # (a connection switched from per-team to shared still has its teams' rows).
     owner, key = col(Token, "owner"), col(Token, "owner_key")
+    tails = [
+        f"{froms}AND {owner} IS NULL AND {key} = '') {where}",
+        f"{froms}AND {owner} = %s) {where}",
+        f"{froms}AND {owner} IS NULL AND {key} = %s) {where}",
+    ]
+    selected = ", ".join(c for cols in columns for c in cols)
+    versions = {}
+    if db.vendor == "postgresql":  # each tuple's version, last (see _versioned_row)
+        tuples = ", ".join(f"{t}.xmin::text, {t}.ctid::text" for t in (conn_t, prov_t, token_t))
+        selected += ", " + tuples
+        versions = {f"SELECT {selected} {tail}": f"SELECT {tuples} {tail}" for tail in tails}
+    shared_sql, owned_sql, keyed_sql = (f"SELECT {selected} {tail}" for tail in tails)
     return _Plan(
-        shared_sql=select + f"AND {owner} IS NULL AND {key} = '') {where}",
-        owned_sql=select + f"AND {owner} = %s) {where}",
-        keyed_sql=select + f"AND {owner} IS NULL AND {key} = %s) {where}",
+        shared_sql=shared_sql,
+        owned_sql=owned_sql,
+        keyed_sql=keyed_sql,
+        versions_sql=versions,
         owner_field=owner_field,
         config_width=len(columns[0]) + len(columns[1]),
+        row_width=sum(len(cols) for cols in columns),
         token_converters=_converters(Token, db),
         config_converters=_converters(Connection, db) + _converters(Provider, db),
     )
