@@ -28,9 +28,7 @@ The cached ``Connection`` is shared by the process's clients and is read-only.
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,6 +37,14 @@ from django.db.models import Field, Model
 
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import ConnectionNotFound
+from oauthconn.flows.rows import (
+    Converters,
+    PerDatabase,
+    build_instance,
+    column_converters,
+    convert_row,
+    qualified_columns,
+)
 from oauthconn.models import Connection, Provider, Token
 from oauthconn.models.owners import is_user, owner_key
 
@@ -47,8 +53,6 @@ if TYPE_CHECKING:
 
 #: grants whose decrypted access token is kept; beyond this the cache starts over
 MAX_GRANTS = 10_000
-
-Converter = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -64,16 +68,14 @@ class _Plan:
     row_width: int
     #: PostgreSQL: statement -> the same join selecting only the three tuples' versions
     versions_sql: dict[str, str]
-    token_converters: list[tuple[list[Converter], Any]]
-    config_converters: list[tuple[list[Converter], Any]]
+    token_converters: Converters
+    config_converters: Converters
 
 
-_plans: dict[str, _Plan] = {}
 _configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
 _sealed: dict[tuple[int, Any, str], Sealed] = {}
 #: (alias, token id) -> (the token's columns as read, their Python values, the mutable ones)
 _token_rows: dict[tuple[str, Any], tuple[tuple[Any, ...], tuple[Any, ...], tuple[int, ...]]] = {}
-_lock = threading.Lock()
 #: PostgreSQL: (alias, statement, parameters) -> the last row, its tuples' versions last
 _rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 #: per thread: {alias: (sqlite3 connection, {statement and parameters: (version, row)})}
@@ -193,10 +195,10 @@ def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
     cached = _configs.get(pk)
     if cached is not None and cached[0] == raw:
         return cached[1]
-    values = _convert(plan.config_converters, raw, alias)
+    values = convert_row(plan.config_converters, raw, alias)
     width = len(Connection._meta.concrete_fields)
-    connection = _build(Connection, alias, values[:width])
-    provider = _build(Provider, alias, values[width:])
+    connection = build_instance(Connection, alias, values[:width])
+    provider = build_instance(Provider, alias, values[width:])
     Connection.provider.field.set_cached_value(connection, provider)
     _configs[pk] = (raw, connection)
     return connection
@@ -205,7 +207,7 @@ def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
 def _token(alias: str, plan: _Plan, connection: Connection, raw: tuple[Any, ...]) -> Token | None:
     if raw[0] is None:
         return None  # the LEFT JOIN found no row for this owner
-    token = _build(Token, alias, _token_values(alias, plan, raw))
+    token = build_instance(Token, alias, _token_values(alias, plan, raw))
     Token.connection.field.set_cached_value(token, connection)
     if token.access_token is not None:
         grant = (connection.pk, token.owner_id, token.owner_key)
@@ -222,7 +224,7 @@ def _token_values(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> list[Any]:
     key = (alias, raw[0])
     kept = _token_rows.get(key)
     if kept is None or kept[0] != raw:
-        values = _convert(plan.token_converters, raw, alias)
+        values = convert_row(plan.token_converters, raw, alias)
         mutable = tuple(i for i, value in enumerate(values) if isinstance(value, (dict, list)))
         if len(_token_rows) >= MAX_GRANTS:
             _token_rows.clear()
@@ -249,43 +251,16 @@ def _decrypted_once(grant: tuple[int, Any, str], sealed: Sealed) -> Sealed:
     return sealed
 
 
-def _build(model: type[Model], alias: str, values: list[Any]) -> Any:
-    return model.from_db(alias, _attnames(model), values)
-
-
-@functools.cache
-def _attnames(model: type[Model]) -> list[str]:
-    return [f.attname for f in model._meta.concrete_fields]
-
-
-def _convert(
-    converters: list[tuple[list[Converter], Any]], raw: tuple[Any, ...], alias: str
-) -> list[Any]:
-    connection = connections[alias]
-    values = list(raw)
-    for i, (functions, column) in enumerate(converters):
-        for function in functions:
-            values[i] = function(values[i], column, connection)
-    return values
-
-
 # --- the statement, prepared once per database ------------------------------------------------
 
 
-def _plan(alias: str) -> _Plan:
-    plan = _plans.get(alias)
-    if plan is None:
-        with _lock:
-            plan = _plans[alias] = _prepare(alias)
-    return plan
-
-
 def _prepare(alias: str) -> _Plan:
+    """The statements of database ``alias`` (see :data:`_plan`)."""
     db = connections[alias]
     qn = db.ops.quote_name
     conn_t, prov_t, token_t = (qn(m._meta.db_table) for m in (Connection, Provider, Token))
     owner_field = Token._meta.get_field("owner")
-    columns = [_columns(m, qn) for m in (Connection, Provider, Token)]
+    columns = [qualified_columns(m, qn) for m in (Connection, Provider, Token)]
 
     def col(model: type[Model], name: str) -> str:
         field = cast(Field, model._meta.get_field(name))
@@ -323,21 +298,10 @@ def _prepare(alias: str) -> _Plan:
         owner_field=owner_field,
         config_width=len(columns[0]) + len(columns[1]),
         row_width=sum(len(cols) for cols in columns),
-        token_converters=_converters(Token, db),
-        config_converters=_converters(Connection, db) + _converters(Provider, db),
+        token_converters=column_converters(Token, db),
+        config_converters=column_converters(Connection, db) + column_converters(Provider, db),
     )
 
 
-def _columns(model: type[Model], qn: Callable[[str], str]) -> list[str]:
-    table = qn(model._meta.db_table)
-    return [f"{table}.{qn(str(f.column))}" for f in model._meta.concrete_fields]
-
-
-def _converters(model: type[Model], db: Any) -> list[tuple[list[Converter], Any]]:
-    """Per column, what Django's compiler would apply to the raw value (backend and field)."""
-    result = []
-    for field in model._meta.concrete_fields:
-        column = field.get_col(model._meta.db_table)
-        functions = db.ops.get_db_converters(column) + column.get_db_converters(db)
-        result.append((functions, column))
-    return result
+#: the statements and converters of each database, prepared on first use
+_plan = PerDatabase(_prepare)

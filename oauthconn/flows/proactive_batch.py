@@ -17,7 +17,6 @@ fourteen columns for every token cost more CPU than the token request itself.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,8 +29,15 @@ from django.utils import timezone
 
 from oauthconn.exceptions import OAuthConnError
 from oauthconn.flows.common import LEASE_MARGIN, record_events
-from oauthconn.flows.lookup import _build, _columns, _convert, _converters
 from oauthconn.flows.outcomes import RENEWAL_FIELDS, Outcome, renewing_as, storing_under
+from oauthconn.flows.rows import (
+    Converters,
+    PerDatabase,
+    build_instance,
+    column_converters,
+    convert_row,
+    qualified_columns,
+)
 from oauthconn.flows.tokens import renew_locked_token
 from oauthconn.models import Connection, Event, Provider, Token
 
@@ -53,27 +59,19 @@ class _Statements:
     store_fields: list[Field]
     connection_width: int
     provider_width: int
-    converters: list[Any]
-
-
-_statements: dict[str, _Statements] = {}
-_lock = threading.Lock()
-
-
-def _for(alias: str) -> _Statements:
-    statements = _statements.get(alias)
-    if statements is None:
-        with _lock:
-            statements = _statements[alias] = _write(alias)
-    return statements
+    converters: Converters
 
 
 def _write(alias: str) -> _Statements:
+    """The statements of database ``alias`` (see :data:`_for`)."""
     db = connections[alias]
     qn = db.ops.quote_name
     token_t, conn_t, prov_t = (qn(m._meta.db_table) for m in (Token, Connection, Provider))
     token_cols = [qn(str(f.column)) for f in Token._meta.concrete_fields]
-    connection_cols, provider_cols = _columns(Connection, qn), _columns(Provider, qn)
+    connection_cols, provider_cols = (
+        qualified_columns(Connection, qn),
+        qualified_columns(Provider, qn),
+    )
     token_connection = qn(str(Token._meta.get_field("connection").column))
     connection_provider = qn(str(Connection._meta.get_field("provider").column))
     claim = (
@@ -102,8 +100,14 @@ def _write(alias: str) -> _Statements:
         store_fields=store_fields,
         connection_width=len(connection_cols),
         provider_width=len(provider_cols),
-        converters=_converters(Connection, db) + _converters(Provider, db) + _converters(Token, db),
+        converters=column_converters(Connection, db)
+        + column_converters(Provider, db)
+        + column_converters(Token, db),
     )
+
+
+#: the claim and the store of each database, written on first use
+_for = PerDatabase(_write)
 
 
 @dataclass
@@ -183,13 +187,13 @@ def _instances(alias: str, statements: _Statements, found: list[tuple[Any, ...]]
         config = raw[:width]
         known = connections_.get(config[0])
         if known is None or known[0] != config:
-            values = _convert(converters[:split], config[:split], alias)
-            connection = _build(Connection, alias, values)
+            values = convert_row(converters[:split], config[:split], alias)
+            connection = build_instance(Connection, alias, values)
             Connection.provider.field.set_cached_value(
                 connection, _provider(alias, converters[split:width], config[split:], providers)
             )
             known = connections_[config[0]] = (config, connection)
-        token = _build(Token, alias, _convert(converters[width:], raw[width:], alias))
+        token = build_instance(Token, alias, convert_row(converters[width:], raw[width:], alias))
         Token.connection.field.set_cached_value(token, known[1])
         tokens.append(token)
     return tokens
@@ -197,13 +201,16 @@ def _instances(alias: str, statements: _Statements, found: list[tuple[Any, ...]]
 
 def _provider(
     alias: str,
-    converters: list[Any],
+    converters: Converters,
     raw: tuple[Any, ...],
     seen: dict[int, tuple[tuple[Any, ...], Provider]],
 ) -> Provider:
     known = seen.get(raw[0])
     if known is None or known[0] != raw:
-        known = seen[raw[0]] = (raw, _build(Provider, alias, _convert(converters, raw, alias)))
+        known = seen[raw[0]] = (
+            raw,
+            build_instance(Provider, alias, convert_row(converters, raw, alias)),
+        )
     return known[1]
 
 

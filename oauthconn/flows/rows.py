@@ -1,0 +1,76 @@
+"""Model instances from raw rows, for the two hot statements written by hand.
+
+``get_connection``'s lookup (flows/lookup.py) and the proactive refresh's claim
+(flows/proactive_batch.py) each send one statement written once per database and turn its
+rows into instances the way Django's compiler would (the backend's and the fields'
+converters, then ``Model.from_db``), without compiling a queryset on every call: that
+compilation cost more than the statement itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from django.db import connections
+from django.db.models import Model
+
+Converter = Callable[..., Any]
+#: per column: the functions to apply to its raw value, and the column they are given
+Converters = list[tuple[list[Converter], Any]]
+
+T = TypeVar("T")
+
+
+class PerDatabase(Generic[T]):
+    """What ``build(alias)`` returns, built once per database alias and kept."""
+
+    def __init__(self, build: Callable[[str], T]) -> None:
+        self._build = build
+        self._built: dict[str, T] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, alias: str) -> T:
+        found = self._built.get(alias)
+        if found is None:
+            with self._lock:
+                found = self._built[alias] = self._build(alias)
+        return found
+
+
+def qualified_columns(model: type[Model], qn: Callable[[str], str]) -> list[str]:
+    """``table.column`` for each concrete field, in the order ``from_db`` expects."""
+    table = qn(model._meta.db_table)
+    return [f"{table}.{qn(str(f.column))}" for f in model._meta.concrete_fields]
+
+
+def column_converters(model: type[Model], db: Any) -> Converters:
+    """Per column, what Django's compiler would apply to the raw value (backend and field)."""
+    result = []
+    for field in model._meta.concrete_fields:
+        column = field.get_col(model._meta.db_table)
+        functions = db.ops.get_db_converters(column) + column.get_db_converters(db)
+        result.append((functions, column))
+    return result
+
+
+def convert_row(converters: Converters, raw: tuple[Any, ...], alias: str) -> list[Any]:
+    """``raw``'s values as the fields hold them (``converters`` aligned with its columns)."""
+    connection = connections[alias]
+    values = list(raw)
+    for i, (functions, column) in enumerate(converters):
+        for function in functions:
+            values[i] = function(values[i], column, connection)
+    return values
+
+
+def build_instance(model: type[Model], alias: str, values: list[Any]) -> Any:
+    """An instance of ``model`` from converted values, as a queryset would make it."""
+    return model.from_db(alias, _attnames(model), values)
+
+
+@functools.cache
+def _attnames(model: type[Model]) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]
