@@ -509,3 +509,25 @@ def test_private_key_jwt_without_a_key_gets_a_generated_pair(api, provider):
     connection = Connection.objects.get(pk=created.json()["id"])
     assert connection.private_key is not None and connection.private_key_id
     assert connection.published_jwks[0]["kid"] == connection.private_key_id
+
+
+@pytest.mark.parametrize(
+    "field, params",
+    [
+        ("extra_authorize_params", {"a\x00": "x"}),
+        ("extra_token_params", {"\x00": ""}),
+        ("extra_authorize_params", {"audience\n": "api"}),
+        ("extra_token_params", {"audience": "a\x00pi"}),
+    ],
+)
+def test_control_characters_in_extra_parameters_are_refused_not_a_server_error(
+    api, provider, field, params
+):
+    # PostgreSQL cannot store a NUL in JSON: found by schemathesis as a 500 on PostgreSQL.
+    response = api.post(
+        "/api/oauthconn/connections/", connection_body(**{field: params}), format="json"
+    )
+
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+    assert not Connection.objects.filter(slug="new").exists()

@@ -45,7 +45,9 @@ def check_extra_parameters(params: Mapping[str, str], *, endpoint: str | None = 
     """Raise :class:`ConfigurationError` naming the first unusable extra parameter.
 
     Refused: a protocol parameter (:data:`PROTOCOL_PARAMETERS`), an empty name, a non-string
-    name or value, and, when ``endpoint`` is given, a name its query component already has.
+    name or value, a control character in a name or a NUL in a value (PostgreSQL cannot
+    store it in JSON, and no provider means it), and, when ``endpoint`` is given, a name its
+    query component already has.
     Forms call this to validate admin input; :func:`build_authorization_url` calls it too.
     """
     existing = _query_names(endpoint) if endpoint else set()
@@ -54,6 +56,10 @@ def check_extra_parameters(params: Mapping[str, str], *, endpoint: str | None = 
             raise ConfigurationError("Extra parameter names must be non-empty strings.")
         if not isinstance(value, str):
             raise ConfigurationError(f"The extra parameter {name!r} must have a string value.")
+        if not name.isprintable():
+            raise ConfigurationError(f"The extra parameter name {name!r} has a control character.")
+        if "\x00" in value:
+            raise ConfigurationError(f"The extra parameter {name!r} has a NUL character.")
         if name.lower() in PROTOCOL_PARAMETERS:
             raise ConfigurationError(
                 f"The extra parameter {name!r} is a protocol parameter that oauthconn sets "
