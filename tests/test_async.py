@@ -568,3 +568,21 @@ def test_tasks_in_several_processes_and_threads_cause_one_refresh(
 
     assert len(results) == TASKS + THREADS + PROCESSES * TASKS_PER_PROCESS
     assert_one_refresh_and_everyone_served(as_log, connected, results, old_refresh)
+
+
+def test_the_pools_of_an_event_loop_that_closed_are_forgotten(connected, as_log):
+    # Each asyncio.run (or async_to_sync call) may bring a new loop; a site that never closes
+    # its pools must not keep every dead loop's pools for the life of the process.
+    async def call() -> int:
+        crm = await aget_connection("crm")
+        try:
+            return (await crm.aget("me/")).status_code
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    assert asyncio.run(call()) == 200
+    (first,) = pool._async
+    assert asyncio.run(call()) == 200
+
+    assert first.is_closed() and first not in pool._async
+    assert len(pool._async) == 1

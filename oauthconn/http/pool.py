@@ -90,11 +90,23 @@ def shared_per_loop(key: PoolKey, build: Any) -> Any:
     ``build()`` the first time; closed with the loop's pools (it must have ``aclose()``)."""
     loop = asyncio.get_running_loop()
     with _lock:
-        pools = _async.setdefault(loop, {})
+        pools = _async.get(loop)
+        if pools is None:
+            _forget_closed_loops()
+            pools = _async[loop] = {}
         shared = pools.get(key)
         if shared is None:
             shared = pools[key] = build()
     return shared
+
+
+def _forget_closed_loops() -> None:
+    """Drop the pools of event loops that have closed without closing them (each
+    ``asyncio.run`` or ``async_to_sync`` call may have its own loop). The registry's weak
+    keys alone do not free them: a pool's connections refer to their loop. Their sockets are
+    released with them; they can no longer be closed on their loop."""
+    for loop in [loop for loop in _async if loop.is_closed()]:
+        del _async[loop]
 
 
 class SharedTransport(httpx.BaseTransport):
