@@ -106,6 +106,17 @@ def test_idle_refresh_tokens_count_as_going_stale(world, now, settings):
     assert compute_health(now).expiring["24h"]["refresh_token"] == 0
 
 
+def test_a_never_refreshed_grant_is_idle_from_its_authorization(world, now, settings):
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "IDLE_REFRESH_DAYS": 30}
+    Token.objects.filter(connection__slug="crm").update(
+        refresh_expires_at=None, refreshed_at=None, authorized_at=now - timedelta(days=25)
+    )
+    assert compute_health(now).expiring["7d"]["refresh_token"] == 1
+    assert compute_health(now).expiring["24h"]["refresh_token"] == 0
+    Token.objects.filter(connection__slug="crm").update(authorized_at=None)  # unknown: not idle
+    assert compute_health(now).expiring["7d"]["refresh_token"] == 0
+
+
 def test_constant_number_of_queries(world, now, django_assert_max_num_queries):
     with django_assert_max_num_queries(HEALTH_QUERIES):
         compute_health(now)
