@@ -380,3 +380,22 @@ def test_health_overview_reads_only_the_grants_that_end_within_its_windows(on_po
         cursor.execute(f"EXPLAIN {query}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan on oauthconn_token" not in plan, plan
+
+
+@pytest.mark.postgres
+def test_connection_search_is_answered_by_the_trigram_index(on_postgres, admin_user, client):
+    """The search box matches any part of a name: without 0018's trigram index PostgreSQL
+    read every connection for each search (and again for the page)."""
+    assert on_postgres
+    fill_healthy_tokens(5000)
+    client.force_login(admin_user)
+    with CaptureQueriesContext(db) as captured:
+        response = client.get(f"{ADMIN}/connection/?q=ulk+4321")
+    assert response.status_code == 200
+    assert [c.slug for c in response.context["cl"].result_list] == ["bulk-4321"]
+    (count,) = [q["sql"] for q in captured if q["sql"].startswith("SELECT COUNT(*)")]
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {count}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "oauthconn_connection_name_trgm" in plan, plan
+    assert "Seq Scan on oauthconn_connection" not in plan, plan
