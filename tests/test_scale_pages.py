@@ -309,9 +309,7 @@ def test_admin_page_query_is_limited_when_the_matches_fit_on_one_page(
     assert page_queries(captured) == []
 
 
-def test_api_status_filter_is_linked_to_the_listed_connection_by_its_id_only(
-    providers, admin_user
-):
+def test_api_status_filter_is_linked_to_the_listed_connection_by_its_id_only(providers, admin_user):
     """Which grant is the caller's is decided inside the EXISTS, from the grant's own
     connection: a condition on the outer row's per_user kept PostgreSQL from starting at the
     few grants in a rare status, so it read every connection instead."""
