@@ -216,3 +216,12 @@ def test_the_event_index_exists():
     with db_connection.cursor() as cursor:
         constraints = db_connection.introspection.get_constraints(cursor, Event._meta.db_table)
     assert constraints["oauthconn_event_kind_time"]["columns"] == ["kind", "created_at"]
+
+
+def test_grants_by_status_are_counted_from_the_status_index_alone(world, now):
+    """COUNT(*) rather than COUNT(id): the (status, expires_at) index holds every column the
+    query needs, so PostgreSQL may count a million grants with an index-only scan."""
+    with CaptureQueriesContext(db_connection) as queries:
+        compute_health(now)
+    (by_status,) = [q["sql"] for q in queries if "GROUP BY" in q["sql"] and "status" in q["sql"]]
+    assert "COUNT(*)" in by_status and '"oauthconn_token"."id"' not in by_status, by_status

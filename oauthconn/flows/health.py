@@ -76,7 +76,9 @@ def compute_health(now: datetime | None = None) -> Health:
 
 def _by_status() -> dict[str, int]:
     counts = {str(value): 0 for value in TokenStatus.values}
-    rows = Token.objects.order_by().values_list("status").annotate(n=Count("pk"))
+    # COUNT(*), not COUNT(id): the (status, expires_at) index then answers on its own
+    # (an index-only scan once autovacuum has marked the table's pages all-visible).
+    rows = Token.objects.order_by().values_list("status").annotate(n=Count("*"))
     counts.update({status: n for status, n in rows})
     return counts
 
