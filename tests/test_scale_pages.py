@@ -138,6 +138,22 @@ def test_admin_search_finds_a_connections_grants_by_exact_slug(providers, admin_
     assert [t.connection.slug for t in response.context["cl"].result_list] == ["c11"]
 
 
+@pytest.mark.parametrize("model", ["token", "event"])
+def test_admin_search_by_slug_compares_the_slug_as_the_unique_index_holds_it(
+    providers, admin_user, client, model
+):
+    """Django's "=slug" search is iexact (UPPER(slug) = UPPER(...)), which the unique index
+    on the slug cannot answer: each search read every connection."""
+    client.force_login(admin_user)
+    grow(providers, 3, admin_user)
+    with CaptureQueriesContext(db) as captured:
+        response = client.get(f"{ADMIN}/{model}/?q=c1")
+    assert len(response.context["cl"].result_list) == 1
+    searches = [q["sql"] for q in captured if '"oauthconn_connection"."slug" = ' in q["sql"]]
+    assert searches, [q["sql"] for q in captured]
+    assert not [q for q in searches if "UPPER(" in q or " LIKE " in q], searches
+
+
 def test_following_next_sees_every_row_when_the_count_is_an_estimate(
     providers, admin_user, monkeypatch, settings
 ):

@@ -73,8 +73,10 @@ class ReadOnlyAdmin(BoundedListAdmin):
     """Change lists over the tables that grow: bounded counts, no full-table COUNT(*)."""
 
     list_filter = ["status", ConnectionFilter, "connection__provider"]
-    # "=": an exact match, which the unique index on the slug answers.
-    search_fields = ["=connection__slug"]
+    # An exact, case-sensitive match, which the unique index on the slug answers. ("=slug"
+    # is Django's iexact: UPPER(slug) = UPPER(%s), which no index answers, so every search
+    # read every connection.)
+    search_fields = ["connection__slug__exact"]
 
     def has_add_permission(self, request):
         return False
