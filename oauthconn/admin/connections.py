@@ -43,12 +43,12 @@ from oauthconn.status import (
 
 
 @admin.register(Provider)
-class ProviderAdmin(BoundedListAdmin):
+class ProviderAdmin(BoundedListAdmin):  # providers are few; the same paging as every list
     form = ProviderForm
     list_display = ["name", "slug", "issuer", "preset", "discovered_at"]
     search_fields = ["name", "slug", "issuer"]
     prepopulated_fields = {"slug": ["name"]}
-    actions = ["refresh_metadata"]  # providers are few; the same paging as every list
+    actions = ["refresh_metadata"]
 
     @admin.action(description="Refresh discovered metadata", permissions=["change"])
     def refresh_metadata(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
