@@ -24,7 +24,14 @@ from benchmarks.common import Section, Table, median_us, sample
 
 ADMIN = "/admin/oauthconn"
 API = "/api/oauthconn"
-CONNECTION_STATUSES = ["connected", "expiring", "failing", "needs_reauth", "not_connected"]
+CONNECTION_STATUSES = [
+    "connected",
+    "expiring",
+    "failing",
+    "needs_reauth",
+    "not_connected",
+    "revoked",
+]
 TOKEN_STATUSES = ["active", "failing", "needs_reauth", "revoked"]
 EVENT_KINDS = ["refreshed", "refresh_failed", "revoked"]
 
@@ -43,11 +50,17 @@ def pages(connection_id: int, provider_id: int) -> dict[str, str]:
     found["admin tokens ?provider"] = (
         f"{ADMIN}/token/?connection__provider__id__exact={provider_id}"
     )
+    found["admin tokens ?q="] = f"{ADMIN}/token/?q=page-{connection_id}"
     found["admin events"] = f"{ADMIN}/event/"
     for kind in EVENT_KINDS:
         found[f"admin events ?kind={kind}"] = f"{ADMIN}/event/?kind__exact={kind}"
     found["admin events ?connection"] = f"{ADMIN}/event/?connection={connection_id}"
+    found["admin events ?provider"] = (
+        f"{ADMIN}/event/?connection__provider__id__exact={provider_id}"
+    )
+    found["admin events ?q="] = f"{ADMIN}/event/?q=page-{connection_id}"
     found["admin providers"] = f"{ADMIN}/provider/"
+    found["admin providers ?q="] = f"{ADMIN}/provider/?q=provider+1"
     found["API connections"] = f"{API}/connections/"
     for status in [*TOKEN_STATUSES, "not_connected"]:
         found[f"API connections ?status={status}"] = f"{API}/connections/?status={status}"

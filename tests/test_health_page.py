@@ -106,6 +106,17 @@ def test_idle_refresh_tokens_count_as_going_stale(world, now, settings):
     assert compute_health(now).expiring["24h"]["refresh_token"] == 0
 
 
+def test_a_never_refreshed_grant_is_idle_from_its_authorization(world, now, settings):
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "IDLE_REFRESH_DAYS": 30}
+    Token.objects.filter(connection__slug="crm").update(
+        refresh_expires_at=None, refreshed_at=None, authorized_at=now - timedelta(days=25)
+    )
+    assert compute_health(now).expiring["7d"]["refresh_token"] == 1
+    assert compute_health(now).expiring["24h"]["refresh_token"] == 0
+    Token.objects.filter(connection__slug="crm").update(authorized_at=None)  # unknown: not idle
+    assert compute_health(now).expiring["7d"]["refresh_token"] == 0
+
+
 def test_constant_number_of_queries(world, now, django_assert_max_num_queries):
     with django_assert_max_num_queries(HEALTH_QUERIES):
         compute_health(now)
@@ -205,3 +216,12 @@ def test_the_event_index_exists():
     with db_connection.cursor() as cursor:
         constraints = db_connection.introspection.get_constraints(cursor, Event._meta.db_table)
     assert constraints["oauthconn_event_kind_time"]["columns"] == ["kind", "created_at"]
+
+
+def test_grants_by_status_are_counted_from_the_status_index_alone(world, now):
+    """COUNT(*) rather than COUNT(id): the (status, expires_at) index holds every column the
+    query needs, so PostgreSQL may count a million grants with an index-only scan."""
+    with CaptureQueriesContext(db_connection) as queries:
+        compute_health(now)
+    (by_status,) = [q["sql"] for q in queries if "GROUP BY" in q["sql"] and "status" in q["sql"]]
+    assert "COUNT(*)" in by_status and '"oauthconn_token"."id"' not in by_status, by_status

@@ -138,6 +138,22 @@ def test_admin_search_finds_a_connections_grants_by_exact_slug(providers, admin_
     assert [t.connection.slug for t in response.context["cl"].result_list] == ["c11"]
 
 
+@pytest.mark.parametrize("model", ["token", "event"])
+def test_admin_search_by_slug_compares_the_slug_as_the_unique_index_holds_it(
+    providers, admin_user, client, model
+):
+    """Django's "=slug" search is iexact (UPPER(slug) = UPPER(...)), which the unique index
+    on the slug cannot answer: each search read every connection."""
+    client.force_login(admin_user)
+    grow(providers, 3, admin_user)
+    with CaptureQueriesContext(db) as captured:
+        response = client.get(f"{ADMIN}/{model}/?q=c1")
+    assert len(response.context["cl"].result_list) == 1
+    searches = [q["sql"] for q in captured if '"oauthconn_connection"."slug" = ' in q["sql"]]
+    assert searches, [q["sql"] for q in captured]
+    assert not [q for q in searches if "UPPER(" in q or " LIKE " in q], searches
+
+
 def test_following_next_sees_every_row_when_the_count_is_an_estimate(
     providers, admin_user, monkeypatch, settings
 ):
@@ -280,3 +296,120 @@ def test_connection_filter_costs_the_same_queries_past_the_choice_limit(
     few = queries(client, url)
     monkeypatch.setattr(records, "CONNECTION_CHOICES_UP_TO", 2)
     assert queries(client, url) == few
+
+
+def page_queries(captured) -> list[str]:
+    """The change list's own SELECTs of connections (not its count, not the estimate)."""
+    return [
+        q["sql"]
+        for q in captured
+        if q["sql"].startswith('SELECT "oauthconn_connection"."id"') and "ORDER BY" in q["sql"]
+    ]
+
+
+def test_admin_page_query_is_limited_when_the_matches_fit_on_one_page(
+    providers, admin_user, client
+):
+    """Django lists one page's worth of matches without a LIMIT, which made PostgreSQL find
+    and sort every match of a rare filter among a million connections before the first row."""
+    client.force_login(admin_user)
+    grow(providers, 8, admin_user)
+    with CaptureQueriesContext(db) as captured:
+        response = client.get(f"{ADMIN}/connection/?status=failing")
+    assert response.status_code == 200 and len(response.context["cl"].result_list) == 2
+    reads = page_queries(captured)
+    assert len(reads) == 1 and re.search(r"LIMIT 2\b", reads[0]), reads
+    with CaptureQueriesContext(db) as captured:
+        response = client.get(f"{ADMIN}/connection/?status=not_connected")  # no match
+    assert response.status_code == 200 and list(response.context["cl"].result_list) == []
+    assert page_queries(captured) == []
+
+
+def test_api_status_filter_is_linked_to_the_listed_connection_by_its_id_only(providers, admin_user):
+    """Which grant is the caller's is decided inside the EXISTS, from the grant's own
+    connection: a condition on the outer row's per_user kept PostgreSQL from starting at the
+    few grants in a rare status, so it read every connection instead."""
+    from oauthconn.api.views import filter_status
+
+    sql = str(filter_status(Connection.objects.all(), "failing", admin_user).query)
+    inner = sql[sql.index("EXISTS") :]
+    assert '"oauthconn_connection"."id"' in inner  # the correlation
+    assert '"oauthconn_connection"."per_user"' not in inner, inner
+    assert '"oauthconn_connection"."per_owner"' not in inner, inner
+
+
+def explain(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.postgres
+def test_expiring_grants_without_a_refresh_token_are_found_by_an_index(on_postgres):
+    """Access tokens live for hours and "expiring" looks days ahead, so (status, expires_at)
+    matches nearly every grant: the partial index on grants without a refresh token (0017)
+    is what keeps the expiring filter and the health command off the whole table."""
+    from oauthconn.status import EXPIRING, token_filter
+
+    assert on_postgres
+    fill_healthy_tokens(5000)
+    plan = explain(Token.objects.filter(token_filter(EXPIRING)))
+    assert "Seq Scan on oauthconn_token" not in plan, plan
+    assert "oauthconn_token_access_ends" in plan, plan
+
+
+@pytest.mark.postgres
+def test_the_planner_knows_how_few_grants_are_idle(on_postgres):
+    """Statistics on COALESCE(refreshed_at, authorized_at) (0017): without them PostgreSQL
+    assumes a third of all grants idle (it ignores a partial index's statistics), estimates
+    the due-token query at thousands of rows and joins every connection instead of the few
+    due grants' own."""
+    assert on_postgres
+    fill_healthy_tokens(5000)  # all refreshed now: none idle, none due
+    sql, params = Policy.from_settings(idle_days=30).candidates().query.sql_with_params()
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    estimate = plan[0]["Plan"]["Plan Rows"]
+    assert estimate < 100, plan
+
+
+@pytest.mark.postgres
+def test_health_overview_reads_only_the_grants_that_end_within_its_windows(on_postgres):
+    """The overview's "expiring" figures counted over every usable grant (a full scan);
+    restricted to the widest window, the partial indexes answer it."""
+    from oauthconn.flows.health import compute_health
+
+    assert on_postgres
+    fill_healthy_tokens(5000)
+    with CaptureQueriesContext(db) as captured:
+        health = compute_health()
+    assert health.expiring == {
+        "24h": {"access_token": 0, "refresh_token": 0},
+        "7d": {"access_token": 0, "refresh_token": 0},
+    }
+    (query,) = [q["sql"] for q in captured if "refresh_expires_at" in q["sql"]]
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {query}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Seq Scan on oauthconn_token" not in plan, plan
+
+
+@pytest.mark.postgres
+def test_connection_search_is_answered_by_the_trigram_index(on_postgres, admin_user, client):
+    """The search box matches any part of a name: without 0018's trigram index PostgreSQL
+    read every connection for each search (and again for the page)."""
+    assert on_postgres
+    fill_healthy_tokens(5000)
+    client.force_login(admin_user)
+    with CaptureQueriesContext(db) as captured:
+        response = client.get(f"{ADMIN}/connection/?q=ulk+4321")
+    assert response.status_code == 200
+    assert [c.slug for c in response.context["cl"].result_list] == ["bulk-4321"]
+    (count,) = [q["sql"] for q in captured if q["sql"].startswith("SELECT COUNT(*)")]
+    with db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {count}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "oauthconn_connection_name_trgm" in plan, plan
+    assert "Seq Scan on oauthconn_connection" not in plan, plan

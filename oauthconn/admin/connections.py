@@ -23,6 +23,7 @@ from oauthconn import flows
 from oauthconn.admin import health, pages
 from oauthconn.admin.features import connection_features
 from oauthconn.admin.forms import ConnectionForm, ProviderForm
+from oauthconn.admin.records import BoundedListAdmin
 from oauthconn.admin.wizard import ConnectionWizard
 from oauthconn.base_url import has_grant_fields
 from oauthconn.conf import oauthconn_settings
@@ -33,7 +34,6 @@ from oauthconn.flows.keys import ROLLOVER_DAYS, current_key_type, jwks_url, rota
 from oauthconn.flows.scopes import requestable
 from oauthconn.models import ClientAuthMethod, Connection, Event, Provider, Token
 from oauthconn.models.owners import load_owners
-from oauthconn.paging import BoundedCountPaginator
 from oauthconn.status import (
     STATUS_CHOICES,
     STATUS_LABELS,
@@ -43,14 +43,12 @@ from oauthconn.status import (
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(BoundedListAdmin):  # providers are few; the same paging as every list
     form = ProviderForm
     list_display = ["name", "slug", "issuer", "preset", "discovered_at"]
     search_fields = ["name", "slug", "issuer"]
     prepopulated_fields = {"slug": ["name"]}
     actions = ["refresh_metadata"]
-    paginator = BoundedCountPaginator  # providers are few; the same paging as every list
-    show_full_result_count = False
 
     @admin.action(description="Refresh discovered metadata", permissions=["change"])
     def refresh_metadata(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
@@ -83,7 +81,7 @@ def shared_token(connection: Connection) -> Token | None:
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(BoundedListAdmin):
     form = ConnectionForm
     list_display = [
         "name",
@@ -97,9 +95,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     list_filter = [StatusFilter, "provider"]
     search_fields = ["name"]
     list_select_related = ["provider"]
-    # No full-table COUNT(*) per page at a million connections (oauthconn.paging).
-    paginator = BoundedCountPaginator
-    show_full_result_count = False
+    # No full-table COUNT(*) per page at a million connections: BoundedListAdmin.
     change_form_template = "admin/oauthconn/connection/change_form.html"
 
     class Media:

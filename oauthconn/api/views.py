@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
-from django.db.models.lookups import Exact
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -337,15 +336,19 @@ def filter_status(
 ) -> QuerySet[Connection]:
     """Filter on the caller's grant only, so the filter reveals nothing about other users.
 
-    One ``EXISTS`` whose join condition picks the caller's grant (the shared one, or their
-    own on a per-user connection): PostgreSQL runs it as a semi-join, driven by the
-    ``(status, expires_at)`` index when the status is rare, instead of a subquery per row.
+    One ``EXISTS`` (a semi-join) whose only link to the listed connection is
+    ``connection_id``: which grant is the caller's (the shared one, or their own on a
+    per-user connection) is decided inside it, by joining the grant's own connection. With
+    that single equality PostgreSQL may run it either way: from the ``(status, expires_at)``
+    index when the status is rare (a thousand failing grants among a million: read them,
+    then their connections), or along the ordering index when it is common. Comparing the
+    outer row's ``per_user`` inside the ``EXISTS`` (as before) left it only the second way,
+    which reads every connection when the status is rare.
     """
-    per_user, per_owner = OuterRef("per_user"), OuterRef("per_owner")
     # (no team's grant: this list is the staff's view, and the filter must not reveal one)
     callers = Q(
-        Exact(per_user, False), Exact(per_owner, False), owner__isnull=True, owner_key=""
-    ) | Q(Exact(per_user, True), owner=user.pk)
+        connection__per_user=False, connection__per_owner=False, owner__isnull=True, owner_key=""
+    ) | Q(connection__per_user=True, owner=user.pk)
     if wanted == "not_connected":
         return queryset.exclude(Exists(Token.objects.filter(callers, connection=OuterRef("pk"))))
     grants = Token.objects.filter(callers, connection=OuterRef("pk"), status=wanted)

@@ -163,6 +163,13 @@ class Token(models.Model):
                 condition=Q(refresh_token__isnull=False),
                 name="oauthconn_token_last_used",
             ),
+            # "Expiring" and the health command ask for grants without a refresh token whose
+            # access token ends soon: (status, expires_at) matches nearly every grant there.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(refresh_token__isnull=True),
+                name="oauthconn_token_access_ends",
+            ),
         ]
 
     def __str__(self) -> str:
