@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from oauthconn import get_connection
+from oauthconn.flows.proactive import Policy, refresh_due
 from oauthconn.models import Connection, GrantType, Provider, Token, TokenStatus
 from tests.conftest import authorize
 from tests.scripted_server import Reply
@@ -304,3 +305,20 @@ def test_a_connection_that_cannot_work_does_not_stop_the_run(scripted_connection
         run(stdout=out)
     assert out.getvalue().strip() == "refreshed 1, failed 1, needs reauthorization 0, skipped 0"
     assert len(refreshed_tokens(as_log)) == 1
+
+
+def test_a_cookie_one_grants_token_response_set_never_goes_out_with_anothers(
+    scripted_connection, scripted_server
+):
+    # One run shares an HTTP client (and its kept-alive connections) across grants: a
+    # cookie must not carry one grant's session into the next grant's token request.
+    good = {"access_token": "a2", "token_type": "Bearer", "expires_in": 3600}
+    for slug in ("first", "second", "third"):
+        cookie = {"Set-Cookie": f"session={slug}; Path=/"}
+        scripted_connection(slug, Reply(headers=cookie, body=good))
+
+    assert refresh_due(Policy.from_settings(), concurrency=1).refreshed == 3
+
+    sent = [scripted_server.requests_to(f"/{s}/token") for s in ("first", "second", "third")]
+    assert [len(requests) for requests in sent] == [1, 1, 1]
+    assert [requests[0].headers.get("Cookie") for requests in sent] == [None, None, None]

@@ -311,7 +311,9 @@ def reusing_outbound_client() -> Iterator[None]:
     if getattr(_bound, "client", None) is not None:
         yield  # an outer batch already shares one
         return
-    with http.build_client() as client:
+    # No cookies: the batch's requests serve many grants, and a cookie one grant's token
+    # response set must not go out with the next grant's request.
+    with http.build_client(cookies=http.NoCookies()) as client:
         _bound.client = client
         try:
             yield

@@ -205,8 +205,22 @@ def shared_async_client(url: httpx.URL) -> httpx.AsyncClient:
     return client
 
 
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing, for clients that serve many grants: a cookie one
+    grant's response set must never go out with another grant's request."""
+
+    def __init__(self) -> None:
+        super().__init__(DefaultCookiePolicy(allowed_domains=[]))
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Any) -> None:
+        return None
+
+
 def _cookieless_async_client(url: httpx.URL) -> httpx.AsyncClient:
-    options = _client_options({"cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[]))})
+    options = _client_options({"cookies": NoCookies()})
     key = pool.pool_key(_origin(url), None)
     context = _ssl_context()
 
@@ -217,7 +231,7 @@ def _cookieless_async_client(url: httpx.URL) -> httpx.AsyncClient:
 
 
 def _cookieless_client(url: httpx.URL) -> httpx.Client:
-    options = _client_options({"cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[]))})
+    options = _client_options({"cookies": NoCookies()})
     transport = pool.SharedTransport(_sync_pool(url, None))
     return httpx.Client(transport=transport, **options)
 
