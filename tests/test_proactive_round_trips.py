@@ -200,7 +200,7 @@ def test_a_chunks_lease_lasts_one_renewal_not_the_whole_chunk(scripted_server, s
 def test_the_lease_is_extended_for_the_rows_left_and_a_row_taken_meanwhile_is_dropped(
     scripted_server,
 ):
-    from oauthconn.flows.proactive_batch import claim
+    from oauthconn.flows.proactive_batch import _release, claim
 
     for i in range(4):
         make_due(scripted_server, f"x{i}", answer=False)
@@ -210,7 +210,7 @@ def test_the_lease_is_extended_for_the_rows_left_and_a_row_taken_meanwhile_is_dr
     # comes, and another worker has meanwhile taken the fourth.
     soon = timezone.now() + timedelta(seconds=1)
     Token.objects.filter(pk__in=pks).update(lease_until=soon)
-    lease.until = soon
+    lease.until, lease.ends = soon, [soon]
     taken = timezone.now() + timedelta(minutes=5)
     Token.objects.filter(pk=pks[3]).update(lease_until=taken)
 
@@ -221,6 +221,11 @@ def test_the_lease_is_extended_for_the_rows_left_and_a_row_taken_meanwhile_is_dr
     assert leases[pks[3]] == taken  # the other worker's lease is left alone
     assert leases[pks[0]] == leases[pks[1]] == soon  # done rows are not extended
     assert lease.holds(pks[3], 5.0, pks[3:]) is False
+    # At the end, the rows not stored are released whichever end their lease has, and the
+    # row another worker holds is left alone.
+    _release(pks, lease.ends)
+    leases = dict(Token.objects.values_list("pk", "lease_until"))
+    assert [leases[pk] for pk in pks] == [None, None, None, taken]
     # No extension when the lease still covers the next renewal: no statement at all.
     with CaptureQueriesContext(connection) as queries:
         assert lease.holds(pks[2], 1.0, pks[2:]) is True
