@@ -136,6 +136,70 @@ def test_a_worker_killed_mid_batch_loses_no_token(scripted_server):
     assert token.lease_until is None
 
 
+class ThirdStalls:
+    """Rotating token endpoints (one path per grant) whose third request of the run never
+    gets its answer: the worker is killed while waiting for it."""
+
+    def __init__(self) -> None:
+        self.arrived, self.release = threading.Event(), threading.Event()
+        self.sent: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request) -> Reply:
+        old = request.form()["refresh_token"][0]
+        with self.lock:
+            self.sent.append(old)
+            third = len(self.sent) == 3
+        if third:
+            self.arrived.set()
+            self.release.wait(60)
+        body = {"access_token": f"{old}-a", "refresh_token": f"{old}-2", "expires_in": 3600}
+        return Reply(body={**body, "token_type": "Bearer"})
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_chunk_keeps_what_it_stored_and_frees_the_rest(scripted_server):
+    endpoint = ThirdStalls()
+    slugs = [f"k{i}" for i in range(5)]
+    for slug in slugs:
+        make_due(scripted_server, slug, answer=False)
+        Token.objects.filter(connection__slug=slug).update(refresh_token=slug)
+        scripted_server.default(f"/{slug}/token", endpoint)
+    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--concurrency", "1"]
+    copy = subprocess.Popen(command + ["--skip-checks"], cwd=ROOT, env=subprocess_env())
+    try:
+        assert endpoint.arrived.wait(60), "the worker never sent its third request"
+        copy.send_signal(signal.SIGKILL)
+        copy.wait(timeout=30)
+    finally:
+        endpoint.release.set()
+    first, second, stalled = endpoint.sent
+    tokens = {t.connection.slug: t for t in Token.objects.select_related("connection")}
+
+    # The two renewals it finished are stored with their rotated refresh tokens, leases ended.
+    for slug in (first, second):
+        assert tokens[slug].refresh_token.reveal() == f"{slug}-2"
+        assert tokens[slug].lease_until is None
+    # The rest of its chunk stays leased (one renewal's deadline, not the chunk's), untouched.
+    rest = [slug for slug in slugs if slug not in (first, second)]
+    for slug in rest:
+        assert tokens[slug].refresh_token.reveal() == slug
+        assert timezone.now() < tokens[slug].lease_until
+    assert max(t.lease_until for t in tokens.values() if t.lease_until) < timezone.now() + (
+        timedelta(seconds=45)
+    )
+    assert refresh_due(Policy.from_settings()).skipped == 3
+
+    Token.objects.update(lease_until=None)  # the lease runs out
+    assert refresh_due(Policy.from_settings()).refreshed == 3
+    stored = {t.connection.slug: t.refresh_token.reveal() for t in Token.objects.all()}
+    # The stalled request may or may not have rotated at the provider; here it answered
+    # afterwards, so its token was sent once more (an endpoint that rotated it would answer
+    # invalid_grant, and the grant would need reauthorization: the one loss a kill allows).
+    assert stored == {slug: f"{slug}-2" for slug in slugs}
+    assert sorted(endpoint.sent) == sorted([*slugs, stalled])
+
+
 class Slow:
     """A rotating token endpoint that takes a moment, so that two copies overlap."""
 
