@@ -105,20 +105,26 @@ class FirstStalls:
         return Reply(body={**body, "token_type": "Bearer"})
 
 
+def killed_while_waiting(endpoint: FirstStalls | ThirdStalls, *options: str) -> None:
+    """Run the command as its own process and SIGKILL it while ``endpoint`` holds the
+    request that stalls."""
+    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--skip-checks", *options]
+    copy = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE)
+    try:
+        assert endpoint.arrived.wait(60), "the worker never sent the request that stalls"
+        copy.send_signal(signal.SIGKILL)
+        copy.wait(timeout=30)
+    finally:
+        endpoint.release.set()
+
+
 @pytest.mark.postgres
 def test_a_worker_killed_mid_batch_loses_no_token(scripted_server):
     endpoint = FirstStalls()
     make_due(scripted_server, "stuck", answer=False)
     scripted_server.default("/stuck/token", endpoint)
     Token.objects.update(refresh_token="r1")
-    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--skip-checks"]
-    copy = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE)
-    try:
-        assert endpoint.arrived.wait(60), "the worker never sent its request"
-        copy.send_signal(signal.SIGKILL)
-        copy.wait(timeout=30)
-    finally:
-        endpoint.release.set()
+    killed_while_waiting(endpoint)
     token = Token.objects.get()
     assert token.lease_until > timezone.now()  # claimed by the dead worker, nothing stored
     assert token.refresh_token.reveal() == "r1"
@@ -165,14 +171,7 @@ def test_a_worker_killed_mid_chunk_keeps_what_it_stored_and_frees_the_rest(scrip
         make_due(scripted_server, slug, answer=False)
         Token.objects.filter(connection__slug=slug).update(refresh_token=slug)
         scripted_server.default(f"/{slug}/token", endpoint)
-    command = [sys.executable, "-m", "django", "oauthconn_refresh", "--concurrency", "1"]
-    copy = subprocess.Popen(command + ["--skip-checks"], cwd=ROOT, env=subprocess_env())
-    try:
-        assert endpoint.arrived.wait(60), "the worker never sent its third request"
-        copy.send_signal(signal.SIGKILL)
-        copy.wait(timeout=30)
-    finally:
-        endpoint.release.set()
+    killed_while_waiting(endpoint, "--concurrency", "1")
     first, second, stalled = endpoint.sent
     tokens = {t.connection.slug: t for t in Token.objects.select_related("connection")}
 
