@@ -531,3 +531,14 @@ def test_control_characters_in_extra_parameters_are_refused_not_a_server_error(
     assert response.status_code == 400
     assert field in response.json()["fields"]
     assert not Connection.objects.filter(slug="new").exists()
+
+
+def test_a_provider_slug_with_a_nul_is_unknown_not_a_server_error(api, provider):
+    # PostgreSQL cannot compare a string holding a NUL: found by schemathesis as a 500.
+    response = api.post(
+        "/api/oauthconn/connections/", connection_body(provider="a\x00s"), format="json"
+    )
+
+    assert response.status_code == 400
+    assert "provider" in response.json()["fields"]
+    assert not Connection.objects.filter(slug="new").exists()

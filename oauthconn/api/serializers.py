@@ -42,6 +42,16 @@ def field_errors(err: ConfigurationError) -> serializers.ValidationError:
     return serializers.ValidationError({name: [msg] for name, msg in cast(dict, errors).items()})
 
 
+class ProviderBySlug(serializers.SlugRelatedField):
+    """A provider named by its slug. A value with a NUL is no slug: refused as unknown
+    before it reaches the database (PostgreSQL cannot even compare one: a 500 otherwise)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().to_internal_value(data)
+
+
 def string_list() -> serializers.ListField:
     return serializers.ListField(child=serializers.CharField(max_length=200), required=False)
 
@@ -163,7 +173,7 @@ def write_only_secret(max_length: int, help_text: str) -> serializers.CharField:
 class ConnectionSerializer(serializers.ModelSerializer):
     """A connection; ``token`` is the caller's view of its grant (shared, or the caller's own)."""
 
-    provider = serializers.SlugRelatedField(slug_field="slug", queryset=Provider.objects.all())
+    provider = ProviderBySlug(slug_field="slug", queryset=Provider.objects.all())
     client_secret = write_only_secret(
         2000, "Write-only. Omit (or send empty) to keep the current secret."
     )
