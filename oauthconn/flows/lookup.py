@@ -39,6 +39,7 @@ from oauthconn.crypto import Sealed
 from oauthconn.exceptions import ConnectionNotFound
 from oauthconn.flows.rows import (
     Converters,
+    KeptByRow,
     PerDatabase,
     build_instance,
     column_converters,
@@ -72,7 +73,8 @@ class _Plan:
     config_converters: Converters
 
 
-_configs: dict[int, tuple[tuple[Any, ...], Connection]] = {}
+#: the connection (with its provider) of each configuration row this process read
+_configs: KeptByRow[Connection] = KeptByRow()
 _sealed: dict[tuple[int, Any, str], Sealed] = {}
 #: (alias, token id) -> (the token's columns as read, their Python values, the mutable ones)
 _token_rows: dict[tuple[str, Any], tuple[tuple[Any, ...], tuple[Any, ...], tuple[int, ...]]] = {}
@@ -191,17 +193,15 @@ def _seen_by(alias: str, raw: Any) -> dict[tuple[Any, ...], tuple[tuple[int, int
 
 
 def _connection(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> Connection:
-    pk = raw[0]
-    cached = _configs.get(pk)
-    if cached is not None and cached[0] == raw:
-        return cached[1]
-    values = convert_row(plan.config_converters, raw, alias)
-    width = len(Connection._meta.concrete_fields)
-    connection = build_instance(Connection, alias, values[:width])
-    provider = build_instance(Provider, alias, values[width:])
-    Connection.provider.field.set_cached_value(connection, provider)
-    _configs[pk] = (raw, connection)
-    return connection
+    def build() -> Connection:
+        values = convert_row(plan.config_converters, raw, alias)
+        width = len(Connection._meta.concrete_fields)
+        connection = build_instance(Connection, alias, values[:width])
+        provider = build_instance(Provider, alias, values[width:])
+        Connection.provider.field.set_cached_value(connection, provider)
+        return connection
+
+    return _configs.get(raw, build)
 
 
 def _token(alias: str, plan: _Plan, connection: Connection, raw: tuple[Any, ...]) -> Token | None:

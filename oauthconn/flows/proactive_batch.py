@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -32,6 +33,7 @@ from oauthconn.flows.common import LEASE_MARGIN, record_events
 from oauthconn.flows.outcomes import RENEWAL_FIELDS, Outcome, renewing_as, storing_under
 from oauthconn.flows.rows import (
     Converters,
+    KeptByRow,
     PerDatabase,
     build_instance,
     column_converters,
@@ -181,43 +183,31 @@ def claim(rows: list[Row]) -> tuple[Lease, list[Token]]:
 def _instances(alias: str, statements: _Statements, found: list[tuple[Any, ...]]) -> list[Token]:
     """The claimed rows as tokens; the rows of one connection share its (read-only) instance,
     as those of one provider share the provider's: most of a row's columns are theirs."""
-    width, split = (
-        statements.connection_width + statements.provider_width,
-        statements.connection_width,
-    )
+    split = statements.connection_width
+    width = split + statements.provider_width
     converters = statements.converters
-    connections_: dict[int, tuple[tuple[Any, ...], Connection]] = {}
-    providers: dict[int, tuple[tuple[Any, ...], Provider]] = {}
+    connections_: KeptByRow[Connection] = KeptByRow()
+    providers: KeptByRow[Provider] = KeptByRow()
+
+    def build(model: type[Any], start: int, end: int, raw: tuple[Any, ...]) -> Any:
+        return build_instance(model, alias, convert_row(converters[start:end], raw, alias))
+
+    def connection_of(config: tuple[Any, ...]) -> Connection:
+        connection = build(Connection, 0, split, config[:split])
+        provider = providers.get(
+            config[split:], lambda: build(Provider, split, width, config[split:])
+        )
+        Connection.provider.field.set_cached_value(connection, provider)
+        return connection
+
     tokens = []
     for raw in found:
         config = raw[:width]
-        known = connections_.get(config[0])
-        if known is None or known[0] != config:
-            values = convert_row(converters[:split], config[:split], alias)
-            connection = build_instance(Connection, alias, values)
-            Connection.provider.field.set_cached_value(
-                connection, _provider(alias, converters[split:width], config[split:], providers)
-            )
-            known = connections_[config[0]] = (config, connection)
-        token = build_instance(Token, alias, convert_row(converters[width:], raw[width:], alias))
-        Token.connection.field.set_cached_value(token, known[1])
+        token = build(Token, width, len(converters), raw[width:])
+        connection = connections_.get(config, partial(connection_of, config))
+        Token.connection.field.set_cached_value(token, connection)
         tokens.append(token)
     return tokens
-
-
-def _provider(
-    alias: str,
-    converters: Converters,
-    raw: tuple[Any, ...],
-    seen: dict[int, tuple[tuple[Any, ...], Provider]],
-) -> Provider:
-    known = seen.get(raw[0])
-    if known is None or known[0] != raw:
-        known = seen[raw[0]] = (
-            raw,
-            build_instance(Provider, alias, convert_row(converters, raw, alias)),
-        )
-    return known[1]
 
 
 def _attach_owners(tokens: list[Token]) -> None:

@@ -40,6 +40,21 @@ class PerDatabase(Generic[T]):
         return found
 
 
+class KeptByRow(Generic[T]):
+    """Instances kept by primary key (the row's first column), built again only when the
+    row's columns differ from the ones they were built from: comparing a row costs far less
+    than converting it and building instances, and a changed row is never served stale."""
+
+    def __init__(self) -> None:
+        self._kept: dict[Any, tuple[tuple[Any, ...], T]] = {}
+
+    def get(self, raw: tuple[Any, ...], build: Callable[[], T]) -> T:
+        kept = self._kept.get(raw[0])
+        if kept is None or kept[0] != raw:
+            kept = self._kept[raw[0]] = (raw, build())
+        return kept[1]
+
+
 def qualified_columns(model: type[Model], qn: Callable[[str], str]) -> list[str]:
     """``table.column`` for each concrete field, in the order ``from_db`` expects."""
     table = qn(model._meta.db_table)
