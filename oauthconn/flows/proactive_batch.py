@@ -54,10 +54,11 @@ Row = tuple[int, float]
 
 @dataclass(frozen=True)
 class _Statements:
-    """The claim and the store of one database, written once."""
+    """The claim, the store and the lease extension of one database, written once."""
 
     claim: str
     store: str
+    extend: str
     store_fields: list[Field]
     connection_width: int
     provider_width: int
@@ -96,9 +97,14 @@ def _write(alias: str) -> _Statements:
         f"UPDATE {token_t} SET {assignments}, lease_until = CASE WHEN lease_until = %s"
         " THEN NULL ELSE lease_until END WHERE id = %s"
     )
+    extend = (
+        f"UPDATE {token_t} SET lease_until = %s WHERE id = ANY(%s) AND lease_until = %s"
+        " RETURNING id"
+    )
     return _Statements(
         claim=claim,
         store=store,
+        extend=extend,
         store_fields=store_fields,
         connection_width=len(connection_cols),
         provider_width=len(provider_cols),
@@ -108,7 +114,7 @@ def _write(alias: str) -> _Statements:
     )
 
 
-#: the claim and the store of each database, written on first use
+#: the statements of each database, written on first use
 _for = PerDatabase(_write)
 
 
@@ -142,13 +148,8 @@ class Lease:
         now = timezone.now()
         if now + timedelta(seconds=seconds + LEASE_MARGIN / 2) > self.until:
             needed = now + timedelta(seconds=seconds + LEASE_MARGIN)
-            table = connections[self.alias].ops.quote_name(Token._meta.db_table)
-            sql = (
-                f"UPDATE {table} SET lease_until = %s WHERE id = ANY(%s) AND lease_until = %s"
-                " RETURNING id"
-            )
             with connections[self.alias].cursor() as cursor:
-                cursor.execute(sql, [needed, left, self.until])
+                cursor.execute(_for(self.alias).extend, [needed, left, self.until])
                 self.lost.update(set(left) - {found for (found,) in cursor.fetchall()})
             self.until = needed
             self.ends.append(needed)
