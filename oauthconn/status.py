@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db import connections
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -92,7 +93,15 @@ def filter_connections(queryset: QuerySet[Connection], status: str) -> QuerySet[
         return queryset
     if status == NOT_CONNECTED:
         # No grant in any other state: no rows, or only empty rows.
+        if counts_held_grants(queryset.db):
+            return queryset.filter(held_grants=0)
         other = Q(status__in=[FAILING, NEEDS_REAUTH, REVOKED]) | Q(access_token__isnull=False)
         return queryset.filter(~Exists(Token.objects.filter(other, connection=OuterRef("pk"))))
     tokens = Token.objects.filter(token_filter(status), connection=OuterRef("pk"))
     return queryset.filter(Exists(tokens))
+
+
+def counts_held_grants(alias: str) -> bool:
+    """Whether the database keeps ``Connection.held_grants`` (triggers of migration 0019:
+    PostgreSQL and SQLite); elsewhere the "not connected" filter is an anti-join."""
+    return connections[alias].vendor in ("postgresql", "sqlite")

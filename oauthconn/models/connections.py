@@ -316,11 +316,27 @@ class Connection(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    #: How many of its grants (any owner's) hold something: an access token, or a failing,
+    #: needs-reauthorization or revoked state. Kept by database triggers on the token table
+    #: (migration 0019), never by Python: ``save()`` leaves it out. The "not connected" filter
+    #: reads it (``held_grants = 0``) instead of proving, row by row, that no grant exists.
+    held_grants = models.IntegerField(default=0, db_default=0, editable=False, serialize=False)
+
+    #: Columns the database keeps: an instance's copy may be stale, so saves never write them.
+    DATABASE_KEPT = ("held_grants",)
 
     class Meta:
         ordering = ["name"]
         # The admin's and the API's lists are ordered by name (migration 0005).
-        indexes = [models.Index(fields=["name"], name="oauthconn_connection_name")]
+        indexes = [
+            models.Index(fields=["name"], name="oauthconn_connection_name"),
+            # The "not connected" filter's count and first page (migration 0019).
+            models.Index(
+                fields=["name"],
+                condition=Q(held_grants=0),
+                name="oauthconn_connection_unheld",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(per_user=True, per_owner=True),
@@ -336,6 +352,20 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # An UPDATE of every column would write back this instance's copy of the kept
+        # columns, stale once a grant changed since it was read: name the columns instead
+        # (the loaded ones, as Django does for a deferred instance).
+        if not (args or self._state.adding or kwargs.get("force_insert")):
+            if kwargs.get("update_fields") is None:
+                skipped = {*self.DATABASE_KEPT, *self.get_deferred_fields()}
+                kwargs["update_fields"] = [
+                    f.name
+                    for f in self._meta.concrete_fields
+                    if not f.primary_key and f.attname not in skipped and f.name not in skipped
+                ]
+        super().save(*args, **kwargs)
 
     @property
     def is_shared(self) -> bool:
