@@ -89,6 +89,27 @@ def sites(live_server, settings, django_user_model):
     return admin_site, provider_site
 
 
+def sign_in(page, site: str, username: str, password: str, next_path: str) -> None:
+    """Log in with the admin's (or the provider's, same template) login form."""
+    login = "/admin/login/" if username == "admin" else "/accounts/login/"
+    page.goto(f"{site}{login}?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{site}{next_path}")
+
+
+def wizard_from_issuer(page, site: str, name: str, issuer: str, grant_type: str) -> None:
+    """The wizard's first two steps for a provider discovered from its issuer."""
+    page.goto(f"{site}/admin/oauthconn/connection/add/")
+    page.fill("#id_basics-name", name)
+    page.check("input[name='basics-source'][value='issuer']")
+    page.fill("#id_basics-issuer", issuer)
+    page.click("input[name='_next']")
+    page.check(f"input[name='grant-grant_type'][value='{grant_type}']")
+    page.click("input[name='_next']")
+
+
 def test_wizard_authorize_test_disconnect(page, sites, as_log):
     admin_site, provider_site = sites
     shot = Shots(page)

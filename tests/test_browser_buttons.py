@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from oauthconn.flows.keys import rotate_key
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider, TokenStatus
-from tests.test_browser import Shots, page, sites  # noqa: F401  (fixtures shared with it)
+from tests.test_browser import Shots, page, sign_in, sites  # noqa: F401  (fixtures shared)
 
 pytestmark = pytest.mark.browser
 
@@ -35,22 +35,14 @@ def connect(sites, make_connection):
     return make
 
 
-def sign_in(page, site: str, username: str, password: str, next_path: str) -> None:
-    """Log in with the admin's (or the provider's, same template) login form."""
-    login = "/admin/login/" if username == "admin" else "/accounts/login/"
-    page.goto(f"{site}{login}?next={next_path}")
+def through_the_provider(
+    page, provider_site: str, username: str = "alice", password: str = "alice-pw"
+) -> str:
+    """Log in at the provider (consent is pre-approved), follow the redirects back through
+    the callback, and return the text of the page the flow lands on."""
+    page.wait_for_url(f"{provider_site}/accounts/login/**")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{site}{next_path}")
-
-
-def through_the_provider(page, provider_site: str) -> str:
-    """Log in at the provider as alice (consent is pre-approved), follow the redirects back
-    through the callback, and return the text of the page the flow lands on."""
-    page.wait_for_url(f"{provider_site}/accounts/login/**")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", "alice-pw")
     page.click("input[type=submit]")
     return landed(page, provider_site)
 

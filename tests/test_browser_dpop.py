@@ -8,26 +8,15 @@ import pytest
 
 from oauthconn.models import Connection
 from tests.oidc_provider_server import OidcServer
-from tests.test_browser import page, sites  # noqa: F401 - the browser and the live sites
+from tests.test_browser import page, sign_in, sites, wizard_from_issuer  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.strict_peer]
 
 
 def test_wizard_binds_tokens_with_dpop(page, sites, dpop_server: OidcServer):  # noqa: F811
     admin_site, _provider_site = sites
-    page.goto(f"{admin_site}/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pw")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{admin_site}/admin/")
-
-    page.goto(f"{admin_site}/admin/oauthconn/connection/add/")
-    page.fill("#id_basics-name", "Bound API")
-    page.check("input[name='basics-source'][value='issuer']")
-    page.fill("#id_basics-issuer", dpop_server.issuer)
-    page.click("input[name='_next']")
-    page.check("input[name='grant-grant_type'][value='authorization_code']")
-    page.click("input[name='_next']")
+    sign_in(page, admin_site, "admin", "admin-pw", "/admin/")
+    wizard_from_issuer(page, admin_site, "Bound API", dpop_server.issuer, "authorization_code")
 
     assert "RFC 9449: each grant gets a key pair" in page.inner_text("#content")
     page.fill("#id_client-client_id", "dpop-basic")

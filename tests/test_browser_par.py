@@ -14,26 +14,15 @@ import httpx
 import pytest
 
 from oauthconn.models import Connection, TokenStatus
-from tests.test_browser import page, sites  # noqa: F401  (fixtures shared with it)
+from tests.test_browser import page, sign_in, sites, wizard_from_issuer  # noqa: F401  (fixtures shared with it)
 
 pytestmark = pytest.mark.browser
 
 
 def test_wizard_with_a_provider_that_requires_pushed_requests(page, sites, par_server):
     admin_site, _provider_site = sites
-    page.goto(f"{admin_site}/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pw")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{admin_site}/admin/")
-
-    page.goto(f"{admin_site}/admin/oauthconn/connection/add/")
-    page.fill("#id_basics-name", "Par wizard")
-    page.check("input[name='basics-source'][value='issuer']")
-    page.fill("#id_basics-issuer", par_server.issuer)
-    page.click("input[name='_next']")
-    page.check("input[name='grant-grant_type'][value='authorization_code_pkce']")
-    page.click("input[name='_next']")
+    sign_in(page, admin_site, "admin", "admin-pw", "/admin/")
+    wizard_from_issuer(page, admin_site, "Par wizard", par_server.issuer, "authorization_code_pkce")
 
     # the checkbox is there, checked and locked, with its one-line explanation
     checkbox = page.locator("#id_client-use_par")
@@ -67,11 +56,7 @@ def test_wizard_connect_by_api_url_registers_and_delete_ends_the_registration(
     page, sites, resource_server, registration_server
 ):
     admin_site, _provider_site = sites
-    page.goto(f"{admin_site}/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pw")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{admin_site}/admin/")
+    sign_in(page, admin_site, "admin", "admin-pw", "/admin/")
 
     page.goto(f"{admin_site}/admin/oauthconn/connection/add/")
     page.fill("#id_basics-name", "Api in browser")

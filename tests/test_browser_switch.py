@@ -14,7 +14,15 @@ from oauth2_provider.models import Application
 
 from oauthconn.models import Connection, Token
 from tests.test_browser import Shots, page, sites  # noqa: F401  (fixtures shared with it)
-from tests.test_browser_buttons import BADGE, admin_page, landed, message, press, sign_in
+from tests.test_browser_buttons import (
+    BADGE,
+    admin_page,
+    landed,
+    message,
+    press,
+    sign_in,
+    through_the_provider,
+)
 from tests.test_oidc_live import fresh_jwks_cache, issuer, oidc_provider  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -37,15 +45,6 @@ def connect_oidc(sites, make_connection, oidc_provider):
     return make
 
 
-def at_the_provider_as(page, provider_site: str, username: str, password: str) -> str:
-    """Sign in at the provider (consent is pre-approved) and return where the flow lands."""
-    page.wait_for_url(f"{provider_site}/accounts/login/**")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    return landed(page, provider_site)
-
-
 def sign_out_at_the_provider(page) -> None:
     page.context.clear_cookies(domain="localhost")
 
@@ -57,13 +56,13 @@ def test_admin_keeps_then_uses_another_account(page, sites, connect_oidc, django
     shot = Shots(page, "switch-admin-")
     sign_in(page, admin_site, "admin", "admin-pw", admin_page(connection))
     press(page, "button[name='_authorize']")
-    at_the_provider_as(page, provider_site, "alice", "alice-pw")
+    through_the_provider(page, provider_site, "alice", "alice-pw")
     first = Token.objects.get(connection=connection)
     assert first.subject == str(alice.pk)
 
     sign_out_at_the_provider(page)
     press(page, "button[name='_authorize']")
-    text = at_the_provider_as(page, provider_site, "bob", "bob-pw")
+    text = through_the_provider(page, provider_site, "bob", "bob-pw")
     assert "Use another account for Crm?" in text
     assert page.locator("#oauthconn-old-subject").inner_text() == str(alice.pk)
     assert page.locator("#oauthconn-new-subject").inner_text() == str(bob.pk)
@@ -90,14 +89,15 @@ def test_user_page_keeps_then_uses_another_account(page, sites, connect_oidc, bo
     sign_in(page, site, "alice", "alice-pw", "/oauthconn/")
     press(page, "#connection-drive button[name='connect']")
     assert (
-        "drive is connected" in at_the_provider_as(page, provider_site, "alice", "alice-pw").lower()
+        "drive is connected"
+        in through_the_provider(page, provider_site, "alice", "alice-pw").lower()
     )
 
     for button, subject_after in (("keep_old", "alice"), ("use_new", "bob")):
         sign_out_at_the_provider(page)
         page.goto(f"{site}/oauthconn/")
         press(page, "#connection-drive button[name='connect']")
-        assert "Use another account" in at_the_provider_as(page, provider_site, "bob", "bob-pw")
+        assert "Use another account" in through_the_provider(page, provider_site, "bob", "bob-pw")
         Shots(page, f"switch-mine-{button}-")("asked")
         press(page, f"button[name='{button}']")
         page.wait_for_url(f"{site}/oauthconn/")
