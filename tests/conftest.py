@@ -42,13 +42,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _lookup_starts_cold():
-    """Each test's first lookup is a first one, as in a new process: on PostgreSQL a row kept
-    from another test's (since flushed) database would make it a lookup after a change, which
-    costs a second statement (see test_client_pool for that case)."""
-    from oauthconn.flows import lookup
+def _caches_start_cold():
+    """Each test starts with the caches of a new process. The first lookup is a first one: on
+    PostgreSQL a row kept from another test's (since flushed) database would make it a lookup
+    after a change, which costs a second statement (see test_client_pool for that case). No
+    provider's signing keys or DPoP nonces are kept: each test's provider has its own."""
+    from oauthconn.flows import dpop, lookup
+    from oauthconn.oauth import jwks
 
     lookup._rows.clear()
+    jwks.clear_cache()
+    dpop.NONCES.clear()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from oauthconn.flows.authorization import BROWSER_SESSION_KEY
 from oauthconn.models import Event, EventKind, PendingSwitch, Token
 from tests.conftest import authorize, consent, deliver, outcome, start
 from tests.test_oidc_live import (  # noqa: F401  (fixtures shared with it)
-    fresh_jwks_cache,
     issuer,
     oidc_connection,
     oidc_provider,

@@ -23,7 +23,7 @@ from tests.test_browser_buttons import (
     sign_in,
     through_the_provider,
 )
-from tests.test_oidc_live import fresh_jwks_cache, issuer, oidc_provider  # noqa: F401
+from tests.test_oidc_live import issuer, oidc_provider  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

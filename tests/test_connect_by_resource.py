@@ -20,7 +20,6 @@ from oauthconn.exceptions import DiscoveryFailed, RegistrationRefused
 from oauthconn.flows.registration import discover_resource, register
 from oauthconn.flows.tokens import renew_now
 from oauthconn.models import Connection, GrantType, TokenStatus
-from oauthconn.oauth import jwks
 from tests.conftest import deliver
 from tests.oidc_provider_server import OidcServer
 from tests.resource_server import WELL_KNOWN, ResourceServer
@@ -28,13 +27,6 @@ from tests.scripted_server import Reply
 from tests.test_wizard import ADD, PREFIX, basics, step
 
 pytestmark = [pytest.mark.strict_peer, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_jwks_cache():
-    jwks.clear_cache()
-    yield
-    jwks.clear_cache()
 
 
 # --- RFC 9728: from the API's URL to its authorization server --------------------------------

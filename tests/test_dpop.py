@@ -26,22 +26,12 @@ from oauthconn.flows.discovery import discover_provider
 from oauthconn.flows.revocation import disconnect
 from oauthconn.flows.tokens import renew_now
 from oauthconn.models import Connection, EventKind, GrantType, Provider, Token
-from oauthconn.oauth import dpop, jwks
+from oauthconn.oauth import dpop
 from tests.conftest import deliver, start
 from tests.oidc_provider_server import DPOP_CLIENTS, OidcServer, require_dpop_nonce
 from tests.scripted_server import Reply
 
 pytestmark = [pytest.mark.strict_peer, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    # each provider process has its own signing key and its own nonces
-    jwks.clear_cache()
-    dpop_flows.NONCES.clear()
-    yield
-    jwks.clear_cache()
-    dpop_flows.NONCES.clear()
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ from oauthconn.models import Event, EventKind, GrantType, PendingAuthorization, 
 from oauthconn.presets import get_preset
 from tests.conftest import authorize, consent, deliver, outcome, start
 from tests.test_oidc_live import (  # noqa: F401  (fixtures shared with it)
-    fresh_jwks_cache,
     issuer,
     oidc_connection,
     oidc_provider,

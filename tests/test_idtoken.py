@@ -30,7 +30,6 @@ from oauthconn.exceptions import (
     MalformedIDToken,
 )
 from oauthconn.http import build_client
-from oauthconn.oauth import jwks
 from oauthconn.oauth.idtoken import IDTokenExpectations, allowed_algorithms, validate_id_token
 from tests.scripted_server import Reply
 
@@ -79,13 +78,6 @@ def b64(data: bytes) -> str:
 
 def unsigned(header: dict, payload: dict) -> str:
     return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    jwks.clear_cache()
-    yield
-    jwks.clear_cache()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from oauth2_provider.views.oidc import UserInfoView
 
 from oauthconn.flows.discovery import discover_provider
 from oauthconn.models import Event, EventKind, Provider, Token
-from oauthconn.oauth import jwks
 from tests.conftest import consent, deliver, outcome, start
 
 
@@ -26,13 +25,6 @@ class UserinfoValidator(OAuth2Validator):
     def get_userinfo_claims(self, request):
         claims = super().get_userinfo_claims(request)
         return {**claims, "name": "Staff Member", "email": request.user.email}
-
-
-@pytest.fixture(autouse=True)
-def fresh_jwks_cache():
-    jwks.clear_cache()
-    yield
-    jwks.clear_cache()
 
 
 @pytest.fixture

@@ -23,20 +23,12 @@ from oauthconn.models import (
     Token,
     TokenStatus,
 )
-from oauthconn.oauth import jwks
 from tests.conftest import deliver, start
 from tests.oidc_provider_par import PAR_CLIENTS
 from tests.oidc_provider_server import OidcServer
 from tests.scripted_server import Reply
 
 pytestmark = [pytest.mark.strict_peer, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_jwks_cache():
-    jwks.clear_cache()
-    yield
-    jwks.clear_cache()
 
 
 @pytest.fixture

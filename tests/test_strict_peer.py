@@ -28,7 +28,6 @@ from oauthconn.exceptions import InvalidGrant, ReauthorizationRequired
 from oauthconn.flows.common import credentials_for
 from oauthconn.flows.discovery import discover_provider
 from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider, Token, TokenStatus
-from oauthconn.oauth import jwks
 from oauthconn.oauth.token import refresh_token_grant
 from tests.conftest import deliver, outcome, start
 from tests.oidc_provider_server import CLIENTS, OidcServer
@@ -36,14 +35,6 @@ from tests.oidc_provider_server import CLIENTS, OidcServer
 pytestmark = [pytest.mark.strict_peer, pytest.mark.django_db(transaction=True)]
 
 STORM_THREADS = 12
-
-
-@pytest.fixture(autouse=True)
-def fresh_jwks_cache():
-    # each test session's provider has its own signing key; never reuse another run's
-    jwks.clear_cache()
-    yield
-    jwks.clear_cache()
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from oauthconn.models.owners import owner_key
 from tests.conftest import consent, deliver, outcome, start
 from tests.teams.models import Project, Team
 from tests.test_oidc_live import (  # noqa: F401  (fixtures shared with it)
-    fresh_jwks_cache,
     issuer,
     oidc_provider,
 )
