@@ -183,6 +183,35 @@ def test_buttons_need_the_csrf_token(connected, staff):
     assert connected.tokens.get().access_token is not None
 
 
+# --- switching whose grants a connection has -----------------------------------------------------
+
+
+def test_switching_to_per_user_revokes_and_removes_the_shared_grant(
+    connected, staff_client, staff, as_log
+):
+    """The shared grant could never be looked up again, and the proactive refresh would keep
+    renewing it for nobody."""
+    as_log.clear()
+    data = change_data(connected, per_user="on")
+    response = staff_client.post(url("change", connected), data, follow=True)
+
+    assert response.status_code == 200
+    assert "the 1 grant(s) of its old kind were revoked at the provider and removed" in (
+        response.content.decode()
+    )
+    revocations = as_log.to("/demo-oauth/revoke_token/")
+    assert [r.form["token_type_hint"] for r in revocations] == [["refresh_token"], ["access_token"]]
+    assert not connected.tokens.exists()
+    assert Event.objects.filter(connection=connected, kind="revoked").exists()
+
+    assert authorize(staff_client, connected).status_code == 303  # staff's own grant now
+    assert connected.tokens.get().owner == staff
+    as_log.clear()
+    staff_client.post(url("change", connected), change_data(connected, name="R", per_user="on"))
+    assert connected.tokens.get().access_token is not None  # another edit keeps grants
+    assert as_log.to("/demo-oauth/revoke_token/") == []
+
+
 # --- R5: security-relevant edits ----------------------------------------------------------------
 
 

@@ -129,6 +129,16 @@ def test_disconnect_revokes_at_the_provider_then_forgets(api, connected, as_log)
     assert not AccessToken.objects.exists()
 
 
+def test_switching_to_per_user_revokes_and_removes_the_shared_grant(api, connected, as_log):
+    response = api.patch(f"{API}/connections/{connected.pk}/", {"per_user": True}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["per_user"] is True and response.json()["token"] is None
+    assert len(as_log.to("/demo-oauth/revoke_token/")) == 2
+    assert not Token.objects.filter(connection=connected).exists()
+    assert not AccessToken.objects.exists()
+
+
 def test_delete_revokes_first(api, connected, as_log):
     response = api.delete(f"{API}/connections/{connected.pk}/")
 

@@ -544,3 +544,29 @@ def test_a_member_upgrades_the_team_grant_and_another_team_cannot(
     grant = Token.objects.get(connection=connection, owner_key=owner_key(team_a))
     assert grant.scope == "read write"
     get_connection("crm", owner=team_a).require_scopes(["write"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "kept"),
+    [({}, "shared"), ({"per_user": True}, "user"), ({"per_owner": True}, "team")],
+    ids=["to-shared", "to-per-user", "to-per-team"],
+)
+def test_a_switch_of_kind_removes_the_rows_the_new_kind_cannot_reach(
+    db, django_user_model, kind, kept
+):
+    from oauthconn.flows import end_stranded_grants
+
+    provider = Provider.objects.create(slug="p", name="P", token_endpoint="https://p.test/t")
+    connection = Connection.objects.create(slug="k", name="K", provider=provider, **kind)
+    user = django_user_model.objects.create_user("u")
+    rows = {
+        "shared": Token.objects.create(connection=connection),
+        "user": Token.objects.create(connection=connection, owner=user),
+        "team": Token.objects.create(
+            connection=connection, owner_key=owner_key(Team.objects.create(name="T"))
+        ),
+    }
+
+    assert end_stranded_grants(connection) == []  # nothing held a credential to revoke
+
+    assert list(connection.tokens.values_list("pk", flat=True)) == [rows[kept].pk]

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import path
@@ -196,11 +197,31 @@ class ConnectionAdmin(BoundedListAdmin):
                 f"{obj.name}: you changed {', '.join(fields)}, so the stored tokens were "
                 "dropped (not revoked). Authorize the connection again.",
             )
+        if change and flows.KIND_FIELDS & set(form.changed_data):
+            # After the save commits: revoking sends a request per grant.
+            transaction.on_commit(lambda: end_stranded_grants(request, obj))
+
+
+def end_stranded_grants(request: HttpRequest, connection: Connection) -> None:
+    results = flows.end_stranded_grants(connection, actor=request.user)
+    if results:
+        messages.info(
+            request,
+            f"{connection.name} changed whose grants it has: the {len(results)} grant(s) of "
+            "its old kind were revoked at the provider and removed.",
+        )
+    warn_unrevoked(request, [(connection, result) for result in results])
 
 
 def revoke_before_delete(request: HttpRequest, connections: Iterable[Connection]) -> None:
     """SECURITY R45: deleting a connection revokes its grants at the provider first."""
-    for connection, result in flows.revoke_grants(connections, actor=request.user):
+    warn_unrevoked(request, flows.revoke_grants(connections, actor=request.user))
+
+
+def warn_unrevoked(
+    request: HttpRequest, results: Iterable[tuple[Connection, flows.DisconnectResult]]
+) -> None:
+    for connection, result in results:
         if result.revoked_at_provider is False:
             messages.warning(request, f"{connection.name}: {result.message}")
 

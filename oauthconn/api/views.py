@@ -241,6 +241,8 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
             connection = serializer.save()
             if fields:
                 invalidate_grants(connection, fields, self.request.user)
+        if flows.KIND_FIELDS & set(changed):
+            flows.end_stranded_grants(connection, actor=self.request.user)
         connection.__dict__.pop("visible_tokens", None)  # the answer shows the grant as it is now
 
     def perform_destroy(self, connection: Connection) -> None:

@@ -6,12 +6,14 @@ Edges (views, admin, API, commands, the client) call these; these call the proto
 from oauthconn.flows.authorization import complete_authorization, start_authorization
 from oauthconn.flows.configuration import SECURITY_RELEVANT_FIELDS, invalidate_grants
 from oauthconn.flows.connections import (
+    KIND_FIELDS,
     Connected,
     Redirect,
     connect,
     connected_grant,
     delete_connection,
     disconnect_owner,
+    end_stranded_grants,
     revoke_grants,
 )
 from oauthconn.flows.probe import ProbeResult, probe_connection
@@ -22,6 +24,7 @@ from oauthconn.flows.tokens import Renewal, get_valid_token, load_token, renew, 
 from oauthconn.flows.validation import validate_configuration, validate_provider
 
 __all__ = [
+    "KIND_FIELDS",
     "SECURITY_RELEVANT_FIELDS",
     "Connected",
     "DisconnectResult",
@@ -38,6 +41,7 @@ __all__ = [
     "delete_connection",
     "disconnect",
     "disconnect_owner",
+    "end_stranded_grants",
     "get_valid_token",
     "invalidate_grants",
     "load_token",

@@ -19,6 +19,7 @@ from oauthconn.flows.registration import end_registrations
 from oauthconn.flows.revocation import DisconnectResult, disconnect
 from oauthconn.flows.tokens import Renewal, load_token, renew_now
 from oauthconn.models import Connection, Token
+from oauthconn.models.owners import kind_q
 
 if TYPE_CHECKING:
     from oauthconn.types import Actor, Owner, RequestUser
@@ -107,6 +108,26 @@ def revoke_grants(
     ]
     # R57: then the client registrations oauthconn made (RFC 7592), once no grant needs them.
     end_registrations(connections)
+    return results
+
+
+#: The fields that say whose grants a connection has (shared, per user, per owner).
+KIND_FIELDS = frozenset({"per_user", "per_owner"})
+
+
+def end_stranded_grants(connection: Connection, *, actor: Actor = None) -> list[DisconnectResult]:
+    """After a switch between shared, per-user and per-owner, the grants of the old kind can
+    never be looked up again, yet the proactive refresh would keep renewing them for nobody.
+    Revoke those that hold a credential at the provider (RFC 7009), then delete them all.
+
+    Call it outside a transaction: it sends a request per grant.
+    """
+    stranded = Token.objects.filter(connection=connection).exclude(kind_q(connection))
+    results = [
+        disconnect(token, actor=actor)
+        for token in stranded.holding_credentials().select_related("connection__provider")
+    ]
+    stranded.delete()
     return results
 
 

@@ -77,6 +77,16 @@ def owner_q(owner: Owner) -> Q:
     return Q(owner_key=owner_key(owner))
 
 
+def kind_q(connection: Connection) -> Q:
+    """The rows an owner of ``connection``'s kind can have: after a switch between shared,
+    per-user and per-owner, the other rows can never be looked up again."""
+    if connection.per_owner:
+        return ~Q(owner_key="")
+    if connection.per_user:
+        return Q(owner__isnull=False)
+    return Q(owner__isnull=True, owner_key="")
+
+
 def check_owner(connection: Connection, owner: Owner) -> None:
     """ConfigurationError unless ``owner`` is the kind of owner ``connection``'s grants have:
     nobody (shared), a saved user (per-user), a saved ``OWNER_MODEL`` instance (per-owner)."""
