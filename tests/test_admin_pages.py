@@ -196,7 +196,7 @@ def test_switching_to_per_user_revokes_and_removes_the_shared_grant(
     response = staff_client.post(url("change", connected), data, follow=True)
 
     assert response.status_code == 200
-    assert "the 1 grant(s) of its old kind were revoked at the provider and removed" in (
+    assert "1 grant of its old kind revoked at the provider and removed" in (
         response.content.decode()
     )
     revocations = as_log.to("/demo-oauth/revoke_token/")

@@ -190,3 +190,23 @@ def test_provider_change_page_saves_unchanged(page, sites, connect):
     page.wait_for_url(admin_site + reverse("admin:oauthconn_provider_changelist"))
     assert "was changed successfully" in message(page)
     assert Provider.objects.get(pk=provider.pk).scope_separator == " "
+
+
+def test_admin_switches_a_connected_shared_connection_to_per_user(page, sites, connect):
+    """The change form in a real browser: ticking "per user" and saving revokes the shared
+    grant at the provider and removes it, and the message says so."""
+    admin_site, provider_site = sites
+    connection = connect("crm")
+    sign_in(page, admin_site, "admin", "admin-pw", admin_page(connection))
+    press(page, "button[name='_authorize']")
+    through_the_provider(page, provider_site)
+    assert connection.tokens.get().is_connected
+
+    page.goto(admin_site + admin_page(connection))
+    page.check("#id_per_user")
+    press(page, "input[name='_continue']")
+
+    assert "1 grant of its old kind revoked at the provider and removed" in (message(page))
+    Shots(page, "buttons-switch-")("switched")
+    connection.refresh_from_db()
+    assert connection.per_user and not connection.tokens.exists()

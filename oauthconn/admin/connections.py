@@ -205,10 +205,11 @@ class ConnectionAdmin(BoundedListAdmin):
 def end_stranded_grants(request: HttpRequest, connection: Connection) -> None:
     results = flows.end_stranded_grants(connection, actor=request.user)
     if results:
+        grants = "1 grant" if len(results) == 1 else f"{len(results)} grants"
         messages.info(
             request,
-            f"{connection.name} changed whose grants it has: the {len(results)} grant(s) of "
-            "its old kind were revoked at the provider and removed.",
+            f"{connection.name} changed whose grants it has: {grants} of its old kind "
+            "revoked at the provider and removed.",
         )
     warn_unrevoked(request, [(connection, result) for result in results])
 
