@@ -207,7 +207,7 @@ def test_status_filter_reads_only_the_callers_own_grant_on_per_user_connections(
 
 
 def test_status_filter_is_one_semi_join_not_a_subquery_per_row(providers, admin_user):
-    from oauthconn.api.views import filter_status
+    from oauthconn.api.queries import filter_status
 
     sql = str(filter_status(Connection.objects.all(), "failing", admin_user).query).upper()
     assert "EXISTS" in sql and "CASE" not in sql
@@ -329,7 +329,7 @@ def test_api_status_filter_is_linked_to_the_listed_connection_by_its_id_only(pro
     """Which grant is the caller's is decided inside the EXISTS, from the grant's own
     connection: a condition on the outer row's per_user kept PostgreSQL from starting at the
     few grants in a rare status, so it read every connection instead."""
-    from oauthconn.api.views import filter_status
+    from oauthconn.api.queries import filter_status
 
     sql = str(filter_status(Connection.objects.all(), "failing", admin_user).query)
     inner = sql[sql.index("EXISTS") :]

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -22,13 +21,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.serializers import BaseSerializer
-from rest_framework.views import APIView
 
 from oauthconn import flows
 from oauthconn.api import actions
 from oauthconn.api import serializers as s
 from oauthconn.api.errors import ErrorSerializer, exception_handler
 from oauthconn.api.permissions import resolve_permission_classes
+from oauthconn.api.queries import filter_connections, with_visible_tokens
 from oauthconn.conf import oauthconn_settings
 from oauthconn.exceptions import DiscoveryFailed, NotPermitted
 from oauthconn.flows.access import owners_of
@@ -43,15 +42,14 @@ from oauthconn.flows.configuration import (
 from oauthconn.flows.discovery import discover_provider
 from oauthconn.flows.probe import probe_connection
 from oauthconn.flows.providers import find_or_create_provider
-from oauthconn.models import Connection, Event, Provider, Token
-from oauthconn.models.owners import owner_key
+from oauthconn.models import Connection, Provider, Token
 from oauthconn.paging import BoundedCountPaginator
 from oauthconn.views import private, safe_return_to
 
 if TYPE_CHECKING:
     from django.db.models import Model
 
-    from oauthconn.types import Owner, RequestUser
+    from oauthconn.types import Owner
 
 #: Error statuses any operation may answer with, each with an ``ErrorSerializer`` body.
 ERROR_STATUSES = ("400", "401", "403", "404", "409", "502", "503", "504")
@@ -300,61 +298,6 @@ def require_secret_again(
             ]
         }
     )
-
-
-def with_visible_tokens(
-    queryset: QuerySet[Connection], user: RequestUser, team: Model | None = None
-) -> QuerySet[Connection]:
-    """Prefetch only the grants the caller may see: shared ones, their own, and those of
-    ``team`` (an owner the resolver gave them, chosen with ``?owner=``)."""
-    # A sliced Prefetch (one window query) keeps the page's query count independent of its size.
-    recent = Event.objects.select_related("actor").order_by("-created_at", "-id")
-    mine = Q(owner__isnull=True, owner_key="") | Q(owner=user.pk)
-    if team is not None:
-        mine |= Q(owner__isnull=True, owner_key=owner_key(team))
-    visible = Token.objects.filter(mine).prefetch_related(
-        Prefetch("events", queryset=recent[: s.RECENT_EVENTS], to_attr="recent_events")
-    )
-    return queryset.select_related("provider").prefetch_related(
-        Prefetch("tokens", queryset=visible, to_attr="visible_tokens")
-    )
-
-
-def filter_connections(queryset: QuerySet[Connection], view: APIView) -> QuerySet[Connection]:
-    params = actions.ConnectionFilterSerializer(data=view.request.query_params)
-    params.is_valid(raise_exception=True)
-    wanted = params.validated_data
-    if wanted.get("provider"):
-        queryset = queryset.filter(provider__slug=wanted["provider"])
-    if wanted.get("per_user") is not None:
-        queryset = queryset.filter(per_user=wanted["per_user"])
-    if wanted.get("status"):
-        queryset = filter_status(queryset, wanted["status"], view.request.user)
-    return queryset
-
-
-def filter_status(
-    queryset: QuerySet[Connection], wanted: str, user: RequestUser
-) -> QuerySet[Connection]:
-    """Filter on the caller's grant only, so the filter reveals nothing about other users.
-
-    One ``EXISTS`` (a semi-join) whose only link to the listed connection is
-    ``connection_id``: which grant is the caller's (the shared one, or their own on a
-    per-user connection) is decided inside it, by joining the grant's own connection. With
-    that single equality PostgreSQL may run it either way: from the ``(status, expires_at)``
-    index when the status is rare (a thousand failing grants among a million: read them,
-    then their connections), or along the ordering index when it is common. Comparing the
-    outer row's ``per_user`` inside the ``EXISTS`` (as before) left it only the second way,
-    which reads every connection when the status is rare.
-    """
-    # (no team's grant: this list is the staff's view, and the filter must not reveal one)
-    callers = Q(
-        connection__per_user=False, connection__per_owner=False, owner__isnull=True, owner_key=""
-    ) | Q(connection__per_user=True, owner=user.pk)
-    if wanted == "not_connected":
-        return queryset.exclude(Exists(Token.objects.filter(callers, connection=OuterRef("pk"))))
-    grants = Token.objects.filter(callers, connection=OuterRef("pk"), status=wanted)
-    return queryset.filter(Exists(grants))
 
 
 def requested(request: Request) -> str:
