@@ -103,6 +103,8 @@ def run(ctx) -> Section:
         }
         clients = build_clients(resource, token, ctx.auth.token_endpoint)
         section = measure(ctx, clients)
+        if db.vendor == "postgresql":
+            prepared_statements(ctx, section)
         section.tables.append(socket_table(clients, resource.port, ctx.smoke))
         return section
     finally:
@@ -110,11 +112,22 @@ def run(ctx) -> Section:
 
 
 def measure(ctx, clients: dict) -> Section:
+    statuses = {name: call().status_code for name, call in clients.items()}
+    samples, cpu_us = interleaved(ctx, clients)
+    queries = {
+        name: count_queries(call, 20 if ctx.smoke else 200)
+        for name, call in clients.items()
+        if name.startswith("oauthconn")
+    }
+    return report(samples, statuses, queries, cpu_us)
+
+
+def interleaved(ctx, clients: dict) -> tuple[dict[str, list[int]], dict[str, float]]:
+    """Nanosecond samples and client CPU µs per call of each client, in interleaved rounds."""
     # Short rounds: a burst of load from elsewhere on the machine hits every client alike.
     rounds, per_round = (2, 10) if ctx.smoke else (60, 50)
     samples: dict[str, list[int]] = {name: [] for name in clients}
     cpu: dict[str, int] = dict.fromkeys(clients, 0)
-    statuses = {name: call().status_code for name, call in clients.items()}
     for call in clients.values():
         sample(call, 0, warmup=20 if ctx.smoke else 300)
     for _ in range(rounds):
@@ -124,13 +137,48 @@ def measure(ctx, clients: dict) -> Section:
             started = time.process_time_ns()
             samples[name] += sample(call, count)
             cpu[name] += time.process_time_ns() - started
-    queries = {
-        name: count_queries(call, 20 if ctx.smoke else 200)
-        for name, call in clients.items()
-        if name.startswith("oauthconn")
-    }
     cpu_us = {name: round(cpu[name] / len(samples[name]) / 1000, 1) for name in clients}
-    return report(samples, statuses, queries, cpu_us)
+    return samples, cpu_us
+
+
+#: Django's OPTIONS for psycopg's prepared statements (docs/operations.md)
+PREPARED = {"server_side_binding": True, "prepare_threshold": 5}
+
+
+def prepared_statements(ctx, section: Section) -> None:
+    """PostgreSQL: the kept object and the per-call pattern again, with the lookup's
+    statement prepared (it is planned once per database connection, not on every call)."""
+    options = db.settings_dict.get("OPTIONS", {})
+    db.close()
+    db.settings_dict["OPTIONS"] = {**options, **PREPARED}
+    try:
+        kept = get_connection(SLUG)
+        clients = {
+            KEPT: lambda: kept.get("data"),
+            PER_CALL: lambda: get_connection(SLUG).get("data"),
+        }
+        samples, cpu_us = interleaved(ctx, clients)
+    finally:
+        db.close()  # the next benchmarks connect as configured
+        db.settings_dict["OPTIONS"] = options
+    table = Table(
+        "Per call on PostgreSQL with prepared statements (µs)",
+        ["client", "median µs", "p99 µs", "client CPU µs", "calls"],
+    )
+    for name, values in samples.items():
+        table.rows.append([name, median_us(values), p99_us(values), cpu_us[name], len(values)])
+    section.tables.append(table)
+    ratio = {
+        "median": round(median_us(samples[PER_CALL]) / median_us(samples[KEPT]), 2),
+        "cpu": round(cpu_us[PER_CALL] / cpu_us[KEPT], 2),
+    }
+    section.facts["per_call_to_kept_prepared"] = ratio
+    section.notes.append(
+        "With OPTIONS server_side_binding and prepare_threshold (psycopg prepares the "
+        "lookup's statement, so PostgreSQL plans it once per connection, not on every call): "
+        f"per call against a kept object {ratio['median']}× the median, {ratio['cpu']}× the "
+        "client CPU."
+    )
 
 
 def time_wait_sockets(port: int) -> set[tuple[str, str]]:

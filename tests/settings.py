@@ -11,6 +11,10 @@ from project.settings import OAUTHCONN, env
 # demo uses: its locking is what the demo meets, unlike the shared in-memory database that
 # Django's test runner would hand the live server's thread.
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite://:memory:")}
+if os.environ.get("PG_PREPARED") and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # The prepared-statement tier: server-side binding and psycopg's prepared statements,
+    # which docs/operations.md recommends where no transaction-pooling proxy is in the way.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # One file per run (parallel runs do not collide); child processes inherit its name.
     default_file = Path(tempfile.gettempdir()) / f"oauthconn-test-{os.getpid()}.sqlite3"
