@@ -1,19 +1,21 @@
 """The health overview: aggregate figures over grants and events, for the admin page and
 ``oauthconn_health --summary``.
 
-Everything here is ``COUNT … GROUP BY`` in the database, never a loop over rows, so the cost
-stays a constant number of queries however many grants and events there are. The event
-queries filter on ``(kind, created_at)``, which migration 0003 indexes.
+Everything here is counted in the database, never a loop over rows, so the cost stays a
+constant number of queries however many grants and events there are. The event queries
+filter on ``(kind, created_at)``, which migration 0003 indexes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from django.db.models import Count, Q
-from django.db.models.functions import Coalesce, Trunc
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Count, Field, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
@@ -144,15 +146,44 @@ def _hourly(now: datetime) -> tuple[list[datetime], list[int], list[int]]:
     last = last.astimezone(UTC)
     count = int(CHART_SPAN / timedelta(hours=1))
     hours = [last - timedelta(hours=count - 1 - i) for i in range(count)]
-    rows = (
-        Event.objects.filter(kind__in=CHART_KINDS, created_at__gte=hours[0])
-        .order_by()
-        .annotate(hour=Trunc("created_at", "hour", tzinfo=tz))
-        .values_list("hour", "kind")
-        # COUNT(*), not COUNT(id): the (kind, created_at) index then answers on its own.
-        .annotate(n=Count("*"))
-    )
-    seen = {(hour, kind): n for hour, kind, n in rows}
-    refreshes = [seen.get((hour, EventKind.REFRESHED), 0) for hour in hours]
-    failures = [seen.get((hour, EventKind.REFRESH_FAILED), 0) for hour in hours]
+    rows = _count_per_hour(hours, CHART_KINDS)
+    refreshes = [row[0] for row in rows]
+    failures = [row[1] for row in rows]
     return hours, refreshes, failures
+
+
+def _count_per_hour(hours: list[datetime], kinds: tuple[str, ...]) -> list[tuple[int, ...]]:
+    """Events of each of ``kinds`` in the hour from each of ``hours`` (one row per hour).
+
+    One count per hour and kind, each an index-only range of ``(kind, created_at)``: a
+    ``GROUP BY`` of the truncated time computed the hour of every event of the week and
+    hashed it (155,000 events at a million, twice the cost of counting them), and
+    truncating to local wall-clock time made the two hours that share a time when summer
+    time ends one ambiguous time, which matched neither (their events were missing).
+    """
+    db = connections[Event.objects.db]
+    quote = db.ops.quote_name
+    table = quote(Event._meta.db_table)
+    fields = [cast(Field, Event._meta.get_field(name)) for name in ("kind", "created_at")]
+    kind, at = (quote(str(field.column)) for field in fields)
+    count = f"(SELECT COUNT(*) FROM {table} WHERE {kind} = %s AND {at} >= h.f AND {at} < h.t)"
+    sql = f"SELECT {', '.join([count] * len(kinds))} FROM {_hours(db, len(hours))} ORDER BY h.i"
+    params: list[Any] = list(kinds)
+    adapt = db.ops.adapt_datetimefield_value
+    for i, start in enumerate(hours):
+        params += [i, adapt(start), adapt(start + timedelta(hours=1))]
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def _hours(db: BaseDatabaseWrapper, count: int) -> str:
+    """A derived table ``h`` of ``count`` rows ``(i, f, t)``, from placeholders."""
+    if db.vendor == "postgresql":
+        # PostgreSQL pulls a UNION ALL up into one branch per hour, each with its own plan of
+        # both counts (6 ms of planning for a week); a VALUES list is planned once.
+        rows = ", ".join(["(%s, %s, %s)"] * count)
+        return f"(SELECT column1 AS i, column2 AS f, column3 AS t FROM (VALUES {rows}) AS v) AS h"
+    # Elsewhere one-row SELECTs, which every database runs (VALUES names its columns
+    # differently on MySQL).
+    return f"({' UNION ALL '.join(['SELECT %s AS i, %s AS f, %s AS t'] * count)}) AS h"
