@@ -62,7 +62,7 @@ class Health:
 
 
 def compute_health(now: datetime | None = None) -> Health:
-    """The overview's figures in four queries, whatever the number of rows."""
+    """The overview's figures in five queries, whatever the number of rows."""
     now = now or timezone.now()
     hours, refreshes, failures = _hourly(now)
     return Health(
@@ -77,11 +77,26 @@ def compute_health(now: datetime | None = None) -> Health:
 
 
 def _by_status() -> dict[str, int]:
+    """Grants per status: all grants counted, those not active counted by status, and the
+    active ones the difference.
+
+    Nearly every grant is active, and grouping a million by status read the whole
+    ``(status, expires_at)`` index comparing each entry's status (36 ms); a bare
+    ``COUNT(*)``, which PostgreSQL answers from its smallest index, takes about half that.
+    The other statuses are two index ranges either side of "active" (a few thousand
+    entries; ``status <> 'active'`` would read them all), so a status outside
+    ``TokenStatus`` is still counted as itself. Two statements, so a grant created or
+    deleted in a status other than active between them moves the active figure by one.
+    """
+    active = TokenStatus.ACTIVE
+    # COUNT(*), not COUNT(id): the status index then answers on its own.
+    by_status = Token.objects.order_by().values_list("status").annotate(n=Count("*"))
+    below, above = by_status.filter(status__lt=active), by_status.filter(status__gt=active)
+    others = {str(status): n for status, n in below.union(above, all=True)}
+    total = Token.objects.count()
     counts = {str(value): 0 for value in TokenStatus.values}
-    # COUNT(*), not COUNT(id): the (status, expires_at) index then answers on its own
-    # (an index-only scan once autovacuum has marked the table's pages all-visible).
-    rows = Token.objects.order_by().values_list("status").annotate(n=Count("*"))
-    counts.update({status: n for status, n in rows})
+    counts.update(others)
+    counts[str(active)] = total - sum(others.values())
     return counts
 
 
