@@ -182,23 +182,26 @@ def _count_per_hour(hours: list[datetime], kinds: tuple[str, ...]) -> list[tuple
     fields = [cast(Field, Event._meta.get_field(name)) for name in ("kind", "created_at")]
     kind, at = (quote(str(field.column)) for field in fields)
     count = f"(SELECT COUNT(*) FROM {table} WHERE {kind} = %s AND {at} >= h.f AND {at} < h.t)"
-    sql = f"SELECT {', '.join([count] * len(kinds))} FROM {_hours(db, len(hours))} ORDER BY h.i"
-    params: list[Any] = list(kinds)
-    adapt = db.ops.adapt_datetimefield_value
-    for i, start in enumerate(hours):
-        params += [i, adapt(start), adapt(start + timedelta(hours=1))]
+    hours_sql, hours_params = _hours(db, hours)
+    sql = f"SELECT {', '.join([count] * len(kinds))} FROM {hours_sql} ORDER BY h.i"
     with db.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*kinds, *hours_params])
         return [tuple(row) for row in cursor.fetchall()]
 
 
-def _hours(db: BaseDatabaseWrapper, count: int) -> str:
-    """A derived table ``h`` of ``count`` rows ``(i, f, t)``, from placeholders."""
+def _hours(db: BaseDatabaseWrapper, hours: list[datetime]) -> tuple[str, list[Any]]:
+    """A derived table ``h`` of rows ``(i, f, t)``: each hour's position, start and end."""
     if db.vendor == "postgresql":
-        # PostgreSQL pulls a UNION ALL up into one branch per hour, each with its own plan of
-        # both counts (6 ms of planning for a week); a VALUES list is planned once.
-        rows = ", ".join(["(%s, %s, %s)"] * count)
-        return f"(SELECT column1 AS i, column2 AS f, column3 AS t FROM (VALUES {rows}) AS v) AS h"
-    # Elsewhere one-row SELECTs, which every database runs (VALUES names its columns
-    # differently on MySQL).
-    return f"({' UNION ALL '.join(['SELECT %s AS i, %s AS f, %s AS t'] * count)}) AS h"
+        # One array, not 500 parameters to render and parse; its length is the planner's
+        # row estimate (a generate_series of the same hours is estimated at 1,000 rows, which
+        # pushed the statement's cost over the JIT threshold: 5 ms of compiling).
+        series = "unnest(%s::timestamptz[]) WITH ORDINALITY AS s(f, i)"
+        sql = f"(SELECT i, f, f + interval '1 hour' AS t FROM {series}) AS h"
+        return sql, [hours]
+    # Elsewhere one-row SELECTs, which every database runs.
+    adapt = db.ops.adapt_datetimefield_value
+    params: list[Any] = []
+    for i, start in enumerate(hours):
+        params += [i, adapt(start), adapt(start + timedelta(hours=1))]
+    one = "SELECT %s AS i, %s AS f, %s AS t"
+    return f"({' UNION ALL '.join([one] * len(hours))}) AS h", params
