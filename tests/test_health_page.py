@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -22,8 +22,9 @@ from oauthconn.models import Connection, Event, EventKind, GrantType, Provider, 
 pytestmark = pytest.mark.django_db
 
 HEALTH_URL = "admin:oauthconn_connection_health"
-#: The four aggregate queries of compute_health.
-HEALTH_QUERIES = 4
+#: The aggregate queries of compute_health: all grants, the grants not active by status,
+#: the "expiring" figures, failures by provider, the hourly chart.
+HEALTH_QUERIES = 5
 
 
 @pytest.fixture
@@ -220,8 +221,44 @@ def test_the_event_index_exists():
 
 def test_grants_by_status_are_counted_from_the_status_index_alone(world, now):
     """COUNT(*) rather than COUNT(id): the (status, expires_at) index holds every column the
-    query needs, so PostgreSQL may count a million grants with an index-only scan."""
+    query needs, so PostgreSQL may count grants with an index-only scan. Only the grants
+    that are not active are grouped, by the two index ranges either side of "active":
+    grouping the active ones too read a million entries for the one figure that a plain
+    count of all grants gives faster."""
     with CaptureQueriesContext(db_connection) as queries:
         compute_health(now)
     (by_status,) = [q["sql"] for q in queries if "GROUP BY" in q["sql"] and "status" in q["sql"]]
     assert "COUNT(*)" in by_status and '"oauthconn_token"."id"' not in by_status, by_status
+    assert '"status" < ' in by_status and '"status" > ' in by_status, by_status
+    assert "<>" not in by_status and "NOT" not in by_status, by_status
+
+
+def test_a_status_outside_the_choices_is_counted_as_itself(world, now):
+    Token.objects.filter(connection__slug="crm").update(status="paused")
+    health = compute_health(now)
+    assert health.by_status == {
+        "active": 2,
+        "failing": 1,
+        "needs_reauth": 1,
+        "revoked": 0,
+        "paused": 1,
+    }
+    assert health.grants == 5
+
+
+def test_the_chart_keeps_apart_the_hour_that_happens_twice(settings):
+    """When summer time ends one local hour happens twice. Grouping by the truncated local
+    time made one ambiguous local time of both, which never equals an hour of the chart
+    (PEP 495), so their events were missing: the chart showed both hours empty."""
+    settings.TIME_ZONE = "Europe/Paris"
+    provider = Provider.objects.create(slug="p", name="P", token_endpoint="https://p/t")
+    crm = Connection.objects.create(slug="crm", name="CRM", provider=provider)
+    # 2026-10-25: 03:00 CEST became 02:00 CET at 01:00 UTC.
+    add_events(crm, EventKind.REFRESHED, datetime(2026, 10, 25, 0, 30, tzinfo=UTC), 2)
+    add_events(crm, EventKind.REFRESHED, datetime(2026, 10, 25, 1, 30, tzinfo=UTC), 5)
+    add_events(crm, EventKind.REFRESH_FAILED, datetime(2026, 10, 25, 1, 59, tzinfo=UTC), 1)
+
+    health = compute_health(datetime(2026, 10, 25, 2, 30, tzinfo=UTC))  # 03:30 CET
+
+    assert [f"{hour:%H:%M}" for hour in health.hours[-3:]] == ["00:00", "01:00", "02:00"]
+    assert health.refreshes[-3:] == [2, 5, 0] and health.failures[-3:] == [0, 1, 0]

@@ -1,19 +1,21 @@
 """The health overview: aggregate figures over grants and events, for the admin page and
 ``oauthconn_health --summary``.
 
-Everything here is ``COUNT … GROUP BY`` in the database, never a loop over rows, so the cost
-stays a constant number of queries however many grants and events there are. The event
-queries filter on ``(kind, created_at)``, which migration 0003 indexes.
+Everything here is counted in the database, never a loop over rows, so the cost stays a
+constant number of queries however many grants and events there are. The event queries
+filter on ``(kind, created_at)``, which migration 0003 indexes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from django.db.models import Count, Q
-from django.db.models.functions import Coalesce, Trunc
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Count, Field, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from oauthconn.conf import oauthconn_settings
@@ -60,7 +62,7 @@ class Health:
 
 
 def compute_health(now: datetime | None = None) -> Health:
-    """The overview's figures in four queries, whatever the number of rows."""
+    """The overview's figures in five queries, whatever the number of rows."""
     now = now or timezone.now()
     hours, refreshes, failures = _hourly(now)
     return Health(
@@ -75,11 +77,26 @@ def compute_health(now: datetime | None = None) -> Health:
 
 
 def _by_status() -> dict[str, int]:
+    """Grants per status: all grants counted, those not active counted by status, and the
+    active ones the difference.
+
+    Nearly every grant is active, and grouping a million by status read the whole
+    ``(status, expires_at)`` index comparing each entry's status (36 ms); a bare
+    ``COUNT(*)``, which PostgreSQL answers from its smallest index, takes about half that.
+    The other statuses are two index ranges either side of "active" (a few thousand
+    entries; ``status <> 'active'`` would read them all), so a status outside
+    ``TokenStatus`` is still counted as itself. Two statements, so a grant created or
+    deleted in a status other than active between them moves the active figure by one.
+    """
+    active = TokenStatus.ACTIVE
+    # COUNT(*), not COUNT(id): the status index then answers on its own.
+    by_status = Token.objects.order_by().values_list("status").annotate(n=Count("*"))
+    below, above = by_status.filter(status__lt=active), by_status.filter(status__gt=active)
+    others = {str(status): n for status, n in below.union(above, all=True)}
+    total = Token.objects.count()
     counts = {str(value): 0 for value in TokenStatus.values}
-    # COUNT(*), not COUNT(id): the (status, expires_at) index then answers on its own
-    # (an index-only scan once autovacuum has marked the table's pages all-visible).
-    rows = Token.objects.order_by().values_list("status").annotate(n=Count("*"))
-    counts.update({status: n for status, n in rows})
+    counts.update(others)
+    counts[str(active)] = total - sum(others.values())
     return counts
 
 
@@ -144,15 +161,47 @@ def _hourly(now: datetime) -> tuple[list[datetime], list[int], list[int]]:
     last = last.astimezone(UTC)
     count = int(CHART_SPAN / timedelta(hours=1))
     hours = [last - timedelta(hours=count - 1 - i) for i in range(count)]
-    rows = (
-        Event.objects.filter(kind__in=CHART_KINDS, created_at__gte=hours[0])
-        .order_by()
-        .annotate(hour=Trunc("created_at", "hour", tzinfo=tz))
-        .values_list("hour", "kind")
-        # COUNT(*), not COUNT(id): the (kind, created_at) index then answers on its own.
-        .annotate(n=Count("*"))
-    )
-    seen = {(hour, kind): n for hour, kind, n in rows}
-    refreshes = [seen.get((hour, EventKind.REFRESHED), 0) for hour in hours]
-    failures = [seen.get((hour, EventKind.REFRESH_FAILED), 0) for hour in hours]
+    rows = _count_per_hour(hours, CHART_KINDS)
+    refreshes = [row[0] for row in rows]
+    failures = [row[1] for row in rows]
     return hours, refreshes, failures
+
+
+def _count_per_hour(hours: list[datetime], kinds: tuple[str, ...]) -> list[tuple[int, ...]]:
+    """Events of each of ``kinds`` in the hour from each of ``hours`` (one row per hour).
+
+    One count per hour and kind, each an index-only range of ``(kind, created_at)``: a
+    ``GROUP BY`` of the truncated time computed the hour of every event of the week and
+    hashed it (155,000 events at a million, twice the cost of counting them), and
+    truncating to local wall-clock time made the two hours that share a time when summer
+    time ends one ambiguous time, which matched neither (their events were missing).
+    """
+    db = connections[Event.objects.db]
+    quote = db.ops.quote_name
+    table = quote(Event._meta.db_table)
+    fields = [cast(Field, Event._meta.get_field(name)) for name in ("kind", "created_at")]
+    kind, at = (quote(str(field.column)) for field in fields)
+    count = f"(SELECT COUNT(*) FROM {table} WHERE {kind} = %s AND {at} >= h.f AND {at} < h.t)"
+    hours_sql, hours_params = _hours(db, hours)
+    sql = f"SELECT {', '.join([count] * len(kinds))} FROM {hours_sql} ORDER BY h.i"
+    with db.cursor() as cursor:
+        cursor.execute(sql, [*kinds, *hours_params])
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def _hours(db: BaseDatabaseWrapper, hours: list[datetime]) -> tuple[str, list[Any]]:
+    """A derived table ``h`` of rows ``(i, f, t)``: each hour's position, start and end."""
+    if db.vendor == "postgresql":
+        # One array, not 500 parameters to render and parse; its length is the planner's
+        # row estimate (a generate_series of the same hours is estimated at 1,000 rows, which
+        # pushed the statement's cost over the JIT threshold: 5 ms of compiling).
+        series = "unnest(%s::timestamptz[]) WITH ORDINALITY AS s(f, i)"
+        sql = f"(SELECT i, f, f + interval '1 hour' AS t FROM {series}) AS h"
+        return sql, [hours]
+    # Elsewhere one-row SELECTs, which every database runs.
+    adapt = db.ops.adapt_datetimefield_value
+    params: list[Any] = []
+    for i, start in enumerate(hours):
+        params += [i, adapt(start), adapt(start + timedelta(hours=1))]
+    one = "SELECT %s AS i, %s AS f, %s AS t"
+    return f"({' UNION ALL '.join([one] * len(hours))}) AS h", params
