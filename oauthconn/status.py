@@ -95,8 +95,8 @@ def filter_connections(queryset: QuerySet[Connection], status: str) -> QuerySet[
         # No grant in any other state: no rows, or only empty rows.
         if counts_held_grants(queryset.db):
             return queryset.filter(held_grants=0)
-        other = Q(status__in=[FAILING, NEEDS_REAUTH, REVOKED]) | Q(access_token__isnull=False)
-        return queryset.filter(~Exists(Token.objects.filter(other, connection=OuterRef("pk"))))
+        held = Token.objects.holding_grants().filter(connection=OuterRef("pk"))
+        return queryset.filter(~Exists(held))
     tokens = Token.objects.filter(token_filter(status), connection=OuterRef("pk"))
     return queryset.filter(Exists(tokens))
 

@@ -357,14 +357,14 @@ class Connection(models.Model):
         # An UPDATE of every column would write back this instance's copy of the kept
         # columns, stale once a grant changed since it was read: name the columns instead
         # (the loaded ones, as Django does for a deferred instance).
-        if not (args or self._state.adding or kwargs.get("force_insert")):
-            if kwargs.get("update_fields") is None:
-                skipped = {*self.DATABASE_KEPT, *self.get_deferred_fields()}
-                kwargs["update_fields"] = [
-                    f.name
-                    for f in self._meta.concrete_fields
-                    if not f.primary_key and f.attname not in skipped and f.name not in skipped
-                ]
+        saving_every_column = kwargs.get("update_fields") is None and not kwargs.get("force_insert")
+        if saving_every_column and not (args or self._state.adding):
+            skipped = {*self.DATABASE_KEPT, *self.get_deferred_fields()}  # names = attnames
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.attname not in skipped
+            ]
         super().save(*args, **kwargs)
 
     @property

@@ -63,6 +63,13 @@ class TokenQuerySet(models.QuerySet):
         """The rows of :attr:`Token.holds_credentials`: something to revoke or to drop."""
         return self.exclude(access_token__isnull=True, refresh_token__isnull=True)
 
+    def holding_grants(self) -> TokenQuerySet:
+        """The rows that count as a grant for the "not connected" status: an access token, or
+        a failing, needs-reauthorization or revoked state (``Connection.held_grants`` counts
+        them, by the triggers of migration 0019)."""
+        held = (TokenStatus.FAILING, TokenStatus.NEEDS_REAUTH, TokenStatus.REVOKED)
+        return self.filter(Q(access_token__isnull=False) | Q(status__in=held))
+
 
 class Token(models.Model):
     """The grant obtained for one owner of a connection (no owner: a shared connection)."""
