@@ -44,6 +44,7 @@ from oauthconn.flows.rows import (
     build_instance,
     column_converters,
     convert_row,
+    convert_value,
     qualified_columns,
 )
 from oauthconn.models import Connection, Provider, Token
@@ -233,10 +234,7 @@ def _token_values(alias: str, plan: _Plan, raw: tuple[Any, ...]) -> list[Any]:
     values = list(kept[1])
     db = connections[alias]
     for i in kept[2]:
-        functions, column = plan.token_converters[i]
-        values[i] = raw[i]
-        for function in functions:
-            values[i] = function(values[i], column, db)
+        values[i] = convert_value(plan.token_converters[i], raw[i], db)
     return values
 
 

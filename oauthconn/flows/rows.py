@@ -74,11 +74,18 @@ def column_converters(model: type[Model], db: Any) -> Converters:
 def convert_row(converters: Converters, raw: tuple[Any, ...], alias: str) -> list[Any]:
     """``raw``'s values as the fields hold them (``converters`` aligned with its columns)."""
     connection = connections[alias]
-    values = list(raw)
-    for i, (functions, column) in enumerate(converters):
-        for function in functions:
-            values[i] = function(values[i], column, connection)
-    return values
+    return [
+        convert_value(converter, value, connection)
+        for converter, value in zip(converters, raw, strict=True)
+    ]
+
+
+def convert_value(converter: tuple[list[Converter], Any], value: Any, connection: Any) -> Any:
+    """One column's raw ``value`` as its field holds it."""
+    functions, column = converter
+    for function in functions:
+        value = function(value, column, connection)
+    return value
 
 
 def build_instance(model: type[Model], alias: str, values: list[Any]) -> Any:
