@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from oauthconn.flows.proactive import Policy, refresh_due
+from oauthconn.flows.rows import hand_written_cursor
 from oauthconn.flows.tokens import renew_now
 from oauthconn.models import Connection, Provider, Token
 from tests.scripted_server import Reply
@@ -339,3 +340,26 @@ def test_one_chunk_renews_the_grants_of_several_users_of_one_connection(scripted
         Event.objects.filter(kind="refreshed").values_list("owner__username", flat=True)
     )
     assert owners == ["u0", "u1", "u2"]
+
+
+@pytest.mark.postgres
+def test_the_hand_written_statements_send_their_parameters_apart_from_the_sql():
+    """Server-side binding (flows/rows.hand_written_cursor): Django's default cursor
+    interpolates each parameter into the SQL in Python; the renewal's UPDATE has twenty.
+    Still one unnamed statement, not prepared, and still seen by execute wrappers."""
+    import psycopg
+
+    seen: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record), hand_written_cursor(connection) as cursor:
+        assert not isinstance(cursor.cursor, psycopg.ClientCursor)
+        cursor.execute("SELECT %s::text, %s::int", ["it's", 7])
+        assert cursor.fetchone() == ("it's", 7)
+        # psycopg's record of the statement it sent: placeholders, not the values
+        assert cursor.cursor._query.query == b"SELECT $1::text, $2::int"
+    assert seen == ["SELECT %s::text, %s::int"]
+    assert connection.connection.prepare_threshold is None

@@ -38,6 +38,7 @@ from oauthconn.flows.rows import (
     build_instance,
     column_converters,
     convert_row,
+    hand_written_cursor,
     qualified_columns,
 )
 from oauthconn.flows.tokens import renew_locked_token
@@ -148,7 +149,7 @@ class Lease:
         now = timezone.now()
         if now + timedelta(seconds=seconds + LEASE_MARGIN / 2) > self.until:
             needed = now + timedelta(seconds=seconds + LEASE_MARGIN)
-            with connections[self.alias].cursor() as cursor:
+            with hand_written_cursor(connections[self.alias]) as cursor:
                 cursor.execute(_for(self.alias).extend, [needed, left, self.until])
                 self.lost.update(set(left) - {found for (found,) in cursor.fetchall()})
             self.until = needed
@@ -161,7 +162,7 @@ class Lease:
         token.updated_at = timezone.now()
         fields = statements.store_fields
         values = [f.get_db_prep_save(getattr(token, f.attname), db) for f in fields]
-        with db.cursor() as cursor:
+        with hand_written_cursor(db) as cursor:
             cursor.execute(statements.store, [*values, self.until, token.pk])
         token.lease_until = None
         self.stored.add(token.pk)
@@ -173,7 +174,7 @@ def claim(rows: list[Row]) -> tuple[Lease, list[Token]]:
     alias = router.db_for_write(Token)
     statements = _for(alias)
     until = timezone.now() + timedelta(seconds=max(s for _, s in rows) + LEASE_MARGIN)
-    with connections[alias].cursor() as cursor:
+    with hand_written_cursor(connections[alias]) as cursor:
         cursor.execute(statements.claim, [until, [pk for pk, _ in rows], timezone.now()])
         found = cursor.fetchall()
     tokens = _instances(alias, statements, found)

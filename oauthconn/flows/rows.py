@@ -55,6 +55,28 @@ class KeptByRow(Generic[T]):
         return kept[1]
 
 
+def hand_written_cursor(db: Any) -> Any:
+    """A cursor of ``db`` for the hand-written statements, wrapped as ``db.cursor()`` wraps
+    its own (query logging, ``execute_wrapper``), that sends parameters apart from the SQL.
+
+    Django's psycopg cursor interpolates every parameter into the SQL text in Python
+    (client-side binding, the default): for the renewal's UPDATE of twenty values, about a
+    fifth of the statement's client CPU here. Server-side binding without preparing (Django
+    leaves ``prepare_threshold`` unset unless the site sets it) sends one unnamed statement,
+    which a transaction-pooling PgBouncer handles like any other. Other backends, and
+    psycopg 2, get ``db.cursor()``.
+    """
+    if db.vendor != "postgresql" or not hasattr(db.Database, "Cursor"):
+        return db.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    # django-stubs describe the psycopg 2 cursor's constructor
+    cursor = ServerBindingCursor(db.connection)  # type: ignore[call-arg]
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
+
+
 def qualified_columns(model: type[Model], qn: Callable[[str], str]) -> list[str]:
     """``table.column`` for each concrete field, in the order ``from_db`` expects."""
     table = qn(model._meta.db_table)
@@ -74,8 +96,9 @@ def column_converters(model: type[Model], db: Any) -> Converters:
 def convert_row(converters: Converters, raw: tuple[Any, ...], alias: str) -> list[Any]:
     """``raw``'s values as the fields hold them (``converters`` aligned with its columns)."""
     connection = connections[alias]
+    # Most columns have no converter: skipping the call for them halves the cost of a row.
     return [
-        convert_value(converter, value, connection)
+        convert_value(converter, value, connection) if converter[0] else value
         for converter, value in zip(converters, raw, strict=True)
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -33,7 +34,7 @@ def check_url(url: str, *, field: str = "URL") -> httpx.URL:
     credentials to whoever the host is) and no fragment (RFC 6749 §3.1, §3.2).
     """
     try:
-        parsed = httpx.URL(url)
+        parsed = _parsed(url)
     except (httpx.InvalidURL, TypeError) as err:
         raise InsecureURL(f"{field} is not a valid URL.") from err
     if not parsed.host:
@@ -54,6 +55,15 @@ def check_url(url: str, *, field: str = "URL") -> httpx.URL:
     raise InsecureURL(f"{field} must use https.")
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    """``url`` parsed, kept for the next request to the same URL: parsing costs more than
+    the rest of a token request's own work (httpx.URL is immutable, so sharing it is safe;
+    a URL that fails to parse raises again each time, as nothing is cached for it)."""
+    return httpx.URL(url)
+
+
+@functools.lru_cache(maxsize=256)
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals (not for names that resolve there)."""
     if host.lower() == "localhost":
