@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -100,12 +100,18 @@ def new_event(
     )
 
 
-def record_events(events: list[Event], *, actor: Actor = None) -> None:
+def record_events(
+    events: list[Event],
+    *,
+    actor: Actor = None,
+    insert: Callable[[list[Event]], object] | None = None,
+) -> None:
     """:func:`record_event` for many rows made by :func:`new_event`: one INSERT for all of
-    them, then each one's outbox rows, log line and signal, as record_event does."""
+    them (``insert``, else ``bulk_create``), then each one's outbox rows, log line and
+    signal, as record_event does."""
     if not events:
         return
-    Event.objects.bulk_create(events)
+    (insert or Event.objects.bulk_create)(events)
     for event in events:
         _after_writing(event, actor=actor, error=None, send_signal=True)
 

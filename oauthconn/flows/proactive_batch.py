@@ -39,6 +39,7 @@ from oauthconn.flows.rows import (
     column_converters,
     convert_row,
     hand_written_cursor,
+    insert_all,
     qualified_columns,
 )
 from oauthconn.flows.tokens import renew_locked_token
@@ -239,7 +240,7 @@ def refresh_chunk(
                 results.append(_refresh(token, is_due, result) if ours else "skipped")
     finally:
         # Also after an error: the events of what was stored, and the other leases ended.
-        record_events(lease.events)
+        record_events(lease.events, insert=partial(insert_all, lease.alias))
         _release([t.pk for t in claimed if t.pk not in lease.stored], lease.ends)
     return results
 
