@@ -15,9 +15,10 @@ Reading the row itself is skipped when the database proves it did not change (is
   the connection's ``total_changes`` (its own writes) are unchanged, outside a transaction,
   on the same sqlite3 connection (:func:`_sqlite_row`; a new connection per request,
   ``CONN_MAX_AGE = 0``, always reads).
-- PostgreSQL: the same join selecting only each tuple's ``(xmin, ctid)``; when those are
-  the ones read last time, so is every column (:func:`_versioned_row`). A change costs that
-  narrow statement and then the whole row.
+- PostgreSQL: the same join selecting only each tuple's ``(xmin, ctid)``, in a PL/pgSQL
+  function whose plan the session keeps (migration 0020); when those are the ones read last
+  time, so is every column (:func:`_versioned_row`). A change costs that narrow statement
+  and then the whole row.
 
 There is no time window in either: what is checked is the database's own state, read in
 the call. (LISTEN/NOTIFY was not used: a notification can arrive after a request that the
@@ -55,6 +56,13 @@ if TYPE_CHECKING:
 
 #: grants whose decrypted access token is kept; beyond this the cache starts over
 MAX_GRANTS = 10_000
+
+#: PostgreSQL: the version checks of the shared, owned and keyed joins (migration 0020)
+VERSION_FUNCTIONS = [
+    ("oauthconn_grant_versions_shared", "%s"),
+    ("oauthconn_grant_versions_owned", "%s, %s"),
+    ("oauthconn_grant_versions_keyed", "%s, %s"),
+]
 
 
 @dataclass(frozen=True)
@@ -286,7 +294,12 @@ def _prepare(alias: str) -> _Plan:
     if db.vendor == "postgresql":  # each tuple's version, last (see _versioned_row)
         tuples = ", ".join(f"{t}.xmin::text, {t}.ctid::text" for t in (conn_t, prov_t, token_t))
         selected += ", " + tuples
-        versions = {f"SELECT {selected} {tail}": f"SELECT {tuples} {tail}" for tail in tails}
+        # The same join in PL/pgSQL functions (migration 0020), whose plans PostgreSQL
+        # keeps: planning the statement cost ten times running it.
+        versions = {
+            f"SELECT {selected} {tail}": f"SELECT * FROM {function}({arguments})"
+            for tail, (function, arguments) in zip(tails, VERSION_FUNCTIONS, strict=True)
+        }
     shared_sql, owned_sql, keyed_sql = (f"SELECT {selected} {tail}" for tail in tails)
     return _Plan(
         shared_sql=shared_sql,
