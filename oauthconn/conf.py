@@ -56,8 +56,8 @@ DEFAULTS: dict[str, Any] = {
     # with at most this many token requests in flight in all (rounded up to a multiple of
     "PROACTIVE_CONCURRENCY": 4,
     # this many processes, each running its share of the threads: more than 1 helps a run
-    # whose own CPU is the bound, against a provider that answers at once; PostgreSQL and
-    # other databases that claim rows across processes, never SQLite nor the Celery task).
+    # whose own CPU is the bound, against a provider that answers at once; on PostgreSQL,
+    # never on SQLite nor in the Celery task).
     "PROACTIVE_PROCESSES": 1,
     # REST API (oauthconn.api, needs the "api" extra): permission classes as import strings,
     # resolved per request. The first list guards providers and connections (staff), the

@@ -179,12 +179,13 @@ def _lost_message(lost: list[_Child], total: int) -> str:
         f"{child.rows - child.reported} of its {child.rows} tokens not done"
         for child in lost
     )
+    others = " The other processes finished their shares." if len(lost) < total else ""
     return (
         f"{len(lost)} of the {total} refresh worker processes ended early ({what}). Nothing "
-        "was lost: every renewal it finished is stored, and the tokens it had claimed are "
-        "free again when their lease ends (the deadlines of one renewal's requests, "
-        f"REQUEST_DEADLINE each, plus {LEASE_MARGIN:g} s); the next run refreshes them. The "
-        "other processes finished their shares."
+        "was lost: every renewal a worker finished is stored, and the tokens a dead worker "
+        "had claimed are free again when their lease ends (the deadlines of one renewal's "
+        f"requests, REQUEST_DEADLINE each, plus {LEASE_MARGIN:g} s); the next run refreshes "
+        f"them.{others}"
     )
 
 
