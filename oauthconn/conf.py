@@ -53,8 +53,12 @@ DEFAULTS: dict[str, Any] = {
     "IDLE_REFRESH_DAYS": 30,
     # and refresh tokens whose announced expiry (refresh_expires_in) is this many seconds away,
     "REFRESH_TOKEN_WINDOW": 24 * 3600,
-    # with at most this many token requests in flight per process.
+    # with at most this many token requests in flight in all (rounded up to a multiple of
     "PROACTIVE_CONCURRENCY": 4,
+    # this many processes, each running its share of the threads: more than 1 helps a run
+    # whose own CPU is the bound, against a provider that answers at once; on PostgreSQL,
+    # never on SQLite nor in the Celery task).
+    "PROACTIVE_PROCESSES": 1,
     # REST API (oauthconn.api, needs the "api" extra): permission classes as import strings,
     # resolved per request. The first list guards providers and connections (staff), the
     # second the /me/ endpoints where users manage their own per-user tokens.

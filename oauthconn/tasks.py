@@ -27,9 +27,15 @@ def run_refresh(
     concurrency: int | None = None,
 ) -> dict[str, int]:
     """The task's body: the same work as ``manage.py oauthconn_refresh`` (refresh, then
-    deliver due notifications); returns the counts."""
+    deliver due notifications); returns the counts.
+
+    Always in one process, whatever ``PROACTIVE_PROCESSES`` says: Celery's prefork workers
+    are daemonic processes, which may not have children. To use more cores, run more Celery
+    workers: each claims its own chunks of rows, as several copies of the command do.
+    """
     policy = Policy.from_settings(window=window, idle_days=idle_days, refresh_window=refresh_window)
-    counts = refresh_due(policy, concurrency=concurrency, source=TASK_NAME).as_dict()
+    run = refresh_due(policy, concurrency=concurrency, processes=1, source=TASK_NAME)
+    counts = run.as_dict()
     # After the refreshes, so the notifications their state changes queued go out now. The
     # result keeps its shape (callers compare it); failed deliveries are logged and retried.
     deliver_due()

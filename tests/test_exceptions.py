@@ -75,6 +75,7 @@ PERMANENT = {
     oc.ScopeNotAllowed: True,
     oc.RetriesExhausted: False,  # the API's 429 / 503 may pass (docs/calls.md)
     oc.RateLimited: False,
+    oc.WorkerDied: False,  # the next run takes its tokens once their leases end
 }
 
 

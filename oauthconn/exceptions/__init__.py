@@ -25,6 +25,7 @@ from oauthconn.exceptions.base import (
     ReauthorizationRequired,
     TemporarilyUnavailable,
     TokenUnavailable,
+    WorkerDied,
     clean_provider_text,
     is_permanent,
 )
@@ -137,6 +138,7 @@ __all__ = [
     "TransportError",
     "UnauthorizedClient",
     "UserinfoFailed",
+    "WorkerDied",
     "clean_provider_text",
     "is_permanent",
 ]

@@ -137,6 +137,18 @@ class Busy(TemporarilyUnavailable):
     message = "Another worker is refreshing this connection; try again shortly."
 
 
+class WorkerDied(OAuthConnError):
+    """A worker process of the proactive refresh (``--processes``) ended before finishing its
+    share, e.g. killed. Nothing is lost: the tokens it had claimed are free again when their
+    lease ends, and the next run refreshes them. The message names the processes."""
+
+    code = "worker_died"
+    message = (
+        "A worker process of the proactive refresh ended early; the tokens it had claimed "
+        "are free again when their lease ends."
+    )
+
+
 class DisallowedResourceURL(OAuthConnError, ValueError):
     """A request through a connection went to a URL outside its API base URL (R41)."""
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import cast
+from typing import TypeVar, cast
 
 from django.db import OperationalError, connections
 from django.db import connection as db_connection
@@ -33,6 +33,7 @@ from oauthconn.flows.common import lease_for, reusing_outbound_client
 from oauthconn.flows.outcomes import Outcome as RenewalOutcome
 from oauthconn.flows.outcomes import renewing_as
 from oauthconn.flows.proactive_batch import CHUNK, Row, refresh_chunk
+from oauthconn.flows.proactive_processes import forkable, in_processes
 from oauthconn.flows.tokens import exclusively, renew_locked_token
 from oauthconn.models import GrantType, Token, TokenStatus
 
@@ -147,6 +148,7 @@ def refresh_due(
     policy: Policy | None = None,
     *,
     concurrency: int | None = None,
+    processes: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     source: str = "oauthconn_refresh",
 ) -> Summary:
@@ -156,6 +158,13 @@ def refresh_due(
     events it records (the connection page shows "by oauthconn_refresh"). PostgreSQL renews a
     chunk of tokens per claim (flows/proactive_batch.py); elsewhere one row at a time, and
     SQLite, which serializes writes, in the calling thread.
+
+    ``processes`` (default ``PROACTIVE_PROCESSES``) forks that many workers, each running
+    ``ceil(concurrency / processes)`` threads, so ``concurrency`` stays the total in flight,
+    rounded up to a multiple of ``processes`` (flows/proactive_processes.py): for a run whose
+    own CPU is the bound, against a provider that answers at once. There are never more
+    processes than ``concurrency`` or than chunks to run, and one on SQLite (and inside a
+    transaction, with a connection pool, or where "fork" is missing).
     """
     policy = policy or Policy.from_settings()
     rows = [
@@ -165,31 +174,51 @@ def refresh_due(
         )
     ]
     workers = concurrency or oauthconn_settings.PROACTIVE_CONCURRENCY
+    processes = processes or oauthconn_settings.PROACTIVE_PROCESSES
     if db_connection.vendor == "sqlite":
-        workers = 1
+        workers = processes = 1
     summary = Summary()
-    for done, result in enumerate(_run(policy, rows, workers, source), start=1):
+    for done, result in enumerate(_run(policy, rows, workers, processes, source), start=1):
         summary.add(result)
         if on_progress is not None:
             on_progress(done, len(rows))
     return summary
 
 
-def _run(policy: Policy, rows: list[Row], workers: int, source: str) -> Iterator[str]:
+def _run(
+    policy: Policy, rows: list[Row], workers: int, processes: int, source: str
+) -> Iterator[str]:
+    work, chunks = _work(policy, rows, workers, source)
+    processes = min(processes, workers, len(chunks))
+    if processes > 1 and forkable():
+        threads = math.ceil(workers / processes)
+        return in_processes(partial(_each_chunk, work, threads), chunks, processes)
+    return _map(work, chunks, workers)
+
+
+def _work(
+    policy: Policy, rows: list[Row], workers: int, source: str
+) -> tuple[Work[str], list[list[Row]]]:
+    """What renews a chunk, and the chunks: enough of them for every worker to have one."""
     if db_connection.vendor == "postgresql":
         size = max(1, min(CHUNK, math.ceil(len(rows) / workers)))
         chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
-        batch = partial(refresh_chunk, is_due=policy.is_due, result=result_of, source=source)
-        return _map(batch, chunks, workers)
+        return partial(refresh_chunk, is_due=policy.is_due, result=result_of, source=source), chunks
     one = partial(refresh_if_due, is_due=policy.is_due, source=source)
-    return _map(lambda chunk: [one(chunk[0][0])], [[row] for row in rows], workers)
+    return (lambda chunk: [one(chunk[0][0])]), [[row] for row in rows]
 
 
-Outcome = tuple[list[str] | None, BaseException | None]
-Work = Callable[[list[Row]], list[str]]
+def _each_chunk(work: Work[str], threads: int, share: list[list[Row]]) -> Iterator[list[str]]:
+    """A worker process's share on ``threads`` threads: each chunk's results at once."""
+    return _map(lambda chunk: [work(chunk)], share, threads)
 
 
-def _map(function: Work, chunks: list[list[Row]], workers: int) -> Iterator[str]:
+T = TypeVar("T")
+Outcome = tuple[list[T] | None, BaseException | None]
+Work = Callable[[list[Row]], list[T]]
+
+
+def _map(function: Work[T], chunks: list[list[Row]], workers: int) -> Iterator[T]:
     """Results in the order their chunks finish, so the progress bar moves with the work.
 
     A ``ThreadPoolExecutor`` of at most ``workers`` threads runs one share each: a share
@@ -206,7 +235,7 @@ def _map(function: Work, chunks: list[list[Row]], workers: int) -> Iterator[str]
     todo: queue.SimpleQueue[list[Row]] = queue.SimpleQueue()
     for chunk in chunks:
         todo.put(chunk)
-    finished: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+    finished: queue.SimpleQueue[Outcome[T]] = queue.SimpleQueue()
     shares = min(workers, len(chunks))
     with ThreadPoolExecutor(max_workers=shares, thread_name_prefix="oauthconn-refresh") as pool:
         for _ in range(shares):
@@ -215,10 +244,12 @@ def _map(function: Work, chunks: list[list[Row]], workers: int) -> Iterator[str]
             results, error = finished.get()
             if error is not None:
                 raise error
-            yield from cast(list[str], results)  # set whenever error is None
+            yield from cast(list[T], results)  # set whenever error is None
 
 
-def _share(function: Work, todo: queue.SimpleQueue[list[Row]], finished: queue.SimpleQueue) -> None:
+def _share(
+    function: Work[T], todo: queue.SimpleQueue[list[Row]], finished: queue.SimpleQueue
+) -> None:
     """One worker's part of the run; every token's outcome goes to ``finished``."""
     try:
         with reusing_outbound_client():
