@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from oauthconn import signals
 from oauthconn.flows.proactive import Policy, refresh_due
 from oauthconn.flows.rows import hand_written_cursor
 from oauthconn.flows.tokens import renew_now
@@ -364,3 +365,28 @@ def test_the_hand_written_statements_send_their_parameters_apart_from_the_sql():
         assert cursor.cursor._query.query == b"SELECT $1::text, $2::int"
     assert seen == ["SELECT %s::text, %s::int"]
     assert connection.connection.prepare_threshold is None
+
+
+@pytest.mark.postgres
+def test_a_receiver_raising_while_the_events_are_written_still_frees_the_unstored_rows(
+    scripted_server,
+):
+    """The chunk's leases end even when writing its events fails: a row not renewed must
+    not stay leased (for a whole lease) because a ``refreshed`` receiver raised."""
+    make_due(scripted_server, "c0")
+    make_due(scripted_server, "c1", answer=False)
+    # c1 fails before any request (the URL policy refuses its endpoint): not stored.
+    Provider.objects.filter(slug="c1").update(token_endpoint="http://10.0.0.1/token")
+
+    def explode(**kwargs):
+        raise RuntimeError("receiver failed")
+
+    signals.refreshed.connect(explode)
+    try:
+        with pytest.raises(RuntimeError, match="receiver failed"):
+            refresh_due(Policy.from_settings(), concurrency=1)
+    finally:
+        signals.refreshed.disconnect(explode)
+    leases = dict(Token.objects.values_list("connection__slug", "lease_until"))
+    assert leases == {"c0": None, "c1": None}
+    assert Token.objects.get(connection__slug="c0").refresh_token.reveal() == "c0-r2"

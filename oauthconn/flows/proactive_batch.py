@@ -239,9 +239,12 @@ def refresh_chunk(
                 ours = lease.holds(token.pk, seconds[token.pk], left)
                 results.append(_refresh(token, is_due, result) if ours else "skipped")
     finally:
-        # Also after an error: the events of what was stored, and the other leases ended.
-        record_events(lease.events, insert=partial(insert_all, lease.alias))
-        _release([t.pk for t in claimed if t.pk not in lease.stored], lease.ends)
+        # Also after an error: the events of what was stored, and the other leases ended
+        # (even when writing the events fails, e.g. a signal receiver raising).
+        try:
+            record_events(lease.events, insert=partial(insert_all, lease.alias))
+        finally:
+            _release([t.pk for t in claimed if t.pk not in lease.stored], lease.ends)
     return results
 
 
