@@ -146,8 +146,9 @@ PREPARED = {"server_side_binding": True, "prepare_threshold": 5}
 
 
 def prepared_statements(ctx, section: Section) -> None:
-    """PostgreSQL: the kept object and the per-call pattern again, with the lookup's
-    statement prepared (it is planned once per database connection, not on every call)."""
+    """PostgreSQL: the kept object and the per-call pattern again, with psycopg's prepared
+    statements on (the lookup's version check keeps its plan without them, in a PL/pgSQL
+    function; prepared, the call of that function is planned once per connection too)."""
     options = db.settings_dict.get("OPTIONS", {})
     db.close()
     db.settings_dict["OPTIONS"] = {**options, **PREPARED}
@@ -175,7 +176,8 @@ def prepared_statements(ctx, section: Section) -> None:
     section.facts["per_call_to_kept_prepared"] = ratio
     section.notes.append(
         "With OPTIONS server_side_binding and prepare_threshold (psycopg prepares the "
-        "lookup's statement, so PostgreSQL plans it once per connection, not on every call): "
+        "statements; the lookup's version check keeps its plan without them, in a PL/pgSQL "
+        "function, migration 0020): "
         f"per call against a kept object {ratio['median']}× the median, {ratio['cpu']}× the "
         "client CPU."
     )

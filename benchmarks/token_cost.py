@@ -101,6 +101,7 @@ def notes(medians: dict) -> list[str]:
         "What is never skipped is asking the database whether the row changed: on SQLite "
         "PRAGMA data_version and the connection's own write count (no query while nothing "
         "changed, with a persistent connection), on PostgreSQL the row's tuple versions "
-        "(xmin, ctid) in one narrow query. So a changed secret, endpoint or status is seen "
+        "(xmin, ctid) in one narrow query, run by a PL/pgSQL function whose plan the "
+        "session keeps (migration 0020). So a changed secret, endpoint or status is seen "
         "at once in every process (oauthconn/flows/lookup.py).",
     ]

@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,9 +27,10 @@ from django.utils import timezone
 from oauthconn import signals
 from oauthconn.flows import proactive_batch
 from oauthconn.flows.proactive import Policy, refresh_due
-from oauthconn.models import Connection, Provider, Token
+from oauthconn.models import Token
 from tests.scripted_server import Reply
 from tests.test_proactive import Terminal
+from tests.test_proactive_round_trips import make_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,17 +66,7 @@ def due(scripted_server) -> Callable[[int, Rotating], list[str]]:
     def make(count: int, endpoint: Rotating) -> list[str]:
         slugs = [f"p{i}" for i in range(count)]
         for slug in slugs:
-            url = scripted_server.url(f"/{slug}/token")
-            provider = Provider.objects.create(slug=slug, name=slug, token_endpoint=url)
-            connection = Connection.objects.create(
-                slug=slug, name=slug, provider=provider, client_id="c", client_secret="s"
-            )
-            Token.objects.create(
-                connection=connection,
-                access_token="a",
-                refresh_token=slug,
-                expires_at=timezone.now() + timedelta(minutes=2),
-            )
+            make_due(scripted_server, slug, answer=False, refresh_token=slug)
             scripted_server.default(f"/{slug}/token", endpoint)
         return slugs
 
