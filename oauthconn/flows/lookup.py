@@ -295,7 +295,7 @@ def _prepare(alias: str) -> _Plan:
         tuples = ", ".join(f"{t}.xmin::text, {t}.ctid::text" for t in (conn_t, prov_t, token_t))
         selected += ", " + tuples
         # The same join in PL/pgSQL functions (migration 0020), whose plans PostgreSQL
-        # keeps: planning the statement cost ten times running it.
+        # keeps: planning the statement cost several times running it.
         versions = {
             f"SELECT {selected} {tail}": f"SELECT * FROM {function}({arguments})"
             for tail, (function, arguments) in zip(tails, VERSION_FUNCTIONS, strict=True)

@@ -79,8 +79,9 @@ def hand_written_cursor(db: Any) -> Any:
 
 def insert_all(alias: str, instances: Sequence[Model]) -> None:
     """``bulk_create`` of ``instances`` (one model, a serial primary key) on PostgreSQL, with
-    a statement written once per model and row count: compiling Django's INSERT and binding
-    its values in Python cost a chunk of renewals more than the statement itself."""
+    a statement written once per model and row count and its values bound server-side: no
+    INSERT compiled per call, no values quoted in Python, and one round trip instead of the
+    three of ``bulk_create``'s transaction (a single statement is atomic by itself)."""
     model = type(instances[0])
     db = connections[alias]
     fields = _inserted_fields(model)
@@ -131,7 +132,7 @@ def column_converters(model: type[Model], db: Any) -> Converters:
 def convert_row(converters: Converters, raw: tuple[Any, ...], alias: str) -> list[Any]:
     """``raw``'s values as the fields hold them (``converters`` aligned with its columns)."""
     connection = connections[alias]
-    # Most columns have no converter: skipping the call for them halves the cost of a row.
+    # Most columns have no converter: no call for those (a claim converts ~90 per row).
     return [
         convert_value(converter, value, connection) if converter[0] else value
         for converter, value in zip(converters, raw, strict=True)

@@ -2,9 +2,9 @@
 
 Every ``get_connection`` call asks PostgreSQL whether the connection's, its provider's and
 the grant's tuples are the ones this process read before (``flows/lookup.py``). Executing
-that join takes tens of microseconds; planning it took ten times that, on every call,
-because Django sends each statement to be planned afresh and the token table's partial
-indexes each cost the planner a proof. A PL/pgSQL function keeps the plan of its query for
+that join takes tens of microseconds; planning it (three tables, the token table's eleven
+indexes a third of that) took several times that, on every call, because Django sends each
+statement to be planned afresh. A PL/pgSQL function keeps the plan of its query for
 the session (the caller's statement, a call of the function, is planned in microseconds).
 Unlike the prepared statements of psycopg (``prepare_threshold``), nothing is named on the
 client's side, so a transaction-pooling PgBouncer needs no support for them.
