@@ -187,9 +187,9 @@ def run(ctx: Any) -> Section:
         dot = Target(ctx.auth, "bench-as", lambda n: issue_grants(app, n, expired=False))
         fast.seed(secret, 0)
         startup = {**command(1, workers), "workers": workers}
-        processes = db.vendor == "postgresql"  # where rows are claimed across processes
+        forks = db.vendor == "postgresql"  # where rows are claimed across processes
         rounds = [
-            measure(fast, secret, count, workers, startup, copies=(1, 2), processes=processes)
+            measure(fast, secret, count, workers, startup, copies=(1, 2), two_processes=forks)
             for _ in range(1 if ctx.smoke else ROUNDS)
         ]
         results = {
@@ -226,16 +226,16 @@ def measure(
     workers: int,
     startup: dict,
     copies: tuple[int, ...],
-    processes: bool = False,
+    two_processes: bool = False,
 ) -> dict:
     """The bare client and the command against one server, for 1 (and 2) copies at once,
-    and with ``processes`` one copy with ``--processes 2`` (compared with ``limit_2``)."""
+    and with ``two_processes`` one copy with ``--processes 2`` (compared with ``limit_2``)."""
     bare_rate(target.server, secret, target.issue(10), workers)  # warm-up
     out: dict[str, dict] = {}
     for n in copies:
         out[f"limit_{n}"] = bare_rate(target.server, secret, target.issue(count), workers * n)
         out[f"command_{n}"] = command_rate(target, secret, count, n, startup)
-    if processes:
+    if two_processes:
         out["processes_2"] = command_rate(target, secret, count, 1, startup, processes=2)
     return out
 

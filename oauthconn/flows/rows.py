@@ -70,11 +70,12 @@ def hand_written_cursor(db: Any) -> Any:
         return db.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
+    # What ``db.cursor()`` does (BaseDatabaseWrapper._cursor), with this cursor class.
+    db.close_if_health_check_failed()
     db.ensure_connection()
-    db.validate_thread_sharing()
-    # django-stubs describe the psycopg 2 cursor's constructor
-    cursor = ServerBindingCursor(db.connection)  # type: ignore[call-arg]
-    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
+    with db.wrap_database_errors:
+        # django-stubs describe the psycopg 2 cursor's constructor
+        return db._prepare_cursor(ServerBindingCursor(db.connection))  # type: ignore[call-arg]
 
 
 def insert_all(alias: str, instances: Sequence[Model]) -> None:
