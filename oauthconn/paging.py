@@ -23,12 +23,25 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import connections
 from django.db.models import QuerySet
 
 #: Up to this many matching rows, counts are exact.
 EXACT_UP_TO = 10_000
+
+
+KNOWN_COUNT = "_oauthconn_known_count"
+
+
+def with_known_count(queryset: QuerySet, count: int) -> QuerySet:
+    """``queryset``, marked as matching exactly ``count`` rows (at most :data:`EXACT_UP_TO`),
+    for a filter that had to find its matches anyway: the paginator then does not count
+    them again. The mark is on this object only; any clone of it is counted as usual."""
+    assert count <= EXACT_UP_TO
+    setattr(queryset, KNOWN_COUNT, count)
+    return queryset
 
 
 class BoundedPage(Page):
@@ -49,6 +62,9 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
+        known = getattr(self.object_list, KNOWN_COUNT, None)
+        if known is not None:
+            return known
         seen, estimate = self._bounded_count(), self._estimate()
         if seen <= EXACT_UP_TO:
             return seen
@@ -98,7 +114,10 @@ class BoundedCountPaginator(Paginator):
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":
             return None
-        sql, params = queryset.order_by().values("pk").query.sql_with_params()
+        try:
+            sql, params = queryset.order_by().values("pk").query.sql_with_params()
+        except EmptyResultSet:  # a filter Django knows matches nothing (``pk__in=[]``)
+            return 0
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]

@@ -93,7 +93,7 @@ def filter_connections(queryset: QuerySet[Connection], status: str) -> QuerySet[
         return queryset
     if status == NOT_CONNECTED:
         # No grant in any other state: no rows, or only empty rows.
-        if counts_held_grants(queryset.db):
+        if keeps_grant_counts(queryset.db):
             return queryset.filter(held_grants=0)
         held = Token.objects.holding_grants().filter(connection=OuterRef("pk"))
         return queryset.filter(~Exists(held))
@@ -101,7 +101,8 @@ def filter_connections(queryset: QuerySet[Connection], status: str) -> QuerySet[
     return queryset.filter(Exists(tokens))
 
 
-def counts_held_grants(alias: str) -> bool:
-    """Whether the database keeps ``Connection.held_grants`` (triggers of migration 0019:
-    PostgreSQL and SQLite); elsewhere the "not connected" filter is an anti-join."""
+def keeps_grant_counts(alias: str) -> bool:
+    """Whether the database keeps ``Connection.held_grants`` and ``shared_grants`` (triggers
+    of migrations 0019 and 0021: PostgreSQL and SQLite); elsewhere the "not connected"
+    filters are anti-joins."""
     return connections[alias].vendor in ("postgresql", "sqlite")

@@ -134,7 +134,7 @@ def test_the_not_connected_filter_reads_the_count_and_agrees_with_the_anti_join(
 
     filtered = status.filter_connections(Connection.objects.all(), status.NOT_CONNECTED)
     # The same filter on a database without the triggers: the anti-join.
-    monkeypatch.setattr(status, "counts_held_grants", lambda alias: False)
+    monkeypatch.setattr(status, "keeps_grant_counts", lambda alias: False)
     anti_join = status.filter_connections(Connection.objects.all(), status.NOT_CONNECTED)
 
     assert '"held_grants" = 0' in str(filtered.query)

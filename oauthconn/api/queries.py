@@ -14,6 +14,8 @@ from oauthconn.api import actions
 from oauthconn.api import serializers as s
 from oauthconn.models import Connection, Event, Token
 from oauthconn.models.owners import owner_key
+from oauthconn.paging import EXACT_UP_TO, with_known_count
+from oauthconn.status import keeps_grant_counts
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -71,6 +73,49 @@ def filter_status(
         connection__per_user=False, connection__per_owner=False, owner__isnull=True, owner_key=""
     ) | Q(connection__per_user=True, owner=user.pk)
     if wanted == "not_connected":
-        return queryset.exclude(Exists(Token.objects.filter(callers, connection=OuterRef("pk"))))
+        return not_connected(queryset, user)
     grants = Token.objects.filter(callers, connection=OuterRef("pk"), status=wanted)
     return queryset.filter(Exists(grants))
+
+
+#: Up to this many matches, the "not connected" page is asked by their ids (each a parameter).
+INLINE_IDS_UP_TO = 1000
+
+
+def not_connected(queryset: QuerySet[Connection], user: RequestUser) -> QuerySet[Connection]:
+    """The connections where the caller has no grant row: a shared one without its shared
+    grant, a per-user one without the caller's own, and every per-owner one (this list shows
+    no team's grant).
+
+    Each part has its index (migration 0021): the first a partial index of the connections
+    without a shared grant (``shared_grants``, kept by triggers), the second an anti-join of
+    the per-user connections' ids with the caller's grants, both index-only. Proving that
+    nothing matches then costs about the caller's grants, not a walk of every connection.
+
+    The matching ids are read first, up to one more than the paginator counts exactly, and
+    how many there are chooses how the page is asked (each way lists the same rows; the
+    paginator is told the count when it is exact):
+    - up to :data:`INLINE_IDS_UP_TO`, by those ids: the database then knows how few match;
+    - up to the paginator's exact count, by the same union as a subquery: its matches are
+      sorted by name, which costs less than walking the name index to find them;
+    - more, as one condition: matches are common, so the name index is walked until a page
+      is full (sorting them all would cost more).
+    """
+    alias = queryset.db
+    if keeps_grant_counts(alias):
+        shared: Q = Q(per_owner=True) | Q(shared_grants=0)
+    else:  # no triggers: the anti-join
+        shared_grant = Token.objects.filter(
+            connection=OuterRef("pk"), owner__isnull=True, owner_key=""
+        )
+        shared = Q(per_owner=True) | Q(~Exists(shared_grant))
+    shared &= Q(per_user=False)
+    mine = Token.objects.filter(connection=OuterRef("pk"), owner=user.pk)
+    per_user = Q(per_user=True) & Q(~Exists(mine))
+    ids = Connection.objects.using(alias).order_by().values_list("pk", flat=True)
+    union = ids.filter(shared).union(ids.filter(per_user), all=True)
+    matches = list(union[: EXACT_UP_TO + 1])
+    if len(matches) > EXACT_UP_TO:
+        return queryset.filter(shared | per_user)
+    by_id = matches if len(matches) <= INLINE_IDS_UP_TO else union
+    return with_known_count(queryset.filter(pk__in=by_id), len(matches))

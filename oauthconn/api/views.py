@@ -224,7 +224,12 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request user
             return self.queryset
-        return filter_connections(with_visible_tokens(self.queryset, self.request.user), self)
+        return with_visible_tokens(self.queryset, self.request.user)
+
+    def filter_queryset(self, queryset):
+        # Here rather than in get_queryset, which the permission classes call as well: the
+        # "not connected" filter reads a few counts to choose how to ask (api.queries).
+        return filter_connections(super().filter_queryset(queryset), self)
 
     def perform_create(self, serializer: BaseSerializer[Connection]) -> None:
         serializer.save(created_by=self.request.user)

@@ -321,9 +321,13 @@ class Connection(models.Model):
     #: (migration 0019), never by Python: ``save()`` leaves it out. The "not connected" filter
     #: reads it (``held_grants = 0``) instead of proving, row by row, that no grant exists.
     held_grants = models.IntegerField(default=0, db_default=0, editable=False, serialize=False)
+    #: How many shared grants (token rows without an owner) it has: 0 or 1. Kept by database
+    #: triggers like ``held_grants`` (migration 0021); the API's "not connected" filter reads
+    #: it for the shared connections.
+    shared_grants = models.IntegerField(default=0, db_default=0, editable=False, serialize=False)
 
     #: Columns the database keeps: an instance's copy may be stale, so saves never write them.
-    DATABASE_KEPT = ("held_grants",)
+    DATABASE_KEPT = ("held_grants", "shared_grants")
 
     class Meta:
         ordering = ["name"]
@@ -335,6 +339,16 @@ class Connection(models.Model):
                 fields=["name"],
                 condition=Q(held_grants=0),
                 name="oauthconn_connection_unheld",
+            ),
+            # The API's "not connected" filter: the non-per-user connections without a
+            # shared grant, and the per-user ones to hold against the caller's (migration 0021).
+            models.Index(
+                fields=["name"],
+                condition=Q(per_user=False) & (Q(per_owner=True) | Q(shared_grants=0)),
+                name="oauthconn_connection_unshared",
+            ),
+            models.Index(
+                fields=["id"], condition=Q(per_user=True), name="oauthconn_connection_per_user"
             ),
         ]
         constraints = [

@@ -177,6 +177,8 @@ class Token(models.Model):
                 condition=Q(refresh_token__isnull=True),
                 name="oauthconn_token_access_ends",
             ),
+            # A user's grants by connection, read whole by the API's "not connected" filter.
+            models.Index(fields=["owner", "connection"], name="oauthconn_token_owner_conn"),
         ]
 
     def __str__(self) -> str:
