@@ -92,9 +92,19 @@ def health_command(*args: str) -> int:
     return 0
 
 
-def staff_client() -> tuple[Client, int]:
+#: The API's "not connected" filter for other staff users, by how many of the per-user
+#: connections they lack a grant on (one in N; None: they hold none). The main staff user
+#: holds all of them, so nothing matches.
+NOT_CONNECTED_CALLERS = {
+    "holds none": None,
+    "lacks 1 in 2,000": 2000,
+    "lacks 1 in 20": 20,
+}
+
+
+def staff_client(username: str = "bench-staff") -> tuple[Client, int]:
     user, _ = get_user_model().objects.get_or_create(
-        username="bench-staff", defaults={"is_staff": True, "is_superuser": True}
+        username=username, defaults={"is_staff": True, "is_superuser": True}
     )
     client = Client()
     client.force_login(user)
@@ -116,14 +126,27 @@ def run(ctx) -> Section:
     rows = getattr(ctx, "rows", 100_000)
     sizes, n = ([10, 30], 2) if ctx.smoke else ([100, rows], 5 if rows > 200_000 else 9)
     client, staff_pk = staff_client()
+    callers = {
+        name: (*staff_client(f"bench-{name.replace(' ', '-').replace(',', '')}"), lacking)
+        for name, lacking in NOT_CONNECTED_CALLERS.items()
+    }
     table = Table("Per page", ["page", "rows", "result", "queries", "median ms"])
     facts: dict = {}
     have = 0
     for size in sizes:
         pages_seed.seed(have + 1, size + 1, staff_pk)
+        for number, (_, owner_pk, lacking) in enumerate(callers.values(), start=1):
+            if lacking is not None:
+                offset = number * 100_000_000
+                pages_seed.seed_user_grants(have + 1, size + 1, owner_pk, lacking, offset)
         have = size
         urls = pages(connection_id=size // 2, provider_id=first_provider())
         calls = {name: bound_get(client, url) for name, url in urls.items()}
+        for caller, (other, _, _) in callers.items():
+            url = f"{API}/connections/?status=not_connected"
+            calls[f"API connections ?status=not_connected, a caller who {caller}"] = bound_get(
+                other, url
+            )
         for name, call in {**calls, **commands()}.items():
             result, queries, ms = measure(call, n)
             facts[f"{name} @ {size}"] = {"result": result, "queries": queries, "ms": ms}

@@ -94,6 +94,33 @@ def seed(start: int, stop: int, owner_id: int) -> None:
             cursor.execute("VACUUM ANALYZE oauthconn_connection, oauthconn_token, oauthconn_event")
 
 
+def seed_user_grants(
+    start: int, stop: int, owner_id: int, lacking_every: int, id_offset: int
+) -> None:
+    """A grant of ``owner_id`` on the per-user connections among ``start`` … ``stop - 1``,
+    but for one in ``lacking_every`` of them: the API's "not connected" filter for users who
+    hold all but a few, or some, of the per-user connections. Ids are ``id_offset + n``,
+    clear of :func:`seed`'s."""
+    from oauthconn.crypto import Sealed
+    from oauthconn.models import Token
+
+    now = timezone.now()
+    access = Sealed.seal("bench-access-token").ciphertext
+    columns = [c for c in TOKEN_COLUMNS if c != "refresh_token"]
+
+    def tokens() -> Iterator[tuple]:
+        for n in range(start, stop):
+            if n % 10 == 0 and (n // 10) % lacking_every != 0:
+                expires = now + timedelta(hours=1)
+                yield (id_offset + n, n, owner_id, access, "Bearer", expires, "read", "", "{}",
+                       "active", now, now, "", "", 0, False, now)  # fmt: skip
+
+    write(Token, columns, tokens())
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE oauthconn_token")
+
+
 def ensure_providers() -> list[int]:
     from oauthconn.models import Provider
 
