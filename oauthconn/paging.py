@@ -39,7 +39,8 @@ def with_known_count(queryset: QuerySet, count: int) -> QuerySet:
     """``queryset``, marked as matching exactly ``count`` rows (at most :data:`EXACT_UP_TO`),
     for a filter that had to find its matches anyway: the paginator then does not count
     them again. The mark is on this object only; any clone of it is counted as usual."""
-    assert count <= EXACT_UP_TO
+    if count > EXACT_UP_TO:
+        raise ValueError(f"{count} rows are past the exact count ({EXACT_UP_TO})")
     setattr(queryset, KNOWN_COUNT, count)
     return queryset
 

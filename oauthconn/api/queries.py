@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Exists, Model, OuterRef, Prefetch, Q, QuerySet
 
+from oauthconn import paging
 from oauthconn.api import actions
 from oauthconn.api import serializers as s
 from oauthconn.models import Connection, Event, Token
 from oauthconn.models.owners import owner_key
-from oauthconn.paging import EXACT_UP_TO, with_known_count
 from oauthconn.status import keeps_grant_counts
 
 if TYPE_CHECKING:
@@ -114,8 +114,8 @@ def not_connected(queryset: QuerySet[Connection], user: RequestUser) -> QuerySet
     per_user = Q(per_user=True) & Q(~Exists(mine))
     ids = Connection.objects.using(alias).order_by().values_list("pk", flat=True)
     union = ids.filter(shared).union(ids.filter(per_user), all=True)
-    matches = list(union[: EXACT_UP_TO + 1])
-    if len(matches) > EXACT_UP_TO:
+    matches = list(union[: paging.EXACT_UP_TO + 1])
+    if len(matches) > paging.EXACT_UP_TO:
         return queryset.filter(shared | per_user)
     by_id = matches if len(matches) <= INLINE_IDS_UP_TO else union
-    return with_known_count(queryset.filter(pk__in=by_id), len(matches))
+    return paging.with_known_count(queryset.filter(pk__in=by_id), len(matches))

@@ -228,7 +228,7 @@ class ConnectionViewSet(APIMixin, viewsets.ModelViewSet):
 
     def filter_queryset(self, queryset):
         # Here rather than in get_queryset, which the permission classes call as well: the
-        # "not connected" filter reads a few counts to choose how to ask (api.queries).
+        # "not connected" filter reads its matches first to choose how to ask (api.queries).
         return filter_connections(super().filter_queryset(queryset), self)
 
     def perform_create(self, serializer: BaseSerializer[Connection]) -> None:
