@@ -106,16 +106,16 @@ def seed_user_grants(
 
     now = timezone.now()
     access = Sealed.seal("bench-access-token").ciphertext
-    columns = [c for c in TOKEN_COLUMNS if c != "refresh_token"]
+    refresh = Sealed.seal("bench-refresh-token").ciphertext
 
     def tokens() -> Iterator[tuple]:
         for n in range(start, stop):
             if n % 10 == 0 and (n // 10) % lacking_every != 1:  # the first lacks one
-                expires = now + timedelta(hours=1)
-                yield (id_offset + n, n, owner_id, access, "Bearer", expires, "read", "", "{}",
-                       "active", now, now, "", "", 0, False, now)  # fmt: skip
+                expires = now + timedelta(minutes=60 + n % 2880)  # none due now
+                yield (id_offset + n, n, owner_id, access, refresh, "Bearer", expires, "read",
+                       "", "{}", "active", now, now, "", "", 0, False, now)  # fmt: skip
 
-    write(Token, columns, tokens())
+    write(Token, TOKEN_COLUMNS, tokens())
     if db.vendor == "postgresql":
         # The connections too: the triggers of migration 0019 updated their held_grants.
         with db.cursor() as cursor:
