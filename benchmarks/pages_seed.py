@@ -122,6 +122,14 @@ def seed_user_grants(
             cursor.execute("VACUUM ANALYZE oauthconn_connection, oauthconn_token")
 
 
+def remove_user_grants(owner_id: int) -> None:
+    """Undo :func:`seed_user_grants` (raw SQL: nothing points at those grants)."""
+    with db.cursor() as cursor:
+        cursor.execute("DELETE FROM oauthconn_token WHERE owner_id = %s", [owner_id])
+        if db.vendor == "postgresql":
+            cursor.execute("VACUUM ANALYZE oauthconn_connection, oauthconn_token")
+
+
 def ensure_providers() -> list[int]:
     from oauthconn.models import Provider
 
