@@ -17,9 +17,11 @@ ORM, not ``QuerySet.update()``, not raw SQL, not ``COPY``.
 - **SQLite:** three triggers; the single writer makes the backfill consistent as it is.
 - **Other databases:** no triggers; the filters keep their anti-join.
 
-Caution for later migrations: SQLite rebuilds a table for most column changes, and the
-rebuild drops that table's triggers. A migration that alters the token table on SQLite must
-create them again (``create_triggers`` of each count); the tests fail if one is gone.
+Caution for later migrations on SQLite, which rebuilds a table for most column changes:
+- a rebuild of the token table drops these triggers: create them again afterwards
+  (``create_triggers`` of each count; the tests fail if one is gone);
+- a rebuild of the connection table fails while they exist (they update it): drop them
+  before and create them after, as migration 0021 does for 0019's.
 """
 
 from __future__ import annotations
