@@ -17,6 +17,7 @@ from django.db import connections, transaction
 
 from oauthconn import status
 from oauthconn.models import Connection, Token, TokenStatus
+from tests.migrations import migrate_to, migrated_back_to, token_table_triggers
 
 migration = import_module("oauthconn.migrations.0019_scale_connection_held_grants")
 
@@ -39,16 +40,7 @@ def crm(provider) -> Connection:
 
 def test_the_triggers_are_in_place_after_every_migration(db):
     """A later migration that rebuilds the token table on SQLite would drop them."""
-    vendor = db_connection.vendor
-    with db_connection.cursor() as cursor:
-        if vendor == "sqlite":
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        else:
-            cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'oauthconn_token'::regclass"
-            )
-        names = {row[0] for row in cursor.fetchall()}
-    assert set(migration.TRIGGERS[vendor]) <= names
+    assert set(migration.TRIGGERS[db_connection.vendor]) <= token_table_triggers()
 
 
 def test_the_count_follows_the_orm(crm, django_user_model):
@@ -179,15 +171,7 @@ def test_two_grants_of_one_connection_changing_at_once_are_both_counted(crm, dja
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_counts_the_grants_that_exist():
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("oauthconn", "0018_scale_connection_name_search")]
-    after = [("oauthconn", "0019_scale_connection_held_grants")]
-    executor = MigrationExecutor(db_connection)
-    head = executor.loader.graph.leaf_nodes()
-    try:
-        executor.migrate(before)
-        old = executor.loader.project_state(before).apps
+    with migrated_back_to("0018_scale_connection_name_search") as old:
         provider = old.get_model("oauthconn", "Provider").objects.create(slug="p", name="P")
         conn = old.get_model("oauthconn", "Connection").objects
         tokens = old.get_model("oauthconn", "Token").objects
@@ -196,9 +180,7 @@ def test_the_migration_counts_the_grants_that_exist():
         empty = conn.create(slug="empty", name="E", provider=provider, client_id="c")
         tokens.create(connection=empty)
 
-        MigrationExecutor(db_connection).migrate(after)
-    finally:
-        MigrationExecutor(db_connection).migrate(head)
+        migrate_to("0019_scale_connection_held_grants")
     counts = dict(Connection.objects.values_list("slug", "held_grants"))
     assert counts == {"held": 1, "empty": 0}
     Token.objects.filter(connection__slug="empty").update(access_token="at")  # triggers again

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection as db_connection
 
 from oauthconn.models import Connection, Provider, Token
+from tests.migrations import migrated_back_to
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -89,8 +90,6 @@ def test_an_owner_without_a_row_and_an_unknown_slug(grants, function):
 
 
 def test_the_migration_creates_and_drops_the_functions():
-    from django.db.migrations.executor import MigrationExecutor
-
     def present() -> set[str]:
         with db_connection.cursor() as cursor:
             cursor.execute(
@@ -99,11 +98,6 @@ def test_the_migration_creates_and_drops_the_functions():
             return {row[0] for row in cursor.fetchall()}
 
     assert present() == set(migration.FUNCTIONS)
-    executor = MigrationExecutor(db_connection)
-    head = executor.loader.graph.leaf_nodes()
-    try:
-        executor.migrate([("oauthconn", "0019_scale_connection_held_grants")])
+    with migrated_back_to("0019_scale_connection_held_grants"):
         assert present() == set()
-    finally:
-        MigrationExecutor(db_connection).migrate(head)
     assert present() == set(migration.FUNCTIONS)

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from oauthconn import paging
 from oauthconn.api import queries
 from oauthconn.models import Connection, Token, TokenStatus
+from tests.migrations import migrate_to, migrated_back_to, token_table_triggers
 
 API = "/api/oauthconn"
 migration = import_module("oauthconn.migrations.0021_scale_connection_shared_grants")
@@ -125,38 +126,21 @@ def test_saving_a_connection_does_not_write_back_a_stale_shared_count(provider):
 
 def test_the_triggers_of_both_counts_are_in_place(db):
     vendor = db_connection.vendor
-    with db_connection.cursor() as cursor:
-        if vendor == "sqlite":
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        else:
-            cursor.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'oauthconn_token'::regclass"
-            )
-        names = {row[0] for row in cursor.fetchall()}
-    assert {*migration.TRIGGERS[vendor], *migration.HELD.triggers[vendor]} <= names
+    wanted = {*migration.TRIGGERS[vendor], *migration.HELD.triggers[vendor]}
+    assert wanted <= token_table_triggers()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_counts_the_shared_grants_and_keeps_the_held_count_working():
     """On SQLite the migration rebuilds the connection table, around 0019's triggers."""
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("oauthconn", "0020_lookup_grant_versions")]
-    after = [("oauthconn", "0021_scale_connection_shared_grants")]
-    executor = MigrationExecutor(db_connection)
-    head = executor.loader.graph.leaf_nodes()
-    try:
-        executor.migrate(before)
-        old = executor.loader.project_state(before).apps
+    with migrated_back_to("0020_lookup_grant_versions") as old:
         provider = old.get_model("oauthconn", "Provider").objects.create(slug="p", name="P")
         conn = old.get_model("oauthconn", "Connection").objects
         tokens = old.get_model("oauthconn", "Token").objects
         tokens.create(connection=conn.create(slug="granted", name="G", provider=provider))
         conn.create(slug="bare", name="B", provider=provider)
 
-        MigrationExecutor(db_connection).migrate(after)
-    finally:
-        MigrationExecutor(db_connection).migrate(head)
+        migrate_to("0021_scale_connection_shared_grants")
     counts = dict(Connection.objects.values_list("slug", "shared_grants"))
     assert counts == {"granted": 1, "bare": 0}
     bare = Connection.objects.get(slug="bare")
