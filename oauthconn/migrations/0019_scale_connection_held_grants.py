@@ -12,10 +12,10 @@ partial index of the connections whose count is zero.
 The triggers and the backfill are ``oauthconn.migrations._kept_counts.KeptCount``, whose
 docstring says how they behave on PostgreSQL, SQLite and other databases, and how the backfill
 stays consistent under concurrent writes (migration 0021 keeps a second count the same way).
-The index is built concurrently. Caution for later migrations: SQLite rebuilds a table for most
-column changes, and the rebuild drops that table's triggers. A migration that alters the token
-table on SQLite must create them again (``HELD.create_triggers``); ``tests/test_held_grants.py``
-fails if they are gone.
+The index is built concurrently. Caution for later migrations on SQLite (see ``_kept_counts``):
+a rebuild of the token table drops these triggers (create them again with
+``HELD.create_triggers``; ``tests/test_held_grants.py`` fails if they are gone), and a rebuild
+of the connection table fails while they exist (migration 0021 drops them around its own).
 """
 
 from django.db import migrations, models
