@@ -13,6 +13,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from oauthconn.migrations._kept_counts import VENDORS as KEPT_COUNT_VENDORS
 from oauthconn.models import Connection, GrantType, Token, TokenStatus
 
 #: A grant that stops working within this time without the admin counts as "expiring".
@@ -105,4 +106,4 @@ def keeps_grant_counts(alias: str) -> bool:
     """Whether the database keeps ``Connection.held_grants`` and ``shared_grants`` (triggers
     of migrations 0019 and 0021: PostgreSQL and SQLite); elsewhere the "not connected"
     filters are anti-joins."""
-    return connections[alias].vendor in ("postgresql", "sqlite")
+    return connections[alias].vendor in KEPT_COUNT_VENDORS

@@ -14,6 +14,7 @@ from oauthconn import paging
 from oauthconn.api import actions
 from oauthconn.api import serializers as s
 from oauthconn.models import Connection, Event, Token
+from oauthconn.models.connections import UNSHARED
 from oauthconn.models.owners import owner_key
 from oauthconn.status import keeps_grant_counts
 
@@ -103,13 +104,12 @@ def not_connected(queryset: QuerySet[Connection], user: RequestUser) -> QuerySet
     """
     alias = queryset.db
     if keeps_grant_counts(alias):
-        shared: Q = Q(per_owner=True) | Q(shared_grants=0)
+        shared = UNSHARED
     else:  # no triggers: the anti-join
         shared_grant = Token.objects.filter(
             connection=OuterRef("pk"), owner__isnull=True, owner_key=""
         )
-        shared = Q(per_owner=True) | Q(~Exists(shared_grant))
-    shared &= Q(per_user=False)
+        shared = Q(per_user=False) & (Q(per_owner=True) | Q(~Exists(shared_grant)))
     mine = Token.objects.filter(connection=OuterRef("pk"), owner=user.pk)
     per_user = Q(per_user=True) & Q(~Exists(mine))
     ids = Connection.objects.using(alias).order_by().values_list("pk", flat=True)

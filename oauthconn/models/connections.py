@@ -170,6 +170,12 @@ class ClientAuthMethod(models.TextChoices):
     PRIVATE_KEY_JWT = "private_key_jwt", _("Signed JWT (private_key_jwt)")
 
 
+#: The non-per-user connections that have no shared grant, or are per owner: the API's "not
+#: connected" filter asks exactly this, so that PostgreSQL answers it from the partial index
+#: of the same condition (``oauthconn_connection_unshared``, migration 0021).
+UNSHARED = Q(per_user=False) & (Q(per_owner=True) | Q(shared_grants=0))
+
+
 class Connection(models.Model):
     """What an admin creates: a client registration at a provider, used by site code by slug."""
 
@@ -344,7 +350,7 @@ class Connection(models.Model):
             # shared grant, and the per-user ones to hold against the caller's (migration 0021).
             models.Index(
                 fields=["name"],
-                condition=Q(per_user=False) & (Q(per_owner=True) | Q(shared_grants=0)),
+                condition=UNSHARED,
                 name="oauthconn_connection_unshared",
             ),
             models.Index(
