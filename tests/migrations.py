@@ -4,27 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.apps.registry import Apps
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 
-def migrate_to(name: str) -> None:
-    MigrationExecutor(connection).migrate([("oauthconn", name)])
+def migrate_to(name: str) -> Apps:
+    """The database at oauthconn's migration ``name``; the models of then are returned."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("oauthconn", name)])
+    return executor.loader.project_state([("oauthconn", name)]).apps
 
 
 @contextmanager
 def migrated_back_to(name: str) -> Iterator[Apps]:
     """The database at oauthconn's migration ``name`` (the models of then are yielded),
     and at the latest migrations again afterwards, whatever the test did in between."""
-    executor = MigrationExecutor(connection)
-    head = executor.loader.graph.leaf_nodes()
+    head = MigrationExecutor(connection).loader.graph.leaf_nodes()
     try:
-        migrate_to(name)
-        yield executor.loader.project_state([("oauthconn", name)]).apps
+        yield migrate_to(name)
     finally:
         MigrationExecutor(connection).migrate(head)
+
+
+def provider_and_managers(apps: Apps) -> tuple[Any, Any, Any]:
+    """In the models of ``apps`` (an older state): a new provider, and the managers of the
+    connections and the tokens, to write the rows a migration is then tested on."""
+    provider = apps.get_model("oauthconn", "Provider").objects.create(slug="p", name="P")
+    connections = apps.get_model("oauthconn", "Connection").objects
+    return provider, connections, apps.get_model("oauthconn", "Token").objects
 
 
 def token_table_triggers() -> set[str]:

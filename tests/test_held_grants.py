@@ -17,7 +17,12 @@ from django.db import connections, transaction
 
 from oauthconn import status
 from oauthconn.models import Connection, Token, TokenStatus
-from tests.migrations import migrate_to, migrated_back_to, token_table_triggers
+from tests.migrations import (
+    migrate_to,
+    migrated_back_to,
+    provider_and_managers,
+    token_table_triggers,
+)
 
 migration = import_module("oauthconn.migrations.0019_scale_connection_held_grants")
 
@@ -172,9 +177,7 @@ def test_two_grants_of_one_connection_changing_at_once_are_both_counted(crm, dja
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_counts_the_grants_that_exist():
     with migrated_back_to("0018_scale_connection_name_search") as old:
-        provider = old.get_model("oauthconn", "Provider").objects.create(slug="p", name="P")
-        conn = old.get_model("oauthconn", "Connection").objects
-        tokens = old.get_model("oauthconn", "Token").objects
+        provider, conn, tokens = provider_and_managers(old)
         held = conn.create(slug="held", name="H", provider=provider, client_id="c")
         tokens.create(connection=held, status="revoked")
         empty = conn.create(slug="empty", name="E", provider=provider, client_id="c")

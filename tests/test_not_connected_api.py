@@ -17,7 +17,12 @@ from rest_framework.test import APIClient
 from oauthconn import paging
 from oauthconn.api import queries
 from oauthconn.models import Connection, Token, TokenStatus
-from tests.migrations import migrate_to, migrated_back_to, token_table_triggers
+from tests.migrations import (
+    migrate_to,
+    migrated_back_to,
+    provider_and_managers,
+    token_table_triggers,
+)
 
 API = "/api/oauthconn"
 migration = import_module("oauthconn.migrations.0021_scale_connection_shared_grants")
@@ -134,9 +139,7 @@ def test_the_triggers_of_both_counts_are_in_place(db):
 def test_the_migration_counts_the_shared_grants_and_keeps_the_held_count_working():
     """On SQLite the migration rebuilds the connection table, around 0019's triggers."""
     with migrated_back_to("0020_lookup_grant_versions") as old:
-        provider = old.get_model("oauthconn", "Provider").objects.create(slug="p", name="P")
-        conn = old.get_model("oauthconn", "Connection").objects
-        tokens = old.get_model("oauthconn", "Token").objects
+        provider, conn, tokens = provider_and_managers(old)
         tokens.create(connection=conn.create(slug="granted", name="G", provider=provider))
         conn.create(slug="bare", name="B", provider=provider)
 

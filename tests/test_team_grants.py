@@ -20,6 +20,7 @@ from oauthconn.exceptions import ConfigurationError, NotConnected, ScopesRequire
 from oauthconn.models import Connection, Event, EventKind, PendingAuthorization, Provider, Token
 from oauthconn.models.owners import owner_key
 from tests.conftest import consent, deliver, outcome, start
+from tests.migrations import migrate_to, migrated_back_to, provider_and_managers
 from tests.teams.models import Project, Team
 from tests.test_oidc_live import (  # noqa: F401  (fixtures shared with it)
     issuer,
@@ -381,36 +382,20 @@ def test_admin_page_of_a_per_owner_connection_lists_owners_by_name(
 
 # --- the migration -------------------------------------------------------------------------
 
-BEFORE = [("oauthconn", "0014_par_and_registration")]
-AFTER = [("oauthconn", "0015_teams_owner_key")]
-
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_carries_existing_grants_unchanged():
     """Rows written before 0011 keep their meaning: shared stays shared, per-user grants stay
     their users', nothing becomes per-owner; and a team's grant fits beside them after it."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    executor = MigrationExecutor(connection)
-    head = executor.loader.graph.leaf_nodes()
-    try:
-        executor.migrate(BEFORE)
-        old = executor.loader.project_state(BEFORE).apps
+    with migrated_back_to("0014_par_and_registration") as old:
         user = old.get_model("auth", "User").objects.create(username="old-user")
-        provider = old.get_model("oauthconn", "Provider").objects.create(slug="p", name="P")
-        conn = old.get_model("oauthconn", "Connection")
-        shared = conn.objects.create(slug="shared", name="S", provider=provider, client_id="c")
-        mine = conn.objects.create(
-            slug="mine", name="M", provider=provider, client_id="c", per_user=True
-        )
-        tokens = old.get_model("oauthconn", "Token").objects
+        provider, conn, tokens = provider_and_managers(old)
+        shared = conn.create(slug="shared", name="S", provider=provider, client_id="c")
+        mine = conn.create(slug="mine", name="M", provider=provider, client_id="c", per_user=True)
         tokens.create(connection=shared, access_token="shared-at")
         tokens.create(connection=mine, owner=user, access_token="user-at")
 
-        executor = MigrationExecutor(connection)
-        executor.migrate(AFTER)
-        new = executor.loader.project_state(AFTER).apps
+        new = migrate_to("0015_teams_owner_key")
         rows = new.get_model("oauthconn", "Token").objects.order_by("connection__slug")
         assert [(t.connection.slug, t.owner_id, t.owner_key) for t in rows] == [
             ("mine", user.pk, ""),
@@ -422,8 +407,6 @@ def test_the_migration_carries_existing_grants_unchanged():
             ("mine", True, False),
             ("shared", False, False),
         ]
-    finally:
-        MigrationExecutor(connection).migrate(head)
     # With the current models: the migrated rows serve as before, beside a team's grant.
     team = Team.objects.create(name="T")
     ours = Connection.objects.create(
