@@ -437,3 +437,24 @@ def admin_list_and_count_plan(client, query: str) -> tuple[list, str]:
         cursor.execute(f"EXPLAIN {count}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     return response.context["cl"].result_list, plan
+
+
+def test_a_list_builds_its_nested_serializers_once(providers, admin_user, monkeypatch):
+    """A ModelSerializer builds its fields per instance: the API's lists build the token's
+    and its events' serializers once per page, not once per item."""
+    from oauthconn.api import serializers
+
+    built: list[type] = []
+    for cls in (serializers.TokenSerializer, serializers.EventSerializer):
+        original = cls.get_fields
+        monkeypatch.setattr(
+            cls, "get_fields", lambda self, original=original: built.append(type(self))
+            or original(self)
+        )
+    client = APIClient()
+    client.force_login(admin_user)
+    grow(providers, 12, admin_user)
+    response = client.get(f"{API}/connections/")
+    items = response.json()["results"]
+    assert len(items) == 12 and all(item["token"]["recent_events"] for item in items)
+    assert sorted(t.__name__ for t in built) == ["EventSerializer", "TokenSerializer"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from oauthconn.api.serializers import TokenSerializer, visible_token
+from oauthconn.api.serializers import TokenSerializer, nested_data, visible_token
 from oauthconn.exceptions import NotPermitted
 from oauthconn.flows.access import authorizing_owner
 from oauthconn.models import Connection, TokenStatus
@@ -129,4 +129,4 @@ class MyConnectionSerializer(serializers.ModelSerializer):
     def get_token(self, connection: Connection) -> dict | None:
         user, team = self.context["request"].user, self.context.get("owner")
         token = visible_token(connection, user, team)
-        return TokenSerializer(token).data if token is not None else None
+        return nested_data(self, TokenSerializer, token) if token is not None else None
