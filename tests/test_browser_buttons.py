@@ -192,6 +192,27 @@ def test_provider_change_page_saves_unchanged(page, sites, connect):
     assert Provider.objects.get(pk=provider.pk).scope_separator == " "
 
 
+def test_change_list_action_form_deletes_the_ticked_rows(page, sites, connect):
+    """The change list's action form: its row checkboxes (written by BoundedListAdmin, not
+    Django's widget) work with admin's actions.js, and the action posts from a browser."""
+    admin_site, _ = sites
+    keep, drop = connect("crm"), connect("erp")
+    changelist = reverse("admin:oauthconn_connection_changelist")
+    sign_in(page, admin_site, "admin", "admin-pw", changelist)
+
+    page.check("#action-toggle")
+    assert page.locator(".action-counter").inner_text() == "2 of 2 selected"
+    page.uncheck(f"input.action-select[value='{keep.pk}']")
+    assert page.locator(".action-counter").inner_text() == "1 of 2 selected"
+    page.select_option("select[name='action']", "delete_selected")
+    press(page, "button[name='index']")
+    press(page, "input[type=submit]")  # "Yes, I'm sure"
+    page.wait_for_url(admin_site + changelist)
+    assert "Successfully deleted 1 connection" in message(page)
+    assert list(Connection.objects.values_list("slug", flat=True)) == [keep.slug]
+    assert drop.slug not in page.locator("#result_list").inner_text()
+
+
 def test_admin_switches_a_connected_shared_connection_to_per_user(page, sites, connect):
     """The change form in a real browser: ticking "per user" and saving revokes the shared
     grant at the provider and removes it, and the message says so."""

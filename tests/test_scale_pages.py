@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection as db
+from django.forms import CheckboxInput
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -437,6 +438,24 @@ def admin_list_and_count_plan(client, query: str) -> tuple[list, str]:
         cursor.execute(f"EXPLAIN {count}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     return response.context["cl"].result_list, plan
+
+
+def test_the_row_checkbox_is_djangos_own_html(providers, monkeypatch):
+    """BoundedListAdmin writes the action checkbox without a form widget per row: the same
+    bytes Django renders (admin's actions.js finds the rows by its name and class), the
+    object's name escaped once."""
+    from django.contrib import admin
+
+    connection = Connection.objects.create(
+        slug="x", name='<b>"R&D" & co</b>', provider=providers[0], client_id="x"
+    )
+    model_admin = admin.site._registry[Connection]
+    assert isinstance(model_admin, records.BoundedListAdmin)
+    djangos = admin.ModelAdmin.action_checkbox(model_admin, connection)
+    monkeypatch.setattr(CheckboxInput, "render", lambda *args, **kwargs: "a widget per row")
+    ours = model_admin.action_checkbox(connection)
+    assert ours == djangos
+    assert 'action - &lt;b&gt;&quot;R&amp;D&quot; &amp; co&lt;/b&gt;">' in ours
 
 
 def test_a_list_builds_its_nested_serializers_once(providers, admin_user, monkeypatch):

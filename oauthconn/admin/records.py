@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
+from django.db.models import Model
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 
 from oauthconn.models import Connection, Event, Token
 from oauthconn.paging import BoundedCountPaginator
@@ -38,6 +43,21 @@ class BoundedListAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs):
         return BoundedChangeList
+
+    def action_checkbox(self, obj: Model) -> SafeString:
+        """Django's row checkbox, byte for byte, without a form widget per row.
+
+        Django renders it as a ``CheckboxInput`` through the form renderer's templates: a
+        fifth of a 100-row page's time. The HTML is fixed (admin's actions.js reads the
+        name and the class), so it is written here once.
+        """
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            label,
+        )
 
 
 class ConnectionFilter(admin.SimpleListFilter):
