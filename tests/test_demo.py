@@ -47,7 +47,8 @@ def origins(django_db_setup, live_server, settings) -> tuple[str, str]:
     """
     port = live_server.url.rsplit(":", 1)[1]
     site, provider = f"http://127.0.0.1:{port}", f"http://localhost:{port}"
-    settings.OAUTHCONN = {**settings.OAUTHCONN, "REDIRECT_BASE_URL": site}
+    # The demo project has no teams: no OWNER_MODEL, as project/settings.py.
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "REDIRECT_BASE_URL": site, "OWNER_MODEL": None}
     return site, provider
 
 

@@ -553,3 +553,30 @@ def test_a_switch_of_kind_removes_the_rows_the_new_kind_cannot_reach(
     assert end_stranded_grants(connection) == []  # nothing held a credential to revoke
 
     assert list(connection.tokens.values_list("pk", flat=True)) == [rows[kept].pk]
+
+
+@pytest.mark.parametrize("kind", ["shared", "per-user"])
+def test_the_connection_page_opens_and_saves_on_a_site_without_teams(
+    three_kinds, settings, admin_client, kind
+):
+    """The admin lays out the form class's fields: without an OWNER_MODEL the page must not
+    ask for the per-owner checkbox the form leaves out (it failed with a KeyError)."""
+    from tests.test_admin_pages import change_data
+
+    settings.OAUTHCONN = {**settings.OAUTHCONN, "OWNER_MODEL": None}
+    connection = three_kinds[0 if kind == "shared" else 1]
+    page = reverse("admin:oauthconn_connection_change", args=[connection.pk])
+    response = admin_client.get(page)
+    assert response.status_code == 200
+    assert 'name="per_user"' in response.content.decode()
+    assert 'name="per_owner"' not in response.content.decode()
+    data = change_data(
+        connection,
+        name="Renamed",
+        client_id="cid",
+        new_client_secret="secret",
+        per_user="on" if connection.per_user else "",
+    )
+    saved = admin_client.post(page, data)
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    assert Connection.objects.get(pk=connection.pk).name == "Renamed"

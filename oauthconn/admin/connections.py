@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauthconn import flows
 from oauthconn.admin import health, pages
 from oauthconn.admin.features import connection_features
-from oauthconn.admin.forms import ConnectionForm, ProviderForm
+from oauthconn.admin.forms import ConnectionForm, ProviderForm, offers_per_owner
 from oauthconn.admin.records import BoundedListAdmin
 from oauthconn.admin.wizard import ConnectionWizard
 from oauthconn.base_url import has_grant_fields
@@ -157,6 +157,12 @@ class ConnectionAdmin(BoundedListAdmin):
         return custom + super().get_urls()
 
     # --- the connection page ------------------------------------------------------------------
+
+    def get_exclude(self, request, obj=None):
+        # The page lays out the form class's fields, not the form's: ConnectionForm's own
+        # check alone left "per_owner" in the layout and the page failed (KeyError).
+        excluded = list(super().get_exclude(request, obj) or [])
+        return excluded if offers_per_owner(obj) else [*excluded, "per_owner"]
 
     @method_decorator(sensitive_post_parameters("new_client_secret"))
     @method_decorator(xframe_options_deny)

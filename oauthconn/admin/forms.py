@@ -162,6 +162,12 @@ class StatusCodesField(forms.Field):
             return True
 
 
+def offers_per_owner(connection: Connection | None) -> bool:
+    """Whether the change form has the per-owner checkbox: on a site with an OWNER_MODEL, or
+    for a connection already per-owner. A site without teams is not offered them."""
+    return owner_model() is not None or (connection is not None and connection.per_owner)
+
+
 class ConnectionForm(forms.ModelForm):
     """The change form. A security-relevant change asks for the client secret again (R5)."""
 
@@ -220,8 +226,8 @@ class ConnectionForm(forms.ModelForm):
         if "client_auth_method" in self.fields:  # absent for users who may only view
             selected = chosen_value(self, "client_auth_method")
             self.fields["client_auth_method"].help_text = auth_method_help(selected)
-        if owner_model() is None and not self.instance.per_owner:
-            self.fields.pop("per_owner", None)  # a site without teams is not offered them
+        if not offers_per_owner(self.instance):
+            self.fields.pop("per_owner", None)
 
     def clean(self) -> dict[str, Any]:
         super().clean()  # a ModelForm's clean() fills and returns self.cleaned_data
