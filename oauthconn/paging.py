@@ -104,7 +104,8 @@ class BoundedCountPaginator(Paginator):
     def _bounded_count(self) -> int:
         object_list = self.object_list
         if isinstance(object_list, QuerySet):
-            return object_list.order_by()[: EXACT_UP_TO + 1].count()
+            # Only the keys: a list's annotations (a count per row) are for its page alone.
+            return object_list.order_by().values("pk")[: EXACT_UP_TO + 1].count()
         return len(object_list)
 
     def _estimate(self) -> int | None:

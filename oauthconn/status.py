@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import connections
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -62,6 +62,32 @@ def token_status(token: Token | None, now: datetime | None = None) -> str:
     if ends is not None and ends <= (now or timezone.now()) + EXPIRING_WITHIN:
         return EXPIRING
     return CONNECTED
+
+
+#: A per-user or per-owner connection's badge counts its connected grants up to this many
+#: ("1000+ connected"): a popular one has a grant per user.
+CONNECTED_COUNTED_UP_TO = 1000
+
+
+class CountOf(Subquery):
+    """How many rows a (sliced) subquery returns: ``COUNT(*)`` over it, bounded by its LIMIT."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) counted)"
+    output_field = IntegerField()
+
+
+def connected_grants() -> Case:
+    """A ``Connection`` annotation: for a per-user or per-owner connection, how many of its
+    grants show connected or expiring, counted up to ``CONNECTED_COUNTED_UP_TO + 1`` (one
+    bounded index scan per row, however many users it has); None for a shared connection."""
+    rows = Token.objects.filter(_usable(), connection=OuterRef("pk")).values("pk")
+    counted = CountOf(rows[: CONNECTED_COUNTED_UP_TO + 1])
+    return Case(When(Q(per_user=True) | Q(per_owner=True), then=counted), default=None)
+
+
+def connected_label(count: int) -> str:
+    """A :func:`connected_grants` count as the badge says it: past the bound, "1000+"."""
+    return f"{CONNECTED_COUNTED_UP_TO}+" if count > CONNECTED_COUNTED_UP_TO else str(count)
 
 
 def _usable() -> Q:

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection as db
 from django.forms import CheckboxInput
+from django.urls import reverse
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -477,3 +478,71 @@ def test_a_list_builds_its_nested_serializers_once(providers, admin_user, monkey
     items = response.json()["results"]
     assert len(items) == 12 and all(item["token"]["recent_events"] for item in items)
     assert sorted(t.__name__ for t in built) == ["EventSerializer", "TokenSerializer"]
+
+
+def grants(connection: Connection, users, **fields) -> None:
+    fields = {"access_token": "at", "status": "active", **fields}
+    Token.objects.bulk_create(Token(connection=connection, owner=user, **fields) for user in users)
+
+
+@pytest.fixture
+def popular(providers, django_user_model) -> Connection:
+    """A per-user connection with seven grants: five connected, one failing, one empty."""
+    connection = Connection.objects.create(
+        slug="drive", name="Drive", provider=providers[0], client_id="x", per_user=True
+    )
+    users = django_user_model.objects.bulk_create(
+        django_user_model(username=f"user{n}") for n in range(7)
+    )
+    grants(connection, users[:5])
+    grants(connection, users[5:6], status="failing")
+    grants(connection, users[6:], access_token=None)
+    return connection
+
+
+def test_the_change_list_counts_a_per_user_connections_grants_without_loading_them(
+    popular, providers, admin_user, client, monkeypatch
+):
+    """A popular per-user connection has a grant per user: its row counts them in the
+    database (bounded), and the page loads only the shared connections' grants."""
+    from django.db.models.signals import post_init
+
+    from oauthconn import status
+
+    shared = Connection.objects.create(slug="crm", name="CRM", provider=providers[0], client_id="x")
+    Token.objects.create(connection=shared, access_token="at")
+    client.force_login(admin_user)
+    loaded: list[Token] = []
+    collect = lambda sender, instance, **kwargs: loaded.append(instance)  # noqa: E731
+    post_init.connect(collect, sender=Token)
+    try:
+        html = client.get(f"{ADMIN}/connection/").content.decode()
+    finally:
+        post_init.disconnect(collect, sender=Token)
+    assert '<span class="oauthconn-badge">5 connected</span>' in html
+    assert [token.connection_id for token in loaded] == [shared.pk]
+
+    monkeypatch.setattr(status, "CONNECTED_COUNTED_UP_TO", 3)
+    html = client.get(f"{ADMIN}/connection/").content.decode()
+    assert '<span class="oauthconn-badge">3+ connected</span>' in html
+
+
+def test_the_connection_page_lists_the_first_grants_and_links_to_all_of_them(
+    popular, admin_user, client, monkeypatch
+):
+    from oauthconn.admin import connections
+
+    client.force_login(admin_user)
+    page = reverse("admin:oauthconn_connection_change", args=[popular.pk])
+    monkeypatch.setattr(connections, "GRANTS_LISTED", 7)
+    html = client.get(page).content.decode()
+    assert html.count("<tr><td>user") == 7
+    assert "oauthconn-all-grants" not in html
+
+    monkeypatch.setattr(connections, "GRANTS_LISTED", 4)
+    html = client.get(page).content.decode()
+    assert re.findall(r"<tr><td>(user\d)</td>", html) == ["user0", "user1", "user2", "user3"]
+    link = re.search(r'id="oauthconn-all-grants">.*?<a href="([^"]+)"', html)
+    assert link, html
+    tokens = client.get(link.group(1).replace("&amp;", "&")).content.decode()
+    assert tokens.count('class="action-select"') == 7

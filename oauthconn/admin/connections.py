@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -38,9 +38,14 @@ from oauthconn.models.owners import load_owners
 from oauthconn.status import (
     STATUS_CHOICES,
     STATUS_LABELS,
+    connected_grants,
+    connected_label,
     filter_connections,
     token_status,
 )
+
+#: The connection page lists this many grants of a per-user or per-owner connection.
+GRANTS_LISTED = 50
 
 
 @admin.register(Provider)
@@ -75,10 +80,9 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 def shared_token(connection: Connection) -> Token | None:
-    # Uses the prefetched rows: one query for the whole change list.
-    return next(
-        (t for t in connection.tokens.all() if t.owner_id is None and not t.owner_key), None
-    )
+    # The row list_queryset prefetched: one query for the whole change list.
+    shared: list[Token] = connection.shared_grant_rows  # type: ignore[attr-defined]
+    return shared[0] if shared else None
 
 
 @admin.register(Connection)
@@ -102,8 +106,12 @@ class ConnectionAdmin(BoundedListAdmin):
     class Media:
         css = {"all": ["oauthconn/admin.css"]}
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("tokens")
+    def list_queryset(self, queryset: QuerySet[Connection]) -> QuerySet[Connection]:
+        # One query for the page's shared grants; a per-user connection's grants (one per
+        # user) are counted in the database, never loaded.
+        shared = Token.objects.for_owner(None)
+        rows = Prefetch("tokens", queryset=shared, to_attr="shared_grant_rows")
+        return queryset.prefetch_related(rows).annotate(connected_grants=connected_grants())
 
     # --- change list columns --------------------------------------------------------------
 
@@ -114,8 +122,7 @@ class ConnectionAdmin(BoundedListAdmin):
     @admin.display(description="status")
     def status_badge(self, obj: Connection) -> SafeString:
         if not obj.is_shared:
-            statuses = [token_status(t) for t in obj.tokens.all()]
-            count = statuses.count("connected") + statuses.count("expiring")
+            count = connected_label(obj.connected_grants)  # type: ignore[attr-defined]
             return format_html('<span class="oauthconn-badge">{} connected</span>', count)
         status = token_status(shared_token(obj))
         return badge(status)
@@ -275,14 +282,22 @@ def status_context(request: HttpRequest, connection: Connection) -> dict[str, An
         "features": connection_features(connection),
     }
     if not connection.is_shared:
-        tokens = list(Token.objects.filter(connection=connection).select_related("owner"))
+        # A grant per user: the first GRANTS_LISTED in the order of the owner's unique index
+        # (no sort of every grant), and a link to the token list for all of them.
+        order = "owner_key" if connection.per_owner else "owner_id"
+        grants = Token.objects.filter(connection=connection).select_related("owner")
+        tokens = list(grants.order_by(order)[: GRANTS_LISTED + 1])
         for t in tokens:
             t.connection = connection
         owners = load_owners(t.owner_key for t in tokens if t.owner_key)
         context["user_tokens"] = [
             (t, badge(token_status(t)), owners.get(t.owner_key) or t.owner or t.owner_key)
-            for t in tokens
+            for t in tokens[:GRANTS_LISTED]
         ]
+        if len(tokens) > GRANTS_LISTED:
+            context["all_grants_url"] = (
+                reverse("admin:oauthconn_token_changelist") + f"?connection={connection.pk}"
+            )
         return context
     requested = connection.scope_list
     granted = token.granted_scopes if token and token.access_token is not None else []

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
@@ -26,6 +26,12 @@ class BoundedChangeList(ChangeList):
     let the planner walk the ordering index and stop.
     """
 
+    model_admin: BoundedListAdmin
+
+    def get_queryset(self, request, exclude_parameters=None):
+        queryset = super().get_queryset(request, exclude_parameters)
+        return self.model_admin.list_queryset(queryset)
+
     def get_results(self, request):
         super().get_results(request)
         if self.result_count <= self.list_max_show_all and (
@@ -43,6 +49,11 @@ class BoundedListAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs):
         return BoundedChangeList
+
+    def list_queryset(self, queryset: QuerySet) -> QuerySet:
+        """What the change list (and its actions) read besides the columns: prefetches and
+        annotations the change page has no use for."""
+        return queryset
 
     def action_checkbox(self, obj: Model) -> SafeString:
         """Django's row checkbox, byte for byte, without a form widget per row.
