@@ -7,7 +7,7 @@ events): no serializer here has a field for ``access_token``, ``refresh_token`` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from drf_spectacular.utils import extend_schema_field
@@ -35,11 +35,9 @@ if TYPE_CHECKING:
 
 RECENT_EVENTS = 5
 
-Item = TypeVar("Item", bound="Model")
-
 
 def nested_data(
-    parent: serializers.Serializer, serializer_class: type[serializers.Serializer], item: Item
+    parent: serializers.Serializer, serializer_class: type[serializers.Serializer], item: Model
 ) -> dict:
     """``serializer_class(item).data`` for a method field, the serializer built once per parent.
 
