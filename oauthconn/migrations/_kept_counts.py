@@ -161,8 +161,8 @@ class KeptPerStatement:
     times in one transaction, and PostgreSQL walks the growing chain of its versions each
     time: 4,000 grants took 8 s, 100,000 would take hours with the row locked. These
     triggers read the statement's transition tables and update each connection whose count
-    moved once, by the sum (still an increment under the row lock, so concurrent writers
-    stay exact). SQLite updates in place and keeps the row triggers.
+    moved once, by the sum, in one statement (still an increment under the row lock, so
+    concurrent writers stay exact). SQLite updates in place and keeps the row triggers.
     """
 
     function = "oauthconn_count_grants"
@@ -181,14 +181,7 @@ class KeptPerStatement:
         }
 
     def moved(self, sources: list[tuple[str, str]]) -> str:
-        """PL/pgSQL: add what the statement's rows moved to each connection, one ``UPDATE``
-        by primary key per connection whose count moved, in id order.
-
-        A loop, not one ``UPDATE … FROM`` the aggregate: the planner knows nothing of a
-        transition table's rows, and a million-row ``COPY`` ran for over ten minutes on the
-        plan it chose. The id order is also the order in which the rows are locked, so two
-        statements moving the same connections cannot deadlock here.
-        """
+        """SQL: an UPDATE adding what the statement's rows moved, per connection."""
         columns = [count.column for count in self.counts]
         rows = " UNION ALL ".join(
             "SELECT connection_id, "
@@ -197,13 +190,12 @@ class KeptPerStatement:
             for table, sign in sources
         )
         sums = ", ".join(f"SUM({column}) AS {column}" for column in columns)
-        nonzero = " OR ".join(f"SUM({column}) <> 0" for column in columns)
-        assignments = ", ".join(f"{column} = {column} + moved.{column}" for column in columns)
+        nonzero = " OR ".join(f"d.{column} <> 0" for column in columns)
+        assignments = ", ".join(f"{column} = c.{column} + d.{column}" for column in columns)
         return (
-            f"FOR moved IN SELECT connection_id, {sums} FROM ({rows}) r"
-            f" GROUP BY connection_id HAVING {nonzero} ORDER BY connection_id LOOP"
-            f" UPDATE oauthconn_connection SET {assignments} WHERE id = moved.connection_id;"
-            " END LOOP"
+            f"UPDATE oauthconn_connection c SET {assignments}"
+            f" FROM (SELECT connection_id, {sums} FROM ({rows}) r GROUP BY connection_id) d"
+            f" WHERE c.id = d.connection_id AND ({nonzero})"
         )
 
     def postgresql(self) -> list[str]:
@@ -213,7 +205,6 @@ class KeptPerStatement:
         )
         statements = [
             f"""CREATE OR REPLACE FUNCTION {self.function}() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE moved record;
     BEGIN
         IF {branches}
         END IF;
