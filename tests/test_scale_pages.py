@@ -14,8 +14,8 @@ from datetime import timedelta
 import pytest
 from django.db import connection as db
 from django.forms import CheckboxInput
-from django.urls import reverse
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -468,8 +468,9 @@ def test_a_list_builds_its_nested_serializers_once(providers, admin_user, monkey
     for cls in (serializers.TokenSerializer, serializers.EventSerializer):
         original = cls.get_fields
         monkeypatch.setattr(
-            cls, "get_fields", lambda self, original=original: built.append(type(self))
-            or original(self)
+            cls,
+            "get_fields",
+            lambda self, original=original: built.append(type(self)) or original(self),
         )
     client = APIClient()
     client.force_login(admin_user)

@@ -14,9 +14,6 @@ ORM, not ``QuerySet.update()``, not raw SQL, not ``COPY``.
   added to the connections after that commit. Changes after the commit are counted by the
   triggers, those before by the backfill, and additions commute, so no change is lost or
   counted twice.
-  Since migration 0022 both counts are kept per statement instead (:class:`KeptPerStatement`:
-  one update of each connection per statement, where a row trigger made a statement over a
-  connection's many grants quadratic); :class:`KeptCount` still installs the first triggers.
 - **SQLite:** three triggers; the single writer makes the backfill consistent as it is.
 - **Other databases:** no triggers; the filters keep their anti-join.
 
