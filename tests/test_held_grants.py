@@ -25,6 +25,8 @@ from tests.migrations import (
 )
 
 migration = import_module("oauthconn.migrations.0019_scale_connection_held_grants")
+#: the triggers that keep the counts now (0022: per statement on PostgreSQL)
+KEEPING = import_module("oauthconn.migrations.0022_grant_counts_per_statement")
 
 
 def held_in_fact(connection: Connection) -> int:
@@ -45,7 +47,7 @@ def crm(provider) -> Connection:
 
 def test_the_triggers_are_in_place_after_every_migration(db):
     """A later migration that rebuilds the token table on SQLite would drop them."""
-    assert set(migration.TRIGGERS[db_connection.vendor]) <= token_table_triggers()
+    assert set(KEEPING.TRIGGERS[db_connection.vendor]) <= token_table_triggers()
 
 
 def test_the_count_follows_the_orm(crm, django_user_model):
@@ -139,6 +141,64 @@ def test_the_not_connected_filter_reads_the_count_and_agrees_with_the_anti_join(
     assert "NOT EXISTS" in str(anti_join.query)
     assert sorted(c.slug for c in filtered) == ["empty-row", "no-rows"]
     assert sorted(c.slug for c in anti_join) == ["empty-row", "no-rows"]
+
+
+def connection_row_updates() -> int:
+    """How many connection rows this transaction has updated so far (PostgreSQL)."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'oauthconn_connection'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_a_statement_over_many_grants_updates_their_connection_once(crm, django_user_model):
+    """Row triggers updated the connection row once per grant: one statement over a popular
+    connection's grants made a chain of thousands of row versions (quadratic)."""
+    users = django_user_model.objects.bulk_create(
+        django_user_model(username=f"user{n}") for n in range(40)
+    )
+    before = connection_row_updates()
+    Token.objects.bulk_create(Token(connection=crm, owner=u, access_token="at") for u in users)
+    assert count(crm) == 40
+    Token.objects.filter(connection=crm).update(access_token=None)  # all stop holding
+    assert count(crm) == 0
+    Token.objects.filter(connection=crm).update(status=TokenStatus.REVOKED)  # all hold again
+    Token.objects.filter(connection=crm).delete()
+    assert count(crm) == 0
+    assert connection_row_updates() - before == 4
+
+
+def connection_seq_scans() -> int:
+    """How many sequential scans of the connection table this transaction has run."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'oauthconn_connection'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_the_counts_trigger_finds_connections_by_key_after_the_table_grows(crm, provider):
+    """PostgreSQL may keep a function's plan once it has run five times. Kept while the
+    connection table was small, the plan scanned the whole table for each moved connection
+    after it grew: the benchmark's 100,000-grant COPY ran for over ten minutes. Fresh plans
+    (``plan_cache_mode``) read the primary key whatever the table's size was."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("ANALYZE oauthconn_connection")  # statistics of a small table
+    grant = Token.objects.create(connection=crm, access_token="at")
+    for _ in range(4):  # past the five plans after which a plan may be kept
+        Token.objects.filter(pk=grant.pk).update(access_token=None)
+        Token.objects.filter(pk=grant.pk).update(access_token="at")
+    grown = Connection.objects.bulk_create(
+        Connection(slug=f"c{n}", name=f"C{n}", provider=provider) for n in range(1000)
+    )
+    Token.objects.bulk_create(Token(connection=c, access_token="at") for c in grown)
+    scans = connection_seq_scans()
+    Token.objects.filter(connection__in=grown).update(access_token=None)
+    assert connection_seq_scans() == scans
+    assert Connection.objects.filter(pk__in=[c.pk for c in grown], held_grants=0).count() == 1000
 
 
 @pytest.mark.postgres
