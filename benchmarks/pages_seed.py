@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from itertools import islice
 
+from django.contrib.auth import get_user_model
 from django.core.management.color import no_style
 from django.db import connection as db
 from django.utils import timezone
@@ -128,6 +129,49 @@ def seed_user_grants(
             cursor.execute("VACUUM ANALYZE oauthconn_connection, oauthconn_token")
 
 
+#: The popular per-user connection's id; its users' and grants' ids follow it.
+POPULAR = 200_000_000
+USER_COLUMNS = (
+    "id password is_superuser username first_name last_name email is_staff is_active date_joined"
+).split()
+
+
+def seed_popular(start: int, stop: int, owner_id: int) -> None:
+    """A per-user connection that everyone uses: grants ``start`` … ``stop - 1`` and their
+    users (the first grant is ``owner_id``'s, so the staff user still lacks none). Its name
+    sorts first (byte order), so it is on the first page of the lists; it is on pages of its
+    own too (:func:`benchmarks.pages.pages`)."""
+    from oauthconn.crypto import Sealed
+    from oauthconn.models import Connection, Token
+
+    user_model = get_user_model()
+    now = timezone.now()
+    if start == 0:
+        provider = ensure_providers()[0]
+        write(Connection, CONNECTION_COLUMNS, iter([(POPULAR, "popular", "0 popular per-user",
+              provider, "authorization_code_pkce", "bench", "client_secret_basic", "", "[]",
+              "read", "{}", "{}", "", True, "", "{}", now, now)]))  # fmt: skip
+    first_user = max(start, 1)
+    write(user_model, USER_COLUMNS, (
+        (POPULAR + n, "!", False, f"popular-{n}", "", "", "", False, True, now)
+        for n in range(first_user, stop)
+    ))  # fmt: skip
+    access = Sealed.seal("bench-access-token").ciphertext
+    refresh = Sealed.seal("bench-refresh-token").ciphertext
+    write(Token, TOKEN_COLUMNS, (
+        (POPULAR + n, POPULAR, POPULAR + n if n else owner_id, access, refresh, "Bearer",
+         now + timedelta(minutes=60 + n % 2880), "read", "", "{}", "active", now, now, "", "",
+         0, False, now)
+        for n in range(start, stop)
+    ))  # fmt: skip
+    with db.cursor() as cursor:
+        for sql in db.ops.sequence_reset_sql(no_style(), [user_model, Connection, Token]):
+            cursor.execute(sql)
+        if db.vendor == "postgresql":
+            users = user_model._meta.db_table
+            cursor.execute(f"VACUUM ANALYZE {users}, oauthconn_connection, oauthconn_token")
+
+
 def remove_user_grants(owner_id: int) -> None:
     """Undo :func:`seed_user_grants` (raw SQL: nothing points at those grants)."""
     with db.cursor() as cursor:
@@ -188,6 +232,8 @@ def empty() -> None:
         if db.vendor == "postgresql":
             # CASCADE: a table added later that points at a connection is emptied too.
             cursor.execute(f"TRUNCATE {', '.join(children_first)} CASCADE")
-            return
-        for table in children_first:
-            cursor.execute(f"DELETE FROM {table}")
+        else:
+            for table in children_first:
+                cursor.execute(f"DELETE FROM {table}")
+        users = get_user_model()._meta.db_table
+        cursor.execute(f"DELETE FROM {users} WHERE id > %s", [POPULAR])
