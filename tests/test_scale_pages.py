@@ -23,6 +23,7 @@ from oauthconn import paging
 from oauthconn.admin import records
 from oauthconn.flows.proactive import Policy
 from oauthconn.models import Connection, Event, Provider, Token, TokenStatus
+from tests.migrations import migrated_back_to
 
 pytestmark = pytest.mark.django_db
 
@@ -547,3 +548,21 @@ def test_the_connection_page_lists_the_first_grants_and_links_to_all_of_them(
     assert link, html
     tokens = client.get(link.group(1).replace("&amp;", "&")).content.decode()
     assert tokens.count('class="action-select"') == 7
+
+
+def token_indexes_on(columns: list[str]) -> list[str]:
+    with db.cursor() as cursor:
+        constraints = db.introspection.get_constraints(cursor, "oauthconn_token")
+    return [name for name, c in constraints.items() if c["index"] and c["columns"] == columns]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_owners_own_index_is_dropped_and_comes_back_with_the_migration_reversed():
+    """``(owner, connection)`` leads with the owner. With the owner's own index as well,
+    PostgreSQL walked it for a popular connection's page and read every grant of the owners
+    who come first (migration 0023)."""
+    assert token_indexes_on(["owner_id"]) == []
+    assert token_indexes_on(["owner_id", "connection_id"]) == ["oauthconn_token_owner_conn"]
+    with migrated_back_to("0022_grant_counts_per_statement"):
+        assert len(token_indexes_on(["owner_id"])) == 1
+    assert token_indexes_on(["owner_id"]) == []

@@ -30,3 +30,37 @@ class AddIndexConcurrentlyOnPostgres(migrations.AddIndex):
         concurrent = self._concurrent(schema_editor)
         target = concurrent or super()
         target.database_backwards(app_label, schema_editor, from_state, to_state)
+
+
+class DropForeignKeyIndex(migrations.AlterField):
+    """``AlterField`` to ``db_index=False`` on a foreign key that another index now leads
+    with: drops only the key's own index, concurrently on PostgreSQL (so the migration sets
+    ``atomic = False``). Django's ``AlterField`` would rebuild the whole table on SQLite,
+    dropping its triggers. Other databases get Django's ``AlterField``."""
+
+    VENDORS = ("postgresql", "sqlite")
+
+    def _index_sql(self, app_label, schema_editor, state, create: bool) -> str:
+        model = state.apps.get_model(app_label, self.model_name)
+        column = model._meta.get_field(self.name).column
+        table = model._meta.db_table
+        # The name Django gave the index when it created the key (its own naming scheme).
+        name = schema_editor._create_index_name(table, [column], suffix="")
+        concurrently = " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
+        quote = schema_editor.quote_name
+        if create:
+            return (
+                f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(name)}"
+                f" ON {quote(table)} ({quote(column)})"
+            )
+        return f"DROP INDEX{concurrently} IF EXISTS {quote(name)}"
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor not in self.VENDORS:
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        schema_editor.execute(self._index_sql(app_label, schema_editor, from_state, create=False))
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor not in self.VENDORS:
+            return super().database_backwards(app_label, schema_editor, from_state, to_state)
+        schema_editor.execute(self._index_sql(app_label, schema_editor, to_state, create=True))

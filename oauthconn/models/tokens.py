@@ -81,6 +81,7 @@ class Token(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="oauthconn_tokens",
+        db_index=False,  # ("owner", "connection") below leads with it (migration 0023)
     )
     #: an owner other than a user (OAUTHCONN["OWNER_MODEL"]), see oauthconn.models.owners
     owner_key = models.CharField(max_length=OWNER_KEY_LENGTH, blank=True, default="", db_default="")
