@@ -183,8 +183,8 @@ def connection_seq_scans() -> int:
 def test_the_counts_trigger_finds_connections_by_key_after_the_table_grows(crm, provider):
     """PostgreSQL may keep a function's plan once it has run five times. Kept while the
     connection table was small, the plan scanned the whole table for each moved connection
-    after it grew: the benchmark's 100,000-grant COPY ran for over ten minutes. Fresh plans
-    (``plan_cache_mode``) read the primary key whatever the table's size was."""
+    after it grew: the benchmark's 100,000-grant COPY ran for over ten minutes. A fresh plan
+    for each update (``EXECUTE``) reads the primary key whatever the table's size was."""
     with db_connection.cursor() as cursor:
         cursor.execute("ANALYZE oauthconn_connection")  # statistics of a small table
     grant = Token.objects.create(connection=crm, access_token="at")

@@ -7,8 +7,9 @@ grant in one transaction: quadratic in PostgreSQL, 8 s for 4,000 grants. This mi
 swaps them for statement-level triggers (``_kept_counts.KeptPerStatement``) that update each
 connection once per statement. SQLite keeps its row triggers (it updates in place).
 
-The function plans its statements afresh on every run: a plan kept from when the connection
-table was small would scan all of it for every connection a statement moves.
+The function's ``UPDATE`` of a connection is planned afresh each time (an ``EXECUTE``): a
+plan kept from when the connection table was small would scan all of it for every connection
+a statement moves.
 
 The swap is one short transaction; it holds an exclusive lock on the token table only for
 the DDL, and the counts need no recount.

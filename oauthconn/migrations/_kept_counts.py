@@ -187,6 +187,13 @@ class KeptPerStatement:
         A loop in id order, not one ``UPDATE … FROM`` the aggregate: the id order is the
         order in which the rows are locked, so two statements moving the same connections
         cannot deadlock here.
+
+        The ``UPDATE`` is an ``EXECUTE``, planned afresh each time (a little planning per
+        moved connection). A plan PostgreSQL keeps after five runs reflects the table's size
+        then: one kept while the connection table was small scanned all of it for every
+        moved connection once it had grown (a 100,000-grant ``COPY`` ran for over ten
+        minutes). The aggregate reads only the transition tables, so its kept plan is sound,
+        and a statement that moves no count (every refresh) plans nothing.
         """
         columns = [count.column for count in self.counts]
         rows = " UNION ALL ".join(
@@ -197,11 +204,16 @@ class KeptPerStatement:
         )
         sums = ", ".join(f"SUM({column}) AS {column}" for column in columns)
         nonzero = " OR ".join(f"SUM({column}) <> 0" for column in columns)
-        assignments = ", ".join(f"{column} = {column} + moved.{column}" for column in columns)
+        assignments = ", ".join(
+            f"{column} = {column} + ${n}" for n, column in enumerate(columns, 1)
+        )
+        key = f"${len(columns) + 1}"
+        values = ", ".join(f"moved.{column}" for column in [*columns, "connection_id"])
         return (
             f"FOR moved IN SELECT connection_id, {sums} FROM ({rows}) r"
             f" GROUP BY connection_id HAVING {nonzero} ORDER BY connection_id LOOP"
-            f" UPDATE oauthconn_connection SET {assignments} WHERE id = moved.connection_id;"
+            f" EXECUTE 'UPDATE oauthconn_connection SET {assignments} WHERE id = {key}'"
+            f" USING {values};"
             " END LOOP"
         )
 
@@ -211,12 +223,7 @@ class KeptPerStatement:
             for op, (_, sources) in self.OPERATIONS.items()
         )
         statements = [
-            # Plans made fresh for each run (a little planning per moved connection): a
-            # plan PostgreSQL keeps after five runs reflects the table's size then, and one
-            # kept while the connection table was small scans all of it for every moved
-            # connection once it has grown (a 100,000-grant COPY ran for over ten minutes).
-            f"""CREATE OR REPLACE FUNCTION {self.function}() RETURNS trigger LANGUAGE plpgsql
-    SET plan_cache_mode = force_custom_plan AS $$
+            f"""CREATE OR REPLACE FUNCTION {self.function}() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE moved record;
     BEGIN
         IF {branches}
