@@ -566,3 +566,28 @@ def test_the_owners_own_index_is_dropped_and_comes_back_with_the_migration_rever
     with migrated_back_to("0022_grant_counts_per_statement"):
         assert len(token_indexes_on(["owner_id"])) == 1
     assert token_indexes_on(["owner_id"]) == []
+
+
+@pytest.mark.parametrize("model", ["token", "event"])
+def test_the_provider_filter_asks_for_that_providers_connections(
+    providers, admin_user, client, model
+):
+    """A semi-join (``connection_id IN (…)``), not a join on the connection's provider: the
+    database can then look each connection up once while it walks the newest rows."""
+    client.force_login(admin_user)
+    grow(providers, 6, admin_user)
+    first, second = providers
+    url = f"{ADMIN}/{model}/?connection__provider__id__exact={first.pk}"
+    with CaptureQueriesContext(db) as captured:
+        page = client.get(url).content.decode()
+    listed = [q["sql"] for q in captured if q["sql"].startswith(f'SELECT "oauthconn_{model}"."id"')]
+    assert listed and all('"connection_id" IN (SELECT' in sql for sql in listed)
+    start = page.index('id="result_list"')
+    rows = page[start : page.index("</table>", start)]
+    mine = Connection.objects.filter(provider=first).values_list("name", flat=True)
+    others = Connection.objects.filter(provider=second).values_list("name", flat=True)
+    assert all(re.search(rf">{name}\b", rows) for name in mine)
+    assert not any(re.search(rf">{name}\b", rows) for name in others)
+    # A value that is no provider's id is Django's "incorrect lookup" (?e=1), not an error.
+    response = client.get(f"{ADMIN}/{model}/?connection__provider__id__exact=x")
+    assert response.status_code == 302 and response.url.endswith("?e=1")

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -100,10 +102,31 @@ class ConnectionFilter(admin.SimpleListFilter):
         return queryset.filter(connection=chosen) if chosen.isdigit() else queryset.none()
 
 
+class ProviderFilter(admin.RelatedFieldListFilter):
+    """The connection's provider (Django's own filter, choices and parameters), asked as
+    "the connection is one of that provider's".
+
+    As a semi-join PostgreSQL may remember each connection it has looked up (``Memoize``)
+    while it walks the newest rows; as the join Django writes, it looked the connection up
+    again for every row. A popular connection whose 100,000 grants are the newest made the
+    token list for another provider walk past all of them: 111 ms of query, now 43 ms.
+    """
+
+    def queryset(self, request, queryset):
+        chosen = self.used_parameters.get(self.lookup_kwarg)
+        if not chosen or len(self.used_parameters) > 1:
+            return super().queryset(request, queryset)
+        try:
+            connections = Connection.objects.filter(provider__in=chosen).values("pk")
+            return queryset.filter(connection__in=connections)
+        except (ValueError, ValidationError) as err:  # as Django's filter reports them
+            raise IncorrectLookupParameters(err) from err
+
+
 class ReadOnlyAdmin(BoundedListAdmin):
     """Change lists over the tables that grow: bounded counts, no full-table COUNT(*)."""
 
-    list_filter = ["status", ConnectionFilter, "connection__provider"]
+    list_filter = ["status", ConnectionFilter, ("connection__provider", ProviderFilter)]
     # An exact, case-sensitive match, which the unique index on the slug answers. ("=slug"
     # is Django's iexact: UPPER(slug) = UPPER(%s), which no index answers, so every search
     # read every connection.)
@@ -153,5 +176,5 @@ class TokenAdmin(ReadOnlyAdmin):
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "kind", "connection", "owner", "owner_key", "actor", "message"]
-    list_filter = ["kind", ConnectionFilter, "connection__provider"]
+    list_filter = ["kind", ConnectionFilter, ("connection__provider", ProviderFilter)]
     list_select_related = ["connection", "owner", "actor"]
