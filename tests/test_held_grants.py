@@ -143,11 +143,12 @@ def test_the_not_connected_filter_reads_the_count_and_agrees_with_the_anti_join(
     assert sorted(c.slug for c in anti_join) == ["empty-row", "no-rows"]
 
 
-def connection_row_updates() -> int:
-    """How many connection rows this transaction has updated so far (PostgreSQL)."""
+def connection_table_stat(column: str) -> int:
+    """A counter of this transaction's work on the connection table so far (PostgreSQL's
+    ``pg_stat_xact_user_tables``: ``n_tup_upd`` rows updated, ``seq_scan`` scans)."""
     with db_connection.cursor() as cursor:
         cursor.execute(
-            "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'oauthconn_connection'"
+            f"SELECT {column} FROM pg_stat_xact_user_tables WHERE relname = 'oauthconn_connection'"
         )
         return cursor.fetchone()[0]
 
@@ -159,7 +160,7 @@ def test_a_statement_over_many_grants_updates_their_connection_once(crm, django_
     users = django_user_model.objects.bulk_create(
         django_user_model(username=f"user{n}") for n in range(40)
     )
-    before = connection_row_updates()
+    before = connection_table_stat("n_tup_upd")
     Token.objects.bulk_create(Token(connection=crm, owner=u, access_token="at") for u in users)
     assert count(crm) == 40
     Token.objects.filter(connection=crm).update(access_token=None)  # all stop holding
@@ -167,16 +168,7 @@ def test_a_statement_over_many_grants_updates_their_connection_once(crm, django_
     Token.objects.filter(connection=crm).update(status=TokenStatus.REVOKED)  # all hold again
     Token.objects.filter(connection=crm).delete()
     assert count(crm) == 0
-    assert connection_row_updates() - before == 4
-
-
-def connection_seq_scans() -> int:
-    """How many sequential scans of the connection table this transaction has run."""
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'oauthconn_connection'"
-        )
-        return cursor.fetchone()[0]
+    assert connection_table_stat("n_tup_upd") - before == 4
 
 
 @pytest.mark.postgres
@@ -195,9 +187,9 @@ def test_the_counts_trigger_finds_connections_by_key_after_the_table_grows(crm, 
         Connection(slug=f"c{n}", name=f"C{n}", provider=provider) for n in range(1000)
     )
     Token.objects.bulk_create(Token(connection=c, access_token="at") for c in grown)
-    scans = connection_seq_scans()
+    scans = connection_table_stat("seq_scan")
     Token.objects.filter(connection__in=grown).update(access_token=None)
-    assert connection_seq_scans() == scans
+    assert connection_table_stat("seq_scan") == scans
     assert Connection.objects.filter(pk__in=[c.pk for c in grown], held_grants=0).count() == 1000
 
 
