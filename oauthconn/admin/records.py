@@ -113,8 +113,8 @@ class ProviderFilter(admin.RelatedFieldListFilter):
     """
 
     def queryset(self, request, queryset):
-        chosen = self.used_parameters.get(self.lookup_kwarg)
-        if not chosen or len(self.used_parameters) > 1:
+        chosen = self.used_parameters.get(self.lookup_kwarg)  # a list of ids, as typed
+        if not isinstance(chosen, list) or not chosen or len(self.used_parameters) > 1:
             return super().queryset(request, queryset)
         try:
             connections = Connection.objects.filter(provider__in=chosen).values("pk")
