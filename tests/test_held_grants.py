@@ -144,8 +144,11 @@ def test_the_not_connected_filter_reads_the_count_and_agrees_with_the_anti_join(
 
 
 def connection_table_stat(column: str) -> int:
-    """A counter of this transaction's work on the connection table so far (PostgreSQL's
-    ``pg_stat_xact_user_tables``: ``n_tup_upd`` rows updated, ``seq_scan`` scans)."""
+    """A counter of this backend's work on the connection table not yet reported (PostgreSQL's
+    ``pg_stat_xact_user_tables``: ``n_tup_upd`` rows updated, ``seq_scan`` scans). Read it
+    inside one transaction: outside, PostgreSQL 15 reports the counters when the backend is
+    idle, at most once a second, and they start from zero again (the tests' grants are
+    committed: ``live_server``)."""
     with db_connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {column} FROM pg_stat_xact_user_tables WHERE relname = 'oauthconn_connection'"
@@ -160,15 +163,16 @@ def test_a_statement_over_many_grants_updates_their_connection_once(crm, django_
     users = django_user_model.objects.bulk_create(
         django_user_model(username=f"user{n}") for n in range(40)
     )
-    before = connection_table_stat("n_tup_upd")
-    Token.objects.bulk_create(Token(connection=crm, owner=u, access_token="at") for u in users)
-    assert count(crm) == 40
-    Token.objects.filter(connection=crm).update(access_token=None)  # all stop holding
-    assert count(crm) == 0
-    Token.objects.filter(connection=crm).update(status=TokenStatus.REVOKED)  # all hold again
-    Token.objects.filter(connection=crm).delete()
-    assert count(crm) == 0
-    assert connection_table_stat("n_tup_upd") - before == 4
+    with transaction.atomic():  # (the counters stay this backend's until it commits)
+        before = connection_table_stat("n_tup_upd")
+        Token.objects.bulk_create(Token(connection=crm, owner=u, access_token="at") for u in users)
+        assert count(crm) == 40
+        Token.objects.filter(connection=crm).update(access_token=None)  # all stop holding
+        assert count(crm) == 0
+        Token.objects.filter(connection=crm).update(status=TokenStatus.REVOKED)  # hold again
+        Token.objects.filter(connection=crm).delete()
+        assert count(crm) == 0
+        assert connection_table_stat("n_tup_upd") - before == 4
 
 
 @pytest.mark.postgres
@@ -187,9 +191,10 @@ def test_the_counts_trigger_finds_connections_by_key_after_the_table_grows(crm, 
         Connection(slug=f"c{n}", name=f"C{n}", provider=provider) for n in range(1000)
     )
     Token.objects.bulk_create(Token(connection=c, access_token="at") for c in grown)
-    scans = connection_table_stat("seq_scan")
-    Token.objects.filter(connection__in=grown).update(access_token=None)
-    assert connection_table_stat("seq_scan") == scans
+    with transaction.atomic():  # (the counters stay this backend's until it commits)
+        scans = connection_table_stat("seq_scan")
+        Token.objects.filter(connection__in=grown).update(access_token=None)
+        assert connection_table_stat("seq_scan") == scans
     assert Connection.objects.filter(pk__in=[c.pk for c in grown], held_grants=0).count() == 1000
 
 
