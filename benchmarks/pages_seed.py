@@ -8,7 +8,8 @@ their connection without reading anything back; the sequences are reset afterwar
 The mix: one grant per connection, every tenth connection per-user (its grant belongs to the
 benchmark's staff user), five providers, statuses mostly active with a few failing, needing
 reauthorization and revoked, access tokens expiring over the next two days (a few due now),
-and one event per connection spread over 30 days.
+and one event per connection spread over 30 days. Beside them, :func:`seed_popular` adds one
+per-user connection with a grant for each of ``rows / 10`` users (users seeded too).
 """
 
 from __future__ import annotations
