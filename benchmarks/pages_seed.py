@@ -50,24 +50,45 @@ def status_of(n: int) -> str:
     return "active"
 
 
+def ciphertexts() -> tuple[str, str]:
+    """The access and refresh token every seeded grant carries, encrypted once."""
+    from oauthconn.crypto import Sealed
+
+    return (
+        Sealed.seal("bench-access-token").ciphertext,
+        Sealed.seal("bench-refresh-token").ciphertext,
+    )
+
+
+def connection_row(n: int, slug: str, name: str, provider: int, grant: str, per_user: bool, now):
+    """A connection's columns (:data:`CONNECTION_COLUMNS`); the rest are the same for all."""
+    return (n, slug, name, provider, grant, "bench", "client_secret_basic", "", "[]", "read",
+            "{}", "{}", "", per_user, "", "{}", now, now)  # fmt: skip
+
+
+def active_grant_row(token_id: int, connection_id: int, owner_id: int, n: int, now, sealed):
+    """An active grant none of whose tokens is due (:data:`TOKEN_COLUMNS`)."""
+    access, refresh = sealed
+    expires = now + timedelta(minutes=60 + n % 2880)
+    return (token_id, connection_id, owner_id, access, refresh, "Bearer", expires, "read", "",
+            "{}", "active", now, now, "", "", 0, False, now)  # fmt: skip
+
+
 def seed(start: int, stop: int, owner_id: int) -> None:
     """Connections ``start`` … ``stop - 1`` with their grant and one event each."""
-    from oauthconn.crypto import Sealed
     from oauthconn.models import Connection, Event, Provider, Token
 
     providers = ensure_providers()
     now = timezone.now()
-    access = Sealed.seal("bench-access-token").ciphertext
-    refresh = Sealed.seal("bench-refresh-token").ciphertext
+    access, refresh = ciphertexts()
 
     def connections() -> Iterator[tuple]:
         for n in range(start, stop):
             # A name whose order is not the insertion order, as real names are.
             name = f"{(n * 7919) % 100_003:05d} connection {n}"
             grant = "client_credentials" if n % 7 == 0 else "authorization_code_pkce"
-            yield (n, f"page-{n}", name, providers[n % PROVIDERS], grant, "bench",
-                   "client_secret_basic", "", "[]", "read", "{}", "{}", "", n % 10 == 0, "",
-                   "{}", now, now)  # fmt: skip
+            yield connection_row(n, f"page-{n}", name, providers[n % PROVIDERS], grant,
+                                 n % 10 == 0, now)  # fmt: skip
 
     def tokens() -> Iterator[tuple]:
         for n in range(start, stop):
@@ -109,19 +130,15 @@ def seed_user_grants(
     but for one in ``lacking_every`` of them: the API's "not connected" filter for users who
     hold all but a few, or some, of the per-user connections. Ids are ``id_offset + n``,
     clear of :func:`seed`'s."""
-    from oauthconn.crypto import Sealed
     from oauthconn.models import Token
 
     now = timezone.now()
-    access = Sealed.seal("bench-access-token").ciphertext
-    refresh = Sealed.seal("bench-refresh-token").ciphertext
+    sealed = ciphertexts()
 
     def tokens() -> Iterator[tuple]:
         for n in range(start, stop):
             if n % 10 == 0 and (n // 10) % lacking_every != 1:  # the first lacks one
-                expires = now + timedelta(minutes=60 + n % 2880)  # none due now
-                yield (id_offset + n, n, owner_id, access, refresh, "Bearer", expires, "read",
-                       "", "{}", "active", now, now, "", "", 0, False, now)  # fmt: skip
+                yield active_grant_row(id_offset + n, n, owner_id, n, now, sealed)
 
     write(Token, TOKEN_COLUMNS, tokens())
     if db.vendor == "postgresql":
@@ -142,27 +159,23 @@ def seed_popular(start: int, stop: int, owner_id: int) -> None:
     users (the first grant is ``owner_id``'s, so the staff user still lacks none). Its name
     sorts first (byte order), so it is on the first page of the lists; it is on pages of its
     own too (:func:`benchmarks.pages.pages`)."""
-    from oauthconn.crypto import Sealed
     from oauthconn.models import Connection, Token
 
     user_model = get_user_model()
     now = timezone.now()
     if start == 0:
         provider = ensure_providers()[0]
-        write(Connection, CONNECTION_COLUMNS, iter([(POPULAR, "popular", "0 popular per-user",
-              provider, "authorization_code_pkce", "bench", "client_secret_basic", "", "[]",
-              "read", "{}", "{}", "", True, "", "{}", now, now)]))  # fmt: skip
+        row = connection_row(POPULAR, "popular", "0 popular per-user", provider,
+                             "authorization_code_pkce", True, now)  # fmt: skip
+        write(Connection, CONNECTION_COLUMNS, iter([row]))
     first_user = max(start, 1)
     write(user_model, USER_COLUMNS, (
         (POPULAR + n, "!", False, f"popular-{n}", "", "", "", False, True, now)
         for n in range(first_user, stop)
     ))  # fmt: skip
-    access = Sealed.seal("bench-access-token").ciphertext
-    refresh = Sealed.seal("bench-refresh-token").ciphertext
+    sealed = ciphertexts()
     write(Token, TOKEN_COLUMNS, (
-        (POPULAR + n, POPULAR, POPULAR + n if n else owner_id, access, refresh, "Bearer",
-         now + timedelta(minutes=60 + n % 2880), "read", "", "{}", "active", now, now, "", "",
-         0, False, now)
+        active_grant_row(POPULAR + n, POPULAR, POPULAR + n if n else owner_id, n, now, sealed)
         for n in range(start, stop)
     ))  # fmt: skip
     with db.cursor() as cursor:
