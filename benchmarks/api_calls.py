@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
+from django.conf import settings
 from django.db import connection as db
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from benchmarks.common import (
     ResourceServer,
@@ -30,6 +32,7 @@ from benchmarks.common import (
 )
 from benchmarks.report import svg_bars
 from oauthconn import get_connection
+from oauthconn.flows import change_feed
 
 SLUG = "api-0"
 LIMIT = "raw httpx.Client (the limit)"
@@ -105,6 +108,7 @@ def run(ctx) -> Section:
         section = measure(ctx, clients)
         if db.vendor == "postgresql":
             prepared_statements(ctx, section)
+            listening_for_changes(ctx, section)
         section.tables.append(socket_table(clients, resource.port, ctx.smoke))
         return section
     finally:
@@ -153,26 +157,12 @@ def prepared_statements(ctx, section: Section) -> None:
     db.close()
     db.settings_dict["OPTIONS"] = {**options, **PREPARED}
     try:
-        kept = get_connection(SLUG)
-        clients = {
-            KEPT: lambda: kept.get("data"),
-            PER_CALL: lambda: get_connection(SLUG).get("data"),
-        }
-        samples, cpu_us = interleaved(ctx, clients)
+        ratio = kept_against_per_call(
+            ctx, section, "Per call on PostgreSQL with prepared statements (µs)"
+        )
     finally:
         db.close()  # the next benchmarks connect as configured
         db.settings_dict["OPTIONS"] = options
-    table = Table(
-        "Per call on PostgreSQL with prepared statements (µs)",
-        ["client", "median µs", "p99 µs", "client CPU µs", "calls"],
-    )
-    for name, values in samples.items():
-        table.rows.append([name, median_us(values), p99_us(values), cpu_us[name], len(values)])
-    section.tables.append(table)
-    ratio = {
-        "median": round(median_us(samples[PER_CALL]) / median_us(samples[KEPT]), 2),
-        "cpu": round(cpu_us[PER_CALL] / cpu_us[KEPT], 2),
-    }
     section.facts["per_call_to_kept_prepared"] = ratio
     section.notes.append(
         "With OPTIONS server_side_binding and prepare_threshold (psycopg prepares the "
@@ -181,6 +171,84 @@ def prepared_statements(ctx, section: Section) -> None:
         f"per call against a kept object {ratio['median']}× the median, {ratio['cpu']}× the "
         "client CPU."
     )
+
+
+#: commits by another connection whose notification's delivery is timed
+DELIVERIES = 200
+
+
+def listening_for_changes(ctx, section: Section) -> None:
+    """PostgreSQL with ``LISTEN_FOR_CHANGES``: the per-call pattern without the version
+    check's round trip, and how long after another connection's COMMIT returns this process
+    has heard of it (the window in which the old row may still be served)."""
+    with override_settings(OAUTHCONN={**settings.OAUTHCONN, "LISTEN_FOR_CHANGES": True}):
+        feed = change_feed.feed_for(db)
+        try:
+            deadline = time.monotonic() + 10
+            while not feed.listening and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ratio = kept_against_per_call(
+                ctx, section, "Per call on PostgreSQL with LISTEN_FOR_CHANGES (µs)"
+            )
+            queries = count_queries(lambda: get_connection(SLUG).get("data"), 200)
+            delays = delivery_delays(feed, 20 if ctx.smoke else DELIVERIES)
+        finally:
+            change_feed.stop_all()
+    section.facts["per_call_to_kept_listening"] = ratio
+    section.facts["listening_queries_per_call"] = queries
+    section.facts["notification_delivery_us"] = {
+        "median": median_us(delays),
+        "p99": p99_us(delays),
+        "max": round(max(delays) / 1000, 1),
+    }
+    section.notes.append(
+        "With LISTEN_FOR_CHANGES (a change feed per process, migration 0024's triggers): "
+        f"per call against a kept object {ratio['median']}× the median, {ratio['cpu']}× the "
+        f"client CPU, {queries} DB queries per call. After another connection's COMMIT "
+        f"returned, this process had heard of it within {median_us(delays)} µs (median), "
+        f"{p99_us(delays)} µs (p99), {round(max(delays) / 1000, 1)} µs at most of "
+        f"{len(delays)} commits: the window in which the old row may still be served."
+    )
+
+
+def delivery_delays(feed, commits: int) -> list[int]:
+    """Nanoseconds from another connection's COMMIT returning to ``feed`` having heard it."""
+    settings_dict = db.settings_dict
+    params = {"dbname": settings_dict["NAME"], "host": settings_dict["HOST"] or "127.0.0.1"}
+    params |= {"port": settings_dict["PORT"] or 5432, "user": settings_dict["USER"]}
+    delays = []
+    update = "UPDATE oauthconn_connection SET name = %s WHERE slug = %s"
+    with psycopg.connect(**params, autocommit=True) as other:
+        name = other.execute("SELECT name FROM oauthconn_connection WHERE slug = %s", [SLUG])
+        kept_name = name.fetchone()[0]
+        for i in range(commits):
+            heard = feed.stamp()
+            other.execute(update, [f"{kept_name} ({i})", SLUG])  # a change: it notifies
+            committed = time.perf_counter_ns()
+            while feed.stamp() == heard:
+                if time.perf_counter_ns() - committed > 10**10:
+                    raise RuntimeError("no notification within 10 s")
+            delays.append(time.perf_counter_ns() - committed)
+        other.execute(update, [kept_name, SLUG])
+    return delays
+
+
+def kept_against_per_call(ctx, section: Section, title: str) -> dict[str, float]:
+    """The kept object against the per-call pattern, as a table of ``section``; the ratios."""
+    kept = get_connection(SLUG)
+    clients = {
+        KEPT: lambda: kept.get("data"),
+        PER_CALL: lambda: get_connection(SLUG).get("data"),
+    }
+    samples, cpu_us = interleaved(ctx, clients)
+    table = Table(title, ["client", "median µs", "p99 µs", "client CPU µs", "calls"])
+    for name, values in samples.items():
+        table.rows.append([name, median_us(values), p99_us(values), cpu_us[name], len(values)])
+    section.tables.append(table)
+    return {
+        "median": round(median_us(samples[PER_CALL]) / median_us(samples[KEPT]), 2),
+        "cpu": round(cpu_us[PER_CALL] / cpu_us[KEPT], 2),
+    }
 
 
 def time_wait_sockets(port: int) -> set[tuple[str, str]]:

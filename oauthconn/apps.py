@@ -8,7 +8,9 @@ class OAuthConnConfig(AppConfig):
 
     def ready(self) -> None:
         from oauthconn import checks, server_log
+        from oauthconn.flows import change_feed
 
         checks.register()
+        change_feed.hear_orm_writes()
         # runserver logs the callback's request line, code and state included (see module)
         server_log.install()

@@ -136,6 +136,29 @@ def check_deployment_safety(
     return messages
 
 
+def check_change_feed(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W004: LISTEN_FOR_CHANGES hears PostgreSQL through psycopg 3 only."""
+    from django.db import connections
+
+    from oauthconn.flows.change_feed import can_listen
+
+    if not user_settings().get("LISTEN_FOR_CHANGES"):
+        return []
+    return [
+        checks.Warning(
+            f"OAUTHCONN['LISTEN_FOR_CHANGES'] is on, but the database {alias!r} cannot "
+            "notify it: get_connection() asks that database whether a row changed on every "
+            "call, as without the setting.",
+            hint="It needs PostgreSQL through psycopg 3.",
+            id="oauthconn.W004",
+        )
+        for alias in connections
+        if not can_listen(connections[alias])
+    ]
+
+
 def check_owner_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
@@ -172,5 +195,6 @@ def register() -> None:
         check_redirect_base_url,
         check_deployment_safety,
         check_owner_settings,
+        check_change_feed,
     ):
         checks.register(check, "oauthconn")

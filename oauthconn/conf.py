@@ -59,6 +59,12 @@ DEFAULTS: dict[str, Any] = {
     # whose own CPU is the bound, against a provider that answers at once; on PostgreSQL,
     # never on SQLite nor in the Celery task).
     "PROACTIVE_PROCESSES": 1,
+    # PostgreSQL through psycopg 3: each process keeps a connection that LISTENs for changes
+    # (migration 0024's triggers), and get_connection() serves a row it read before without
+    # asking the database until one names it. A request that follows another process's write
+    # by less than the notification's delivery may get the old row (docs/operations.md,
+    # "Listening for changes"). Off: every call asks whether the row changed.
+    "LISTEN_FOR_CHANGES": False,
     # REST API (oauthconn.api, needs the "api" extra): permission classes as import strings,
     # resolved per request. The first list guards providers and connections (staff), the
     # second the /me/ endpoints where users manage their own per-user tokens.

@@ -21,8 +21,11 @@ Reading the row itself is skipped when the database proves it did not change (is
   and then the whole row.
 
 There is no time window in either: what is checked is the database's own state, read in
-the call. (LISTEN/NOTIFY was not used: a notification can arrive after a request that the
-committed write already caused, so a process could serve the old row in between.)
+the call. PostgreSQL sites may trade that for no statement at all (``LISTEN_FOR_CHANGES``,
+flows/change_feed.py): a row read before is served while the process's change feed vouches
+for it, which it does until a notification names the row's connection or provider. A
+notification arrives after the writer's commit, so a request that follows another
+process's write by less than that may be served the old row: the reason it is opt-in.
 
 The cached ``Connection`` is shared by the process's clients and is read-only.
 """
@@ -38,6 +41,7 @@ from django.db.models import Field, Model
 
 from oauthconn.crypto import Sealed
 from oauthconn.exceptions import ConnectionNotFound
+from oauthconn.flows import change_feed
 from oauthconn.flows.rows import (
     Converters,
     KeptByRow,
@@ -74,6 +78,8 @@ class _Plan:
     keyed_sql: str
     owner_field: Any
     config_width: int
+    #: where the provider's columns begin (its key first); the connection's key is column 0
+    provider_at: int
     #: where the token's columns end; PostgreSQL's rows then carry the tuples' versions
     row_width: int
     #: PostgreSQL: statement -> the same join selecting only the three tuples' versions
@@ -87,8 +93,9 @@ _configs: KeptByRow[Connection] = KeptByRow()
 _sealed: dict[tuple[int, Any, str], Sealed] = {}
 #: (alias, token id) -> (the token's columns as read, their Python values, the mutable ones)
 _token_rows: dict[tuple[str, Any], tuple[tuple[Any, ...], tuple[Any, ...], tuple[int, ...]]] = {}
-#: PostgreSQL: (alias, statement, parameters) -> the last row, its tuples' versions last
-_rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+#: PostgreSQL: (alias, statement, parameters) -> the last row (its tuples' versions last), the
+#: change feed's stamp taken before it was read or confirmed, and the feed's keys for it
+_rows: dict[tuple[Any, ...], tuple[tuple[Any, ...], change_feed.Stamp | None, tuple[str, ...]]] = {}
 #: per thread: {alias: (sqlite3 connection, {statement and parameters: (version, row)})}
 _thread = threading.local()
 
@@ -103,25 +110,41 @@ def load_grant(slug: str, owner: Owner = None) -> tuple[Connection, Token | None
     alias = router.db_for_read(Token)
     plan = _plan(alias)
     if owner is None:
-        row = _fetch_one(alias, plan, plan.shared_sql, [slug])
+        sql, params = plan.shared_sql, [slug]
     elif is_user(owner):
         owner_pk = plan.owner_field.get_db_prep_value(owner.pk, connections[alias])
-        row = _fetch_one(alias, plan, plan.owned_sql, [owner_pk, slug])
+        sql, params = plan.owned_sql, [owner_pk, slug]
     else:
-        row = _fetch_one(alias, plan, plan.keyed_sql, [owner_key(owner), slug])
+        sql, params = plan.keyed_sql, [owner_key(owner), slug]
+    row, heard = _fetch_one(alias, plan, sql, params, trust_feed=True)
+    connection, token = _grant(alias, plan, slug, row)
+    if heard and token is not None and token.needs_refresh():
+        # A renewal is not notified (migration 0024): another process may have renewed this
+        # grant already, and its row says so. Ask before renewing.
+        row, _ = _fetch_one(alias, plan, sql, params, trust_feed=False)
+        connection, token = _grant(alias, plan, slug, row)
+    return connection, token
+
+
+def _grant(
+    alias: str, plan: _Plan, slug: str, row: tuple[Any, ...] | None
+) -> tuple[Connection, Token | None]:
     if row is None:
         raise ConnectionNotFound(f"No OAuth connection with the slug {slug!r}.")
     connection = _connection(alias, plan, row[: plan.config_width])
     return connection, _token(alias, plan, connection, row[plan.config_width : plan.row_width])
 
 
-def _fetch_one(alias: str, plan: _Plan, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+def _fetch_one(
+    alias: str, plan: _Plan, sql: str, params: list[Any], trust_feed: bool
+) -> tuple[tuple[Any, ...] | None, bool]:
+    """The row, and whether it was served on the change feed's word (no statement)."""
     db = connections[alias]
     if db.vendor == "sqlite":
-        return _sqlite_row(db, sql, params)
+        return _sqlite_row(db, sql, params), False
     if sql in plan.versions_sql:
-        return _versioned_row(db, plan.versions_sql[sql], sql, params)
-    return _query(db, sql, params)
+        return _versioned_row(db, plan, sql, params, trust_feed)
+    return _query(db, sql, params), False
 
 
 def _query(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
@@ -133,8 +156,11 @@ def _query(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
 # --- PostgreSQL: the row again when its three tuples are the ones read before ---------------
 
 
-def _versioned_row(db: Any, versions_sql: str, sql: str, params: list[Any]) -> Any:
-    """The row, or the one this process read before when the same three tuples answer.
+def _versioned_row(
+    db: Any, plan: _Plan, sql: str, params: list[Any], trust_feed: bool
+) -> tuple[Any, bool]:
+    """The row, or the one this process read before when the same three tuples answer, or
+    without asking when the change feed vouches for it (and ``trust_feed``).
 
     A tuple's ``(xmin, ctid)`` names one version of a row: an UPDATE, whatever sent it,
     writes a new tuple with its transaction's id at a new place, and the content of a tuple
@@ -146,18 +172,35 @@ def _versioned_row(db: Any, versions_sql: str, sql: str, params: list[Any]) -> A
     """
     key = (db.alias, sql, *params)
     kept = _rows.get(key)
+    # Inside a transaction the row may be its own uncommitted write, which notifies nobody
+    # if it is rolled back: such a row is neither served on the feed's word nor stamped.
+    feed = change_feed.feed_for(db) if not _in_transaction(db) else None
+    if kept is not None and feed is not None and trust_feed and feed.vouches(kept[1], kept[2]):
+        return kept[0], True
+    # Taken before the statements: a change committed after it is either in what they read
+    # or in a notification heard after it, which voids this stamp.
+    stamp = feed.stamp() if feed is not None else None
     if kept is not None:
-        versions = _query(db, versions_sql, params)
+        versions = _query(db, plan.versions_sql[sql], params)
         if versions is None:
-            return None
-        if versions == kept[-len(versions) :]:
-            return kept
+            return None, False
+        if versions == kept[0][-len(versions) :]:
+            _rows[key] = (kept[0], stamp, kept[2])
+            return kept[0], False
     row = _query(db, sql, params)
     if row is not None:
         if len(_rows) >= MAX_GRANTS:
             _rows.clear()
-        _rows[key] = row
-    return row
+        _rows[key] = (row, stamp, (f"c{row[0]}", f"p{row[plan.provider_at]}"))
+    return row, False
+
+
+def _in_transaction(db: Any) -> bool:
+    """Whether a statement now would run in a transaction (whose own writes notify nobody
+    until they commit)."""
+    if db.connection is None:
+        return not db.settings_dict["AUTOCOMMIT"]
+    return db.in_atomic_block or not db.autocommit
 
 
 # --- SQLite: the row again, without the statement, when the database did not change ----------
@@ -308,6 +351,7 @@ def _prepare(alias: str) -> _Plan:
         versions_sql=versions,
         owner_field=owner_field,
         config_width=len(columns[0]) + len(columns[1]),
+        provider_at=len(columns[0]),
         row_width=sum(len(cols) for cols in columns),
         token_converters=column_converters(Token, db),
         config_converters=column_converters(Connection, db) + column_converters(Provider, db),

@@ -1,0 +1,274 @@
+"""PostgreSQL, opt-in: hear that a grant's rows changed instead of asking (``LISTEN_FOR_CHANGES``).
+
+By default every ``get_connection()`` asks PostgreSQL whether the connection's, provider's and
+grant's rows changed since this process read them: one narrow round trip (flows/lookup.py).
+With ``OAUTHCONN["LISTEN_FOR_CHANGES"]``, each process keeps one more connection, which
+LISTENs on the channel where migration 0024's triggers name every connection, provider and
+grant that changes, except a grant's renewal. A row read before is then served without a
+statement while all of these hold:
+
+- this feed has been listening, on one connection, since before the row was read;
+- no notification has named the row's connection or provider since. Notifications waiting on
+  the socket are read by the caller itself, under the feed's lock, before it answers: none
+  waits for the listening thread's turn;
+- the caller is not inside a transaction (the row may be its own uncommitted write, which
+  notifies only at commit) and the grant is not due for refresh (both checked in
+  flows/lookup.py).
+
+What it costs: a change is heard once PostgreSQL has delivered its notification, which it
+sends after the writer's COMMIT, so a request that follows another process's write by less
+than that (a fraction of a millisecond on one host) may still be served the old row. Saves
+and deletes through the ORM in this process are heard at once (:func:`heard_here`). A
+renewal is not notified: a process may use an access token that another one has replaced,
+as a kept connection object does, until its own is due or answered 401. One more database
+connection per process. A feed that loses its connection vouches for nothing until it
+listens again, and forgets everything it vouched for before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import select
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+
+from oauthconn.conf import oauthconn_settings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "oauthconn_changes"  # migration 0024
+#: payload of a statement over many connections' grants: forget everything
+EVERYTHING = "*"
+#: seconds between attempts to listen again, after the first failures
+RETRY_AFTER = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: the listening thread's wait for its socket, in milliseconds (it checks for a stop then)
+IDLE_WAIT_MS = 1000
+#: distinct keys heard before the feed starts over (a new epoch forgets them all)
+MAX_KEYS = 100_000
+#: TCP keepalives for the listening connection, unless the database's OPTIONS set them: a
+#: silently dead connection is noticed within about 25 s, and stops vouching then
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+#: (the listening connection's epoch, the notifications heard before the row was read)
+Stamp = tuple[int, int]
+#: epochs are unique in a process, and in its children (the counter is inherited)
+_epochs = itertools.count(1)
+
+
+class ChangeFeed:
+    """One database's notifications, heard by a daemon thread and by callers."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._listening: Any = None  # the psycopg connection while it listens
+        self._epoch = 0
+        self._heard = 0
+        self._changed: dict[str, int] = {}
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="oauthconn-changes", daemon=True)
+
+    def start(self) -> ChangeFeed:
+        self._thread.start()
+        return self
+
+    @property
+    def listening(self) -> bool:
+        return self._listening is not None
+
+    def stamp(self) -> Stamp | None:
+        """Taken before reading a row: what :meth:`vouches` compares with later."""
+        with self._lock:
+            self._read_waiting()
+            return (self._epoch, self._heard) if self._listening is not None else None
+
+    def vouches(self, stamp: Stamp | None, keys: Iterable[str]) -> bool:
+        """Whether nothing named ``keys`` changed since ``stamp`` was taken."""
+        if stamp is None:
+            return False
+        with self._lock:
+            self._read_waiting()
+            if self._listening is None or stamp[0] != self._epoch:
+                return False
+            return all(self._changed.get(key, 0) <= stamp[1] for key in keys)
+
+    def heard(self, key: str) -> None:
+        """``key`` changed (a notification, or a write in this process)."""
+        with self._lock:
+            self._note(key)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            self._lose()
+
+    # --- with the lock held -----------------------------------------------------------------
+
+    def _note(self, key: str) -> None:
+        self._heard += 1
+        if key == EVERYTHING or len(self._changed) >= MAX_KEYS:
+            self._changed.clear()
+            self._epoch = next(_epochs)  # every stamp taken before is void
+        if key != EVERYTHING:
+            self._changed[key] = self._heard
+
+    def _read_waiting(self) -> None:
+        """Take in the notifications that have reached the socket."""
+        conn = self._listening
+        if conn is None:
+            return
+        try:
+            pgconn = conn.pgconn
+            if not _readable(pgconn.socket, 0):
+                return
+            pgconn.consume_input()
+            while (notification := pgconn.notifies()) is not None:
+                for key in notification.extra.decode().split(","):
+                    self._note(key)
+        except Exception:  # the connection is gone: the next one starts a new epoch
+            logger.warning("oauthconn stopped hearing changes: its connection was lost.")
+            self._lose()
+
+    def _lose(self) -> None:
+        conn, self._listening = self._listening, None
+        self._changed.clear()
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass  # it is gone either way
+
+    # --- the listening thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            conn = self._listen()
+            if conn is not None:
+                failures = 0
+                self._hear(conn)
+            else:
+                failures += 1
+            if self._stopped.wait(RETRY_AFTER[min(failures, len(RETRY_AFTER) - 1)]):
+                return
+
+    def _listen(self) -> Any:
+        try:
+            conn = self._connect()
+            conn.execute(f"LISTEN {CHANNEL}")
+        except Exception as error:
+            logger.warning("oauthconn cannot listen for changes: %s", type(error).__name__)
+            return None
+        with self._lock:
+            if self._stopped.is_set():
+                conn.close()
+                return None
+            self._listening = conn
+            self._changed.clear()
+            self._epoch = next(_epochs)
+        return conn
+
+    def _hear(self, conn: Any) -> None:
+        """Read notifications as they come, until the connection is lost or the feed stops."""
+        while self._listening is conn and not self._stopped.is_set():
+            try:
+                _readable(conn.pgconn.socket, IDLE_WAIT_MS)
+            except Exception:
+                pass  # closed meanwhile: _read_waiting, or the loop's condition, says so
+            with self._lock:
+                if self._listening is conn:
+                    self._read_waiting()
+
+
+def _readable(fd: int, timeout_ms: int) -> bool:
+    if hasattr(select, "poll"):  # select() fails on descriptors past FD_SETSIZE
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(timeout_ms))
+    return bool(select.select([fd], [], [], timeout_ms / 1000)[0])
+
+
+# --- the feeds of this process ---------------------------------------------------------------
+
+_feeds: dict[str, ChangeFeed] = {}
+_feeds_lock = threading.Lock()
+
+
+def feed_for(db: Any) -> ChangeFeed | None:
+    """The change feed of database ``db`` (a Django connection), started on first use; None
+    unless ``LISTEN_FOR_CHANGES`` is on and ``db`` is PostgreSQL through psycopg 3."""
+    if not oauthconn_settings.LISTEN_FOR_CHANGES or not can_listen(db):
+        return None
+    feed = _feeds.get(db.alias)
+    if feed is None:
+        with _feeds_lock:
+            feed = _feeds.get(db.alias)
+            if feed is None:
+                feed = _feeds[db.alias] = ChangeFeed(_connector(db)).start()
+    return feed
+
+
+def can_listen(db: Any) -> bool:
+    return db.vendor == "postgresql" and db.Database.__name__ == "psycopg"
+
+
+def _connector(db: Any) -> Callable[[], Any]:
+    """Opens a connection like ``db``'s own, in autocommit, outside Django's management."""
+    params = db.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params = {**KEEPALIVES, "application_name": "oauthconn changes", **params}
+    return lambda: db.Database.connect(**params, autocommit=True)
+
+
+def hear_orm_writes() -> None:
+    """Saves and deletes through the ORM in this process are heard at once, without waiting
+    for their notification (a renewal too: this process then reads the renewed row)."""
+    from oauthconn.models import Connection, Provider, Token
+
+    for model in (Connection, Provider, Token):
+        for signal in (post_save, post_delete):
+            signal.connect(_written, sender=model, dispatch_uid=f"oauthconn_heard_{model.__name__}")
+
+
+def _written(sender: type, instance: Any, **kwargs: Any) -> None:
+    feed = _feeds.get(instance._state.db)
+    if feed is None:
+        return
+    if sender.__name__ == "Provider":
+        feed.heard(f"p{instance.pk}")
+    else:
+        feed.heard(f"c{instance.connection_id if sender.__name__ == 'Token' else instance.pk}")
+
+
+def stop_all() -> None:
+    """Stop every feed and close its connection (at exit; tests)."""
+    with _feeds_lock:
+        feeds = list(_feeds.values())
+        _feeds.clear()
+    for feed in feeds:
+        feed.stop()
+
+
+def _forget_parents_feeds() -> None:
+    # A forked child has none of the parent's threads and must not touch its sockets or
+    # locks: it starts feeds of its own (the parent's stamps name epochs the child never has).
+    global _feeds_lock
+    _feeds.clear()
+    _feeds_lock = threading.Lock()
+
+
+atexit.register(stop_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parents_feeds)
