@@ -201,6 +201,33 @@ def test_a_lost_listener_vouches_for_nothing_until_it_listens_again(crm, listeni
     assert base_url() == "https://b.example/"
 
 
+@pytest.fixture
+def fast_probes(monkeypatch):
+    monkeypatch.setattr(change_feed, "PROBE_EVERY", 0.2)
+
+
+@on_postgres
+def test_a_feed_that_stops_hearing_its_own_probes_stops_vouching(crm, fast_probes, listening):
+    base_url()
+    assert statements(base_url) == 0
+    with listening._socket:  # what a proxy that does not keep a LISTEN does to it
+        listening._listening.execute("UNLISTEN *")
+    elsewhere("UPDATE oauthconn_connection SET api_base_url = 'https://b.example/'")
+    # Not heard: within a probe's period the feed drops that connection, and the row is
+    # asked for; then it listens again and vouches once more.
+    assert eventually(base_url, "https://b.example/") == "https://b.example/"
+    assert eventually(lambda: statements(base_url), 0) == 0
+
+
+@on_postgres
+def test_a_caller_asks_the_database_rather_than_wait_for_the_feeds_socket(crm, listening):
+    base_url()
+    assert statements(base_url) == 0
+    with listening._socket:  # the listening thread reading, or probing a dead connection
+        assert statements(base_url) == 1
+    assert statements(base_url) == 0
+
+
 @on_postgres
 def test_a_bulk_statement_over_many_connections_voids_every_kept_row(crm, listening):
     base_url()

@@ -7,10 +7,13 @@ LISTENs on the channel where migration 0024's triggers name every connection, pr
 grant that changes, except a grant's renewal. A row read before is then served without a
 statement while all of these hold:
 
-- this feed has been listening, on one connection, since before the row was read;
+- this feed has been listening, on one connection, since before the row was read, and has
+  heard a probe of its own back on it (a NOTIFY it sends on listening and every
+  :data:`PROBE_EVERY` seconds: a connection that stops hearing them, dead or behind a proxy
+  that does not keep a LISTEN, is dropped and vouches for nothing);
 - no notification has named the row's connection or provider since. Notifications waiting on
-  the socket are read by the caller itself, under the feed's lock, before it answers: none
-  waits for the listening thread's turn;
+  the socket are read by the caller itself before it answers, so none waits for the
+  listening thread's turn; when that thread holds the socket, the caller asks the database;
 - the caller is not inside a transaction (the row may be its own uncommitted write, which
   notifies only at commit) and the grant is not due for refresh (both checked in
   flows/lookup.py).
@@ -18,11 +21,11 @@ statement while all of these hold:
 What it costs: a change is heard once PostgreSQL has delivered its notification, which it
 sends after the writer's COMMIT, so a request that follows another process's write by less
 than that (a fraction of a millisecond on one host) may still be served the old row. Saves
-and deletes through the ORM in this process are heard at once (:func:`heard_here`). A
+and deletes through the ORM in this process are heard at once (:func:`hear_orm_writes`). A
 renewal is not notified: a process may use an access token that another one has replaced,
 as a kept connection object does, until its own is due or answered 401. One more database
 connection per process. A feed that loses its connection vouches for nothing until it
-listens again, and forgets everything it vouched for before.
+listens again, and forgets everything it heard before.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import logging
 import os
 import select
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,14 +49,20 @@ logger = logging.getLogger(__name__)
 CHANNEL = "oauthconn_changes"  # migration 0024
 #: payload of a statement over many connections' grants: forget everything
 EVERYTHING = "*"
+#: payloads that start so are a feed's probes, not changes
+PROBE = "~"
+#: seconds between a feed's probes: a NOTIFY of its own that it must hear back by the next
+#: one, or it stops vouching (a dead connection, a proxy that does not keep the LISTEN)
+PROBE_EVERY = 5.0
 #: seconds between attempts to listen again, after the first failures
 RETRY_AFTER = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-#: the listening thread's wait for its socket, in milliseconds (it checks for a stop then)
+#: the listening thread's wait for its socket, in milliseconds
 IDLE_WAIT_MS = 1000
+#: seconds a caller waits for the socket while the thread uses it (then it asks the database)
+CALLER_WAIT = 0.001
 #: distinct keys heard before the feed starts over (a new epoch forgets them all)
 MAX_KEYS = 100_000
-#: TCP keepalives for the listening connection, unless the database's OPTIONS set them: a
-#: silently dead connection is noticed within about 25 s, and stops vouching then
+#: TCP keepalives for the listening connection, unless the database's OPTIONS set them
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 10,
@@ -67,15 +77,26 @@ _epochs = itertools.count(1)
 
 
 class ChangeFeed:
-    """One database's notifications, heard by a daemon thread and by callers."""
+    """One database's notifications, heard by a daemon thread and by callers.
+
+    Two locks: ``_socket`` while the listening connection is read or written (by the thread
+    or a caller), ``_state`` while what was heard changes (microseconds). A caller never
+    waits on the connection: when the thread holds it (reading, or a probe on a connection
+    that may be dead), the caller asks the database instead.
+    """
 
     def __init__(self, connect: Callable[[], Any]) -> None:
         self._connect = connect
-        self._lock = threading.Lock()
+        self._socket = threading.Lock()
+        self._state = threading.Lock()
         self._listening: Any = None  # the psycopg connection while it listens
         self._epoch = 0
         self._heard = 0
         self._changed: dict[str, int] = {}
+        self._probe: str | None = None  # the probe sent and not heard back yet
+        #: whether this connection has heard a probe of its own back (it vouches from then)
+        self._proven = False
+        self._probes = itertools.count(1)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="oauthconn-changes", daemon=True)
 
@@ -85,43 +106,68 @@ class ChangeFeed:
 
     @property
     def listening(self) -> bool:
-        return self._listening is not None
+        """Listening, and proven to hear its own notifications."""
+        return self._listening is not None and self._proven
 
     def stamp(self) -> Stamp | None:
         """Taken before reading a row: what :meth:`vouches` compares with later."""
-        with self._lock:
-            self._read_waiting()
-            return (self._epoch, self._heard) if self._listening is not None else None
+        if not self._caught_up():
+            return None
+        with self._state:
+            return (self._epoch, self._heard) if self.listening else None
 
     def vouches(self, stamp: Stamp | None, keys: Iterable[str]) -> bool:
         """Whether nothing named ``keys`` changed since ``stamp`` was taken."""
-        if stamp is None:
+        if stamp is None or not self._caught_up():
             return False
-        with self._lock:
-            self._read_waiting()
-            if self._listening is None or stamp[0] != self._epoch:
+        with self._state:
+            if not self.listening or stamp[0] != self._epoch:
                 return False
             return all(self._changed.get(key, 0) <= stamp[1] for key in keys)
 
     def heard(self, key: str) -> None:
         """``key`` changed (a notification, or a write in this process)."""
-        with self._lock:
+        with self._state:
             self._note(key)
 
     def stop(self) -> None:
         self._stopped.set()
-        with self._lock:
-            self._lose()
+        # The thread may be waiting on a dead connection: then it closes it itself, later.
+        if self._socket.acquire(timeout=1.0):
+            try:
+                self._lose()
+            finally:
+                self._socket.release()
 
-    # --- with the lock held -----------------------------------------------------------------
+    def _caught_up(self) -> bool:
+        """Whether every notification that reached the socket has been heard."""
+        if not self._socket.acquire(timeout=CALLER_WAIT):
+            return False
+        try:
+            self._read_waiting()
+        finally:
+            self._socket.release()
+        return True
 
     def _note(self, key: str) -> None:
+        """With ``_state`` held."""
+        if key.startswith(PROBE):
+            if key == self._probe:
+                self._probe, self._proven = None, True
+            return  # a probe (this feed's or another process's) names nothing
         self._heard += 1
         if key == EVERYTHING or len(self._changed) >= MAX_KEYS:
             self._changed.clear()
             self._epoch = next(_epochs)  # every stamp taken before is void
         if key != EVERYTHING:
             self._changed[key] = self._heard
+
+    def _hear(self, payload: str) -> None:
+        with self._state:
+            for key in payload.split(","):
+                self._note(key)
+
+    # --- with ``_socket`` held ----------------------------------------------------------------
 
     def _read_waiting(self) -> None:
         """Take in the notifications that have reached the socket."""
@@ -134,15 +180,36 @@ class ChangeFeed:
                 return
             pgconn.consume_input()
             while (notification := pgconn.notifies()) is not None:
-                for key in notification.extra.decode().split(","):
-                    self._note(key)
+                self._hear(notification.extra.decode())
         except Exception:  # the connection is gone: the next one starts a new epoch
             logger.warning("oauthconn stopped hearing changes: its connection was lost.")
             self._lose()
 
+    def _send_probe(self) -> None:
+        """Lose the connection if the last probe was not heard back; send the next."""
+        conn = self._listening
+        if conn is None:
+            return
+        if self._probe is not None:
+            logger.warning(
+                "oauthconn stopped hearing changes: it did not hear its own notification "
+                "back (a dead connection, or a proxy that does not keep a LISTEN)."
+            )
+            self._lose()
+            return
+        self._probe = f"{PROBE}{os.getpid()}.{id(self)}.{next(self._probes)}"
+        try:  # what arrives meanwhile reaches _hear through the connection's handler
+            conn.execute("SELECT pg_notify(%s, %s)", [CHANNEL, self._probe])
+        except Exception:
+            logger.warning("oauthconn stopped hearing changes: its connection was lost.")
+            self._lose()
+
     def _lose(self) -> None:
-        conn, self._listening = self._listening, None
-        self._changed.clear()
+        conn = self._listening
+        with self._state:
+            self._listening = None
+            self._changed.clear()
+            self._probe, self._proven = None, False
         if conn is not None:
             try:
                 conn.close()
@@ -157,38 +224,54 @@ class ChangeFeed:
             conn = self._listen()
             if conn is not None:
                 failures = 0
-                self._hear(conn)
+                self._follow(conn)
             else:
                 failures += 1
             if self._stopped.wait(RETRY_AFTER[min(failures, len(RETRY_AFTER) - 1)]):
                 return
 
     def _listen(self) -> Any:
+        conn = None
         try:
             conn = self._connect()
+            conn.add_notify_handler(lambda notification: self._hear(notification.payload))
             conn.execute(f"LISTEN {CHANNEL}")
         except Exception as error:
             logger.warning("oauthconn cannot listen for changes: %s", type(error).__name__)
+            if conn is not None:
+                conn.close()
             return None
-        with self._lock:
+        with self._socket:
             if self._stopped.is_set():
                 conn.close()
                 return None
-            self._listening = conn
-            self._changed.clear()
-            self._epoch = next(_epochs)
+            with self._state:
+                self._listening = conn
+                self._changed.clear()
+                self._probe, self._proven = None, False
+                self._epoch = next(_epochs)
+            self._send_probe()  # it vouches once it hears this back
         return conn
 
-    def _hear(self, conn: Any) -> None:
-        """Read notifications as they come, until the connection is lost or the feed stops."""
+    def _follow(self, conn: Any) -> None:
+        """Hear notifications as they come, and probe, until the connection is lost or the
+        feed stops."""
+        next_probe = time.monotonic() + PROBE_EVERY
         while self._listening is conn and not self._stopped.is_set():
             try:
                 _readable(conn.pgconn.socket, IDLE_WAIT_MS)
             except Exception:
                 pass  # closed meanwhile: _read_waiting, or the loop's condition, says so
-            with self._lock:
-                if self._listening is conn:
-                    self._read_waiting()
+            with self._socket:
+                if self._listening is not conn:
+                    return
+                self._read_waiting()
+                if time.monotonic() >= next_probe:
+                    self._send_probe()
+                    next_probe = time.monotonic() + PROBE_EVERY
+        with self._socket:
+            if self._listening is conn:  # stopped while this thread held the socket
+                self._lose()
 
 
 def _readable(fd: int, timeout_ms: int) -> bool:

@@ -185,7 +185,9 @@ def _versioned_row(
         if versions is None:
             return None, False
         if versions == kept[0][-len(versions) :]:
-            _rows[key] = (kept[0], stamp, kept[2])
+            # The same row: a newer stamp, else the one it had (what was heard since that
+            # one still voids it).
+            _rows[key] = (kept[0], kept[1] if stamp is None else stamp, kept[2])
             return kept[0], False
     row = _query(db, sql, params)
     if row is not None:
