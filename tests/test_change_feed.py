@@ -26,9 +26,14 @@ from oauthconn.checks import check_change_feed
 from oauthconn.exceptions import NotConnected
 from oauthconn.flows import change_feed
 from oauthconn.models import Connection, Provider, Token, TokenStatus
+from tests import test_lookup_cache
 from tests.migrations import migrated_back_to
 
 migration = import_module("oauthconn.migrations.0024_lookup_change_notifications")
+
+#: the fixture of test_lookup_cache: connection "crm", its token valid for an hour
+crm = test_lookup_cache.crm
+base_url = test_lookup_cache.base_url
 
 
 def on_postgres(test):
@@ -69,23 +74,6 @@ def listening(settings):
     assert eventually(lambda: feed.listening, True), "the feed listens within seconds"
     yield feed
     change_feed.stop_all()  # its connection would keep the test database from being dropped
-
-
-@pytest.fixture
-def crm(db):
-    provider = Provider.objects.create(
-        slug="p", name="P", token_endpoint="https://as.example/token"
-    )
-    connection = Connection.objects.create(
-        slug="crm", name="CRM", provider=provider, client_id="c", api_base_url="https://a.example/"
-    )
-    expires = timezone.now() + timedelta(hours=1)
-    Token.objects.create(connection=connection, access_token="at-1", expires_at=expires)
-    return connection
-
-
-def base_url() -> str:
-    return get_connection("crm").api_base_url()
 
 
 # --- the lookup ---------------------------------------------------------------------------
