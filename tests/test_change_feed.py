@@ -241,7 +241,11 @@ def test_a_forked_child_starts_its_own_feed(crm, listening):
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
-    assert change_feed._feeds  # the parent's is still there
+    assert change_feed.feed_for(db) is listening  # the parent's is still there
+    # A server that forks from C (uWSGI) runs no os.fork hooks: the feed's pid tells.
+    listening.pid = -1
+    assert change_feed.feed_for(db) is not listening
+    listening.stop()  # no longer in the registry that the fixture stops
 
 
 # --- the triggers -------------------------------------------------------------------------

@@ -87,6 +87,8 @@ class ChangeFeed:
 
     def __init__(self, connect: Callable[[], Any]) -> None:
         self._connect = connect
+        #: the process it hears for: a child forked without os.fork's hooks has none
+        self.pid = os.getpid()
         self._socket = threading.Lock()
         self._state = threading.Lock()
         self._listening: Any = None  # the psycopg connection while it listens
@@ -294,10 +296,10 @@ def feed_for(db: Any) -> ChangeFeed | None:
     if not oauthconn_settings.LISTEN_FOR_CHANGES or not can_listen(db):
         return None
     feed = _feeds.get(db.alias)
-    if feed is None:
+    if feed is None or feed.pid != os.getpid():
         with _feeds_lock:
             feed = _feeds.get(db.alias)
-            if feed is None:
+            if feed is None or feed.pid != os.getpid():  # a server forked us from C (uWSGI)
                 feed = _feeds[db.alias] = ChangeFeed(_connector(db)).start()
     return feed
 
