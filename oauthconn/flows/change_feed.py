@@ -20,12 +20,12 @@ statement while all of these hold:
 
 What it costs: a change is heard once PostgreSQL has delivered its notification, which it
 sends after the writer's COMMIT, so a request that follows another process's write by less
-than that (tens of microseconds on one host, milliseconds at worst) may still be served the old row. Saves
-and deletes through the ORM in this process are heard at once (:func:`hear_orm_writes`). A
-renewal is not notified: a process may use an access token that another one has replaced,
-as a kept connection object does, until its own is due or answered 401. One more database
-connection per process. A feed that loses its connection vouches for nothing until it
-listens again, and forgets everything it heard before.
+than that (tens of microseconds on one host, milliseconds at worst) may still be served the
+old row. Saves and deletes through the ORM in this process are heard at once
+(:func:`hear_orm_writes`). A renewal is not notified: a process may use an access token that
+another one has replaced, as a kept connection object does, until its own is due or
+answered 401. One more database connection per process. A feed that loses its connection
+vouches for nothing until it listens again, and forgets everything it heard before.
 """
 
 from __future__ import annotations
