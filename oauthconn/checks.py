@@ -140,11 +140,15 @@ def check_change_feed(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """W004: LISTEN_FOR_CHANGES hears PostgreSQL through psycopg 3 only."""
-    from django.db import connections
+    from django.db import connections, router
 
     from oauthconn.flows.change_feed import can_listen
+    from oauthconn.models import Token
 
     if not user_settings().get("LISTEN_FOR_CHANGES"):
+        return []
+    alias = router.db_for_read(Token)  # the database get_connection() reads
+    if can_listen(connections[alias]):
         return []
     return [
         checks.Warning(
@@ -154,8 +158,6 @@ def check_change_feed(
             hint="It needs PostgreSQL through psycopg 3.",
             id="oauthconn.W004",
         )
-        for alias in connections
-        if not can_listen(connections[alias])
     ]
 
 
