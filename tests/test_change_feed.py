@@ -81,9 +81,7 @@ def listening(settings):
 
 @on_postgres
 @pytest.mark.parametrize("listen", [False, True])
-def test_a_kept_row_is_served_without_a_statement_only_while_listening(
-    crm, settings, listen, request
-):
+def test_a_kept_row_is_served_without_a_statement_only_while_listening(crm, listen, request):
     if listen:
         request.getfixturevalue("listening")
     get_connection("crm")
