@@ -62,8 +62,8 @@ DEFAULTS: dict[str, Any] = {
     # PostgreSQL through psycopg 3: each process keeps a connection that LISTENs for changes
     # (migration 0024's triggers), and get_connection() serves a row it read before without
     # asking the database until one names it. A request that follows another process's write
-    # by less than the notification's delivery may get the old row (docs/operations.md,
-    # "Listening for changes"). Off: every call asks whether the row changed.
+    # by less than the notification's delivery may get the old row (docs/lifecycle.md,
+    # "Listening for changes instead"). Off: every call asks whether the row changed.
     "LISTEN_FOR_CHANGES": False,
     # REST API (oauthconn.api, needs the "api" extra): permission classes as import strings,
     # resolved per request. The first list guards providers and connections (staff), the
