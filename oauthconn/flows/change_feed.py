@@ -31,6 +31,7 @@ vouches for nothing until it listens again, and forgets everything it heard befo
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import logging
 import os
@@ -322,19 +323,23 @@ def hear_orm_writes() -> None:
     for their notification (a renewal too: this process then reads the renewed row)."""
     from oauthconn.models import Connection, Provider, Token
 
-    for model in (Connection, Provider, Token):
+    # the key a write names: the one its notification would (migration 0024)
+    keys: dict[type, Callable[[Any], str]] = {
+        Provider: lambda provider: f"p{provider.pk}",
+        Connection: lambda connection: f"c{connection.pk}",
+        Token: lambda token: f"c{token.connection_id}",
+    }
+    for model, key in keys.items():
+        receiver = functools.partial(_written, key)
         for signal in (post_save, post_delete):
-            signal.connect(_written, sender=model, dispatch_uid=f"oauthconn_heard_{model.__name__}")
+            uid = f"oauthconn_heard_{model.__name__}"
+            signal.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
 
 
-def _written(sender: type, instance: Any, **kwargs: Any) -> None:
+def _written(key: Callable[[Any], str], sender: type, instance: Any, **kwargs: Any) -> None:
     feed = _feeds.get(instance._state.db)
-    if feed is None:
-        return
-    if sender.__name__ == "Provider":
-        feed.heard(f"p{instance.pk}")
-    else:
-        feed.heard(f"c{instance.connection_id if sender.__name__ == 'Token' else instance.pk}")
+    if feed is not None:
+        feed.heard(key(instance))
 
 
 def stop_all() -> None:
