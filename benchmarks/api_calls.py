@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 from django.conf import settings
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -213,12 +212,11 @@ def listening_for_changes(ctx, section: Section) -> None:
 
 def delivery_delays(feed, commits: int) -> list[int]:
     """Nanoseconds from another connection's COMMIT returning to ``feed`` having heard it."""
-    settings_dict = db.settings_dict
-    params = {"dbname": settings_dict["NAME"], "host": settings_dict["HOST"] or "127.0.0.1"}
-    params |= {"port": settings_dict["PORT"] or 5432, "user": settings_dict["USER"]}
     delays = []
     update = "UPDATE oauthconn_connection SET name = %s WHERE slug = %s"
-    with psycopg.connect(**params, autocommit=True) as other:
+    other = db.get_new_connection(db.get_connection_params())  # a second session, as Django's
+    other.autocommit = True
+    with other:
         name = other.execute("SELECT name FROM oauthconn_connection WHERE slug = %s", [SLUG])
         kept_name = name.fetchone()[0]
         for i in range(commits):
