@@ -34,17 +34,12 @@ migration = import_module("oauthconn.migrations.0024_lookup_change_notifications
 #: the fixture of test_lookup_cache: connection "crm", its token valid for an hour
 crm = test_lookup_cache.crm
 base_url = test_lookup_cache.base_url
+dsn = test_lookup_cache.dsn
 
 
 def on_postgres(test):
     """A test of committed writes on PostgreSQL (notifications are sent at commit)."""
     return pytest.mark.postgres(pytest.mark.django_db(transaction=True)(test))
-
-
-def dsn() -> str:
-    settings = db.settings_dict
-    host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
-    return f"postgresql://{settings['USER']}@{host}:{port}/{settings['NAME']}"
 
 
 def elsewhere(sql: str, params: list | None = None) -> None:

@@ -88,6 +88,13 @@ def test_a_write_from_another_thread_is_seen_by_the_next_call(crm):
     assert base_url() == "https://b.example/"
 
 
+def dsn() -> str:
+    """The PostgreSQL test database, for a connection outside Django's."""
+    settings = db.settings_dict
+    host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
+    return f"postgresql://{settings['USER']}@{host}:{port}/{settings['NAME']}"
+
+
 WRITER = """
 import sys
 vendor, name, url = sys.argv[1:]
@@ -103,13 +110,11 @@ else:
 
 
 def test_a_write_from_another_process_is_seen_by_the_next_call(crm):
-    settings = db.settings_dict
     if db.vendor == "sqlite":
-        name = settings["NAME"]
+        name = db.settings_dict["NAME"]
         assert os.path.exists(name), "the test database is a file another process can open"
     else:
-        host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
-        name = f"postgresql://{settings['USER']}@{host}:{port}/{settings['NAME']}"
+        name = dsn()
     argv = [sys.executable, "-c", WRITER, db.vendor, name, "https://b.example/"]
     subprocess.run(argv, check=True, timeout=60)
     assert base_url() == "https://b.example/"
