@@ -9,7 +9,10 @@ connection vouches for nothing until it listens again.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import select
+import signal
 import time
 from datetime import timedelta
 from importlib import import_module
@@ -239,6 +242,26 @@ def test_a_forked_child_starts_its_own_feed(crm, listening):
     listening.pid = -1
     assert change_feed.feed_for(db) is not listening
     listening.stop()  # no longer in the registry that the fixture stops
+
+
+@on_postgres
+def test_a_child_forked_from_c_does_not_inherit_the_registrys_lock_held(crm, listening):
+    """A server that forks from C runs no os.fork hooks, and may fork while another thread
+    is making a feed: the child must still make its own instead of waiting forever."""
+    c_fork = ctypes.PyDLL(None).fork  # libc's fork, the GIL held across it as a server would
+    read, write = os.pipe()
+    with change_feed._feeds_lock():  # held at the moment of the fork
+        pid = c_fork()
+        if pid == 0:
+            feed = change_feed.feed_for(db)
+            os.write(write, b"1" if feed is not None and feed.pid == os.getpid() else b"0")
+            os._exit(0)
+    try:
+        assert select.select([read], [], [], 10)[0], "the child got its own feed within 10 s"
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 # --- the triggers -------------------------------------------------------------------------

@@ -288,7 +288,14 @@ def _readable(fd: int, timeout_ms: int) -> bool:
 # --- the feeds of this process ---------------------------------------------------------------
 
 _feeds: dict[str, ChangeFeed] = {}
-_feeds_lock = threading.Lock()
+#: the registry's lock, one per process: a child forked from C without os.fork's hooks
+#: (see :func:`feed_for`) must not inherit a lock that another thread held at the fork
+_feeds_locks: dict[int, threading.Lock] = {}
+
+
+def _feeds_lock() -> threading.Lock:
+    # dict.setdefault is atomic: two threads of a new child get the same lock
+    return _feeds_locks.setdefault(os.getpid(), threading.Lock())
 
 
 def feed_for(db: Any) -> ChangeFeed | None:
@@ -298,7 +305,7 @@ def feed_for(db: Any) -> ChangeFeed | None:
         return None
     feed = _feeds.get(db.alias)
     if feed is None or feed.pid != os.getpid():
-        with _feeds_lock:
+        with _feeds_lock():
             feed = _feeds.get(db.alias)
             if feed is None or feed.pid != os.getpid():  # a server forked us from C (uWSGI)
                 feed = _feeds[db.alias] = ChangeFeed(_connector(db)).start()
@@ -344,7 +351,7 @@ def _written(key: Callable[[Any], str], sender: type, instance: Any, **kwargs: A
 
 def stop_all() -> None:
     """Stop every feed and close its connection (at exit; tests)."""
-    with _feeds_lock:
+    with _feeds_lock():
         feeds = list(_feeds.values())
         _feeds.clear()
     for feed in feeds:
@@ -354,9 +361,8 @@ def stop_all() -> None:
 def _forget_parents_feeds() -> None:
     # A forked child has none of the parent's threads and must not touch its sockets or
     # locks: it starts feeds of its own (the parent's stamps name epochs the child never has).
-    global _feeds_lock
     _feeds.clear()
-    _feeds_lock = threading.Lock()
+    _feeds_locks.clear()
 
 
 atexit.register(stop_all)
