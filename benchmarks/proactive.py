@@ -47,7 +47,7 @@ from oauthconn.conf import oauthconn_settings
 WINDOW = 900
 #: rounds against the fast endpoint (bare client and command interleaved): the table gives
 #: the median round's figures and, beside each, the range over the rounds
-ROUNDS = 3
+ROUNDS = 5
 CLIENT_ID = "proactive"
 Grants = list[tuple[str, str]]
 
@@ -249,24 +249,30 @@ def report(count: int, workers: int, startup: dict, results: dict) -> Section:
     )
     fast, dot = results["fast"], results["dot"]
     fast_name, dot_name = "fast local endpoint", "DOT, Django dev server"
-    rows: list[tuple[str, str, int | str, dict, dict]] = [
-        (fast_name, "bare httpx client (the limit)", workers, fast["limit_1"], fast["limit_1"]),
-        (fast_name, "oauthconn_refresh", workers, fast["command_1"], fast["limit_1"]),
+    # (endpoint, who, concurrency, its result, the limit's result, their keys in a round)
+    rows: list[tuple[str, str, int | str, dict, dict, tuple[str, str] | None]] = [
+        (fast_name, "bare httpx client (the limit)", workers, fast["limit_1"], fast["limit_1"])
+        + (None,),
+        (fast_name, "oauthconn_refresh", workers, fast["command_1"], fast["limit_1"])
+        + (("command_1", "limit_1"),),
         (fast_name, "bare httpx client (the limit)", workers * 2, fast["limit_2"])
-        + (fast["limit_2"],),
+        + (fast["limit_2"], None),
         (fast_name, "oauthconn_refresh, two copies", f"{workers} each", fast["command_2"])
-        + (fast["limit_2"],),
+        + (fast["limit_2"], ("command_2", "limit_2")),
     ]
     if "processes_2" in fast:
         in_flight = f"{workers * 2} ({workers} per process)"
         processes = (fast_name, "oauthconn_refresh --processes 2", in_flight)
-        rows.append((*processes, fast["processes_2"], fast["limit_2"]))
+        rows.append((*processes, fast["processes_2"], fast["limit_2"], ("processes_2", "limit_2")))
     rows += [
-        (dot_name, "bare httpx client", workers, dot["limit_1"], dot["limit_1"]),
-        (dot_name, "oauthconn_refresh", workers, dot["command_1"], dot["limit_1"]),
+        (dot_name, "bare httpx client", workers, dot["limit_1"], dot["limit_1"], None),
+        (dot_name, "oauthconn_refresh", workers, dot["command_1"], dot["limit_1"], None),
     ]
-    for endpoint, who, n, result, of in rows:
+    for endpoint, who, n, result, of, keys in rows:
         share = f"{100 * result['per_second'] / of['per_second']:.0f}%"
+        if keys is not None and len(results["fast_rounds"]) > 1:
+            low, high = shares_by_round(results["fast_rounds"], *keys)
+            share += f" [{low:.0f}–{high:.0f}%]"
         table.rows.append(
             [endpoint, who, n, with_range(result, "per_second"), share]
             + [result["token_requests"], result["refreshed"], result["seconds"]]
@@ -279,10 +285,18 @@ def report(count: int, workers: int, startup: dict, results: dict) -> Section:
         section.notes.append(
             f"Fast endpoint rows: the median of {rounds} rounds (bare client and command "
             "interleaved in each), the range over the rounds in brackets; the % of the limit "
-            "compares the two medians. The DOT rows are one round."
+            "compares the two medians, and in brackets the lowest and highest share within one "
+            "round (the command against the bare client of the same round, which felt the same "
+            "load from the rest of the machine). The DOT rows are one round."
         )
     section.notes += notes(startup, fast, dot)
     return section
+
+
+def shares_by_round(rounds: list[dict], key: str, limit: str) -> tuple[float, float]:
+    """The lowest and highest percentage of ``key``'s rate to ``limit``'s within a round."""
+    shares = [100 * r[key]["per_second"] / r[limit]["per_second"] for r in rounds]
+    return min(shares), max(shares)
 
 
 def with_range(result: dict, name: str) -> str:
