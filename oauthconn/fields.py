@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 
 from oauthconn.crypto import Sealed
 
@@ -17,16 +18,12 @@ else:
     _TextFieldBase = models.TextField
 
 
-class SealedDescriptor:
-    """Seals plaintext on assignment, so the attribute is always ``Sealed`` or ``None``."""
+class SealedDescriptor(DeferredAttribute):
+    """Seals plaintext on assignment, so the attribute is always ``Sealed`` or ``None``.
 
-    def __init__(self, field: EncryptedTextField) -> None:
-        self.field = field
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        if instance is None:
-            return self
-        return instance.__dict__.get(self.field.attname)
+    Reading is Django's own: a value left out by ``defer()`` or ``only()`` is read from the
+    database on first use, never taken for "not set".
+    """
 
     def __set__(self, instance: Any, value: Any) -> None:
         if isinstance(value, str):
@@ -66,3 +63,8 @@ class EncryptedTextField(_TextFieldBase):
         # Serializers (dumpdata) get ciphertext, never plaintext.
         value = self.value_from_object(obj)
         return value.ciphertext if value is not None else ""
+
+
+def encrypted_fields(model: type[models.Model]) -> list[str]:
+    """The attribute names of ``model``'s encrypted fields."""
+    return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]

@@ -111,6 +111,15 @@ def test_an_unset_secret_reveals_as_none_and_a_set_one_as_its_plaintext(connecti
     assert Sealed.reveal_optional(loaded.private_key) is None
 
 
+def test_a_deferred_secret_is_read_when_used_not_taken_for_unset(connection):
+    Token.objects.create(connection=connection, access_token="at", refresh_token=None)
+    token = Token.objects.defer("access_token", "refresh_token").get()
+    assert token.get_deferred_fields() == {"access_token", "refresh_token"}
+    assert token.access_token.reveal() == "at"
+    assert token.refresh_token is None
+    assert Connection.objects.only("pk").get().client_secret.reveal() == "the-secret"
+
+
 def test_missing_and_malformed_keys_are_check_errors(keys):
     keys()
     assert [m.id for m in check_encryption_keys()] == ["oauthconn.E001"]

@@ -591,3 +591,26 @@ def test_the_provider_filter_asks_for_that_providers_connections(
     # A value that is no provider's id is Django's "incorrect lookup" (?e=1), not an error.
     response = client.get(f"{ADMIN}/{model}/?connection__provider__id__exact=x")
     assert response.status_code == 302 and response.url.endswith("?e=1")
+
+
+def test_the_token_list_leaves_the_secrets_and_claims_in_the_database(
+    providers, admin_user, client
+):
+    """It shows metadata only; its delete action still works on the rows it lists."""
+    client.force_login(admin_user)
+    grow(providers, 5, admin_user)
+    with CaptureQueriesContext(db) as captured:
+        page = client.get(f"{ADMIN}/token/")
+    assert page.status_code == 200 and b"action-select" in page.content
+    reads = [q["sql"] for q in captured if q["sql"].startswith("SELECT") and "token" in q["sql"]]
+    listed = [sql for sql in reads if '"oauthconn_token"."status"' in sql and "LIMIT" in sql]
+    assert listed, reads
+    for column in ["access_token", "refresh_token", "id_token", "dpop_key", "claims"]:
+        assert not any(f'"oauthconn_token"."{column}"' in sql for sql in listed), column
+    chosen = list(Token.objects.values_list("pk", flat=True)[:2])
+    client.post(
+        f"{ADMIN}/token/",
+        {"action": "delete_selected", "_selected_action": chosen, "post": "yes"},
+    )
+    assert not Token.objects.filter(pk__in=chosen).exists()
+    assert Token.objects.count() == 3

@@ -9,13 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
 from oauthconn.exceptions import DecryptionFailed
-from oauthconn.fields import EncryptedTextField
+from oauthconn.fields import encrypted_fields
 
 BATCH = 500
-
-
-def encrypted_fields(model: type[models.Model]) -> list[str]:
-    return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
 
 
 def models_with_secrets() -> list[type[models.Model]]:
