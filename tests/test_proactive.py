@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import re
 import subprocess
 import sys
 import threading
@@ -73,6 +74,22 @@ def test_refreshes_what_is_due_and_leaves_the_rest(connect, as_log, make_connect
     token = Token.objects.get(connection=soon)
     assert token.expires_at > in_(minutes=30) and token.refresh_token.reveal() != old
     assert Token.objects.get(connection__slug="broken").status == TokenStatus.NEEDS_REAUTH
+
+
+def test_verbosity_2_tells_what_the_run_took(connect, as_log):
+    connect("soon", expires_at=in_(minutes=5))
+    connect("later", expires_at=in_(hours=2))
+
+    took, summary = run("--verbosity", "2").strip().splitlines()
+
+    found = re.fullmatch(
+        r"Due tokens: 1, in (\d+\.\d+) s and (\d+\.\d+) s of CPU \((\d+) per second\)\.",
+        took,
+    )
+    assert found, took
+    wall, cpu, rate = float(found[1]), float(found[2]), int(found[3])
+    assert wall > 0 and cpu > 0 and abs(rate * wall - 1) < 0.1  # one token in that time
+    assert summary == "refreshed 1, failed 0, needs reauthorization 0, skipped 0"
 
 
 def test_the_window_is_an_option(connect, as_log):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 from argparse import ArgumentParser
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,6 +15,24 @@ from oauthconn.flows.proactive import Policy, Summary, refresh_due
 from oauthconn.notifications import deliver_due
 
 BAR_WIDTH = 30
+
+
+@dataclass(frozen=True)
+class Effort:
+    """Wall-clock seconds, and CPU seconds of this process, its threads and the worker
+    processes it has waited for (``--processes``)."""
+
+    wall: float
+    cpu: float
+
+    @classmethod
+    def so_far(cls) -> Effort:
+        times = os.times()
+        cpu = times.user + times.system + times.children_user + times.children_system
+        return cls(time.perf_counter(), cpu)
+
+    def since(self, start: Effort) -> Effort:
+        return Effort(self.wall - start.wall, self.cpu - start.cpu)
 
 
 class Command(BaseCommand):
@@ -55,6 +76,7 @@ class Command(BaseCommand):
             refresh_window=options["refresh_window"],
         )
         on_terminal = self.stdout.isatty()
+        start = Effort.so_far()
         try:
             summary = refresh_due(
                 policy,
@@ -64,10 +86,21 @@ class Command(BaseCommand):
             )
         except WorkerDied as err:
             raise CommandError(str(err)) from err
+        effort = Effort.so_far().since(start)
         if on_terminal:
             self.stdout.write("")
+        if options["verbosity"] >= 2:
+            self.report_effort(summary, effort)
         self.deliver_notifications()
         self.report(summary)
+
+    def report_effort(self, summary: Summary, effort: Effort) -> None:
+        """What the run took, for sizing workers (docs/lifecycle.md): ``-v 2``."""
+        tokens = sum(summary.as_dict().values())
+        rate = f" ({tokens / effort.wall:.0f} per second)" if tokens and effort.wall else ""
+        self.stdout.write(
+            f"Due tokens: {tokens}, in {effort.wall:.3f} s and {effort.cpu:.3f} s of CPU{rate}."
+        )
 
     def deliver_notifications(self) -> None:
         """Send the outbox (docs/operations.md): this run's state changes and due retries."""
