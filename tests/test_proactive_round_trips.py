@@ -301,6 +301,24 @@ def test_the_lease_is_extended_for_the_rows_left_and_a_row_taken_meanwhile_is_dr
 
 
 @pytest.mark.postgres
+def test_a_chunk_keeps_one_cursor_and_opens_another_when_the_connection_was_replaced(
+    scripted_server,
+):
+    from oauthconn.flows.proactive_batch import claim
+
+    make_due(scripted_server, "kept", answer=False)
+    lease, _ = claim([(Token.objects.get().pk, 5.0)])
+    first = lease.cursor()
+    assert lease.cursor() is first
+    connection.close()  # Django reconnects on the next statement; the chunk's cursor must too
+    again = lease.cursor()
+    again.execute("SELECT 1")
+    assert again is not first and again.fetchone() == (1,)
+    lease.close()
+    assert lease.cursor() is not again
+
+
+@pytest.mark.postgres
 def test_one_chunk_renews_the_grants_of_several_users_of_one_connection(scripted_server):
     from django.contrib.auth import get_user_model
 
