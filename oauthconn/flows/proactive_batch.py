@@ -143,7 +143,7 @@ class Lease:
 
     def cursor(self) -> Any:
         """The chunk's cursor for its statements, kept until :meth:`close` (a cursor opened
-        for every token cost about 3 % of a renewal's CPU), and opened again if Django
+        for every token cost about 2 % of a renewal's CPU), and opened again if Django
         has replaced the database connection meanwhile."""
         db = connections[self.alias]
         if self._cursor is None or self._cursor.connection is not db.connection:

@@ -66,7 +66,7 @@ def hand_written_cursor(db: Any) -> Any:
     which a transaction-pooling PgBouncer handles like any other. Other backends, and
     psycopg 2, get ``db.cursor()``.
     """
-    if db.vendor != "postgresql" or not hasattr(db.Database, "Cursor"):
+    if not _binds_server_side(db):
         return db.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
@@ -78,18 +78,24 @@ def hand_written_cursor(db: Any) -> Any:
         return db._prepare_cursor(ServerBindingCursor(db.connection))  # type: ignore[call-arg]
 
 
+def _binds_server_side(db: Any) -> bool:
+    """PostgreSQL through psycopg 3, whose cursors can send parameters apart from the SQL."""
+    return db.vendor == "postgresql" and hasattr(db.Database, "Cursor")
+
+
 def insert_all(alias: str, instances: Sequence[Model]) -> None:
     """``bulk_create`` of ``instances`` (one model, a serial primary key) on PostgreSQL.
 
     One statement, written once per model: the rows' values go as one array per column
     (``INSERT … SELECT * FROM unnest(…)``, as Django's own ``bulk_create`` writes it on
-    PostgreSQL), bound server-side and sent in binary (``%b``). Neither the SQL nor the number
-    of its parameters grows with the rows, so psycopg parses it once (a statement of more than
-    50 parameters it parses again on every call), and it writes no array literal, whose every
-    text element it would quote with a regular expression. No INSERT is compiled per call,
-    and one round trip replaces the three of ``bulk_create``'s transaction (a single statement
-    is atomic by itself). A chunk of 50 events: 27 µs of client CPU per row, where a
-    ``VALUES`` list of 450 parameters took 80.
+    PostgreSQL), bound server-side and sent in binary (``%b``). Neither the SQL nor the
+    number of its parameters grows with the rows, so psycopg parses it once (a statement of
+    more than 50 parameters it parses again on every call), and it writes no array literal,
+    whose every text element it would quote with a regular expression. No INSERT is compiled
+    per call, and one round trip replaces the three of ``bulk_create``'s transaction (a
+    single statement is atomic by itself). A chunk of 50 events: 27 µs of client CPU per
+    row, where a ``VALUES`` list of 450 parameters took 80. (psycopg 2 binds on the client:
+    it writes the arrays into the SQL.)
     """
     model = type(instances[0])
     db = connections[alias]
@@ -120,7 +126,8 @@ def _insert_sql(alias: str, model: type[Model]) -> str:
     columns = ", ".join(qn(str(f.column)) for f in fields)
     # The arrays' element types without a length (varchar, not varchar(64)): a cast would cut
     # a value that is too long, where the column refuses it.
-    arrays = ", ".join(f"%b::{f.db_type(db).split('(')[0]}[]" for f in fields)
+    binary = "%b" if _binds_server_side(db) else "%s"
+    arrays = ", ".join(f"{binary}::{f.db_type(db).split('(')[0]}[]" for f in fields)
     return (
         f"INSERT INTO {qn(model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
         f" RETURNING {qn(str(model._meta.pk.column))}"
