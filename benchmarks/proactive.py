@@ -3,8 +3,9 @@
 K connections whose access tokens expire within the window are refreshed by the command, run
 as a real process (as cron would start it), once alone, then as two copies at once on a
 fresh set, and on PostgreSQL as one copy with ``--processes 2`` at twice the concurrency
-(one run forking two workers); its start-up time, measured with nothing due, is reported
-apart.
+(one run forking two workers). Its rates and CPU are the command's own account of its
+refresh (``oauthconn_refresh -v 2``), without the start-up of Python and Django, which is
+measured with nothing due and reported apart.
 
 The limit is a fast local token endpoint (``token_server.py``: no database, a fresh token
 per request, microseconds per answer) driven by a bare httpx client at the command's own
