@@ -16,7 +16,14 @@ import pytest
 from django.urls import reverse
 
 from oauthconn.flows.keys import rotate_key
-from oauthconn.models import ClientAuthMethod, Connection, GrantType, Provider, TokenStatus
+from oauthconn.models import (
+    ClientAuthMethod,
+    Connection,
+    GrantType,
+    Provider,
+    Token,
+    TokenStatus,
+)
 from tests.test_browser import Shots, page, sign_in, sites  # noqa: F401  (fixtures shared)
 
 pytestmark = pytest.mark.browser
@@ -211,6 +218,28 @@ def test_change_list_action_form_deletes_the_ticked_rows(page, sites, connect):
     assert "Successfully deleted 1 connection" in message(page)
     assert list(Connection.objects.values_list("slug", flat=True)) == [keep.slug]
     assert drop.slug not in page.locator("#result_list").inner_text()
+
+
+def test_token_list_action_form_deletes_the_ticked_grant(page, sites, connect):
+    """The token list, which leaves the secrets in the database (TokenAdmin.list_queryset),
+    still deletes the ticked grant from a browser."""
+    admin_site, _ = sites
+    keep, drop = (
+        Token.objects.create(connection=connect(slug), access_token=f"{slug}-access-token")
+        for slug in ("crm", "erp")
+    )
+    changelist = reverse("admin:oauthconn_token_changelist")
+    sign_in(page, admin_site, "admin", "admin-pw", changelist)
+    assert page.locator("#result_list tbody tr").count() == 2
+    assert "-access-token" not in page.content()
+
+    page.check(f"input.action-select[value='{drop.pk}']")
+    page.select_option("select[name='action']", "delete_selected")
+    press(page, "button[name='index']")
+    press(page, "input[type=submit]")  # "Yes, I'm sure"
+    page.wait_for_url(admin_site + changelist)
+    assert "Successfully deleted 1 token" in message(page)
+    assert list(Token.objects.values_list("pk", flat=True)) == [keep.pk]
 
 
 def test_admin_switches_a_connected_shared_connection_to_per_user(page, sites, connect):
