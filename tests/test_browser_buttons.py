@@ -199,6 +199,16 @@ def test_provider_change_page_saves_unchanged(page, sites, connect):
     assert Provider.objects.get(pk=provider.pk).scope_separator == " "
 
 
+def delete_ticked(page, changelist_url: str) -> str:
+    """Run the change list's "delete selected" action on the ticked rows, confirm it, and
+    return the message the change list shows afterwards."""
+    page.select_option("select[name='action']", "delete_selected")
+    press(page, "button[name='index']")
+    press(page, "input[type=submit]")  # "Yes, I'm sure"
+    page.wait_for_url(changelist_url)
+    return message(page)
+
+
 def test_change_list_action_form_deletes_the_ticked_rows(page, sites, connect):
     """The change list's action form: its row checkboxes (written by BoundedListAdmin, not
     Django's widget) work with admin's actions.js, and the action posts from a browser."""
@@ -211,11 +221,7 @@ def test_change_list_action_form_deletes_the_ticked_rows(page, sites, connect):
     assert page.locator(".action-counter").inner_text() == "2 of 2 selected"
     page.uncheck(f"input.action-select[value='{keep.pk}']")
     assert page.locator(".action-counter").inner_text() == "1 of 2 selected"
-    page.select_option("select[name='action']", "delete_selected")
-    press(page, "button[name='index']")
-    press(page, "input[type=submit]")  # "Yes, I'm sure"
-    page.wait_for_url(admin_site + changelist)
-    assert "Successfully deleted 1 connection" in message(page)
+    assert "Successfully deleted 1 connection" in delete_ticked(page, admin_site + changelist)
     assert list(Connection.objects.values_list("slug", flat=True)) == [keep.slug]
     assert drop.slug not in page.locator("#result_list").inner_text()
 
@@ -234,11 +240,7 @@ def test_token_list_action_form_deletes_the_ticked_grant(page, sites, connect):
     assert "-access-token" not in page.content()
 
     page.check(f"input.action-select[value='{drop.pk}']")
-    page.select_option("select[name='action']", "delete_selected")
-    press(page, "button[name='index']")
-    press(page, "input[type=submit]")  # "Yes, I'm sure"
-    page.wait_for_url(admin_site + changelist)
-    assert "Successfully deleted 1 token" in message(page)
+    assert "Successfully deleted 1 token" in delete_ticked(page, admin_site + changelist)
     assert list(Token.objects.values_list("pk", flat=True)) == [keep.pk]
 
 
