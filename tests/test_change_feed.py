@@ -253,9 +253,11 @@ def test_a_child_forked_from_c_does_not_inherit_the_registrys_lock_held(crm, lis
     with change_feed._feeds_lock():  # held at the moment of the fork
         pid = c_fork()
         if pid == 0:
-            feed = change_feed.feed_for(db)
-            os.write(write, b"1" if feed is not None and feed.pid == os.getpid() else b"0")
-            os._exit(0)
+            try:  # whatever happens, the child must never return into pytest
+                feed = change_feed.feed_for(db)
+                os.write(write, b"1" if feed is not None and feed.pid == os.getpid() else b"0")
+            finally:
+                os._exit(0)
     try:
         assert select.select([read], [], [], 10)[0], "the child got its own feed within 10 s"
         assert os.read(read, 1) == b"1"
