@@ -265,29 +265,34 @@ def report(count: int, workers: int, startup: dict, results: dict) -> Section:
     )
     fast, dot = results["fast"], results["dot"]
     fast_name, dot_name = "fast local endpoint", "DOT, Django dev server"
-    # (endpoint, who, concurrency, its result, the limit's result, their keys in a round)
-    rows: list[tuple[str, str, int | str, dict, dict, tuple[str, str] | None]] = [
-        (fast_name, "bare httpx client (the limit)", workers, fast["limit_1"], fast["limit_1"])
-        + (None,),
-        (fast_name, "oauthconn_refresh", workers, fast["command_1"], fast["limit_1"])
-        + (("command_1", "limit_1"),),
-        (fast_name, "bare httpx client (the limit)", workers * 2, fast["limit_2"])
-        + (fast["limit_2"], None),
-        (fast_name, "oauthconn_refresh, two copies", f"{workers} each", fast["command_2"])
-        + (fast["limit_2"], ("command_2", "limit_2")),
+    # (endpoint, its results, who, concurrency, the row's key in them, the limit's key)
+    rows: list[tuple[str, dict, str, int | str, str, str]] = [
+        (fast_name, fast, "bare httpx client (the limit)", workers, "limit_1", "limit_1"),
+        (fast_name, fast, "oauthconn_refresh", workers, "command_1", "limit_1"),
+        (fast_name, fast, "bare httpx client (the limit)", workers * 2, "limit_2", "limit_2"),
+        (
+            fast_name,
+            fast,
+            "oauthconn_refresh, two copies",
+            f"{workers} each",
+            "command_2",
+            "limit_2",
+        ),
     ]
     if "processes_2" in fast:
         in_flight = f"{workers * 2} ({workers} per process)"
-        processes = (fast_name, "oauthconn_refresh --processes 2", in_flight)
-        rows.append((*processes, fast["processes_2"], fast["limit_2"], ("processes_2", "limit_2")))
+        who = "oauthconn_refresh --processes 2"
+        rows.append((fast_name, fast, who, in_flight, "processes_2", "limit_2"))
     rows += [
-        (dot_name, "bare httpx client", workers, dot["limit_1"], dot["limit_1"], None),
-        (dot_name, "oauthconn_refresh", workers, dot["command_1"], dot["limit_1"], None),
+        (dot_name, dot, "bare httpx client", workers, "limit_1", "limit_1"),
+        (dot_name, dot, "oauthconn_refresh", workers, "command_1", "limit_1"),
     ]
-    for endpoint, who, n, result, of, keys in rows:
-        share = f"{100 * result['per_second'] / of['per_second']:.0f}%"
-        if keys is not None and len(results["fast_rounds"]) > 1:
-            low, high = shares_by_round(results["fast_rounds"], *keys)
+    rounds = results["fast_rounds"]
+    for endpoint, found, who, n, key, limit in rows:
+        result = found[key]
+        share = f"{100 * result['per_second'] / found[limit]['per_second']:.0f}%"
+        if found is fast and key != limit and len(rounds) > 1:  # the command's fast rows
+            low, high = shares_by_round(rounds, key, limit)
             share += f" [{low:.0f}–{high:.0f}%]"
         table.rows.append(
             [endpoint, who, n, with_range(result, "per_second"), share]
@@ -296,10 +301,9 @@ def report(count: int, workers: int, startup: dict, results: dict) -> Section:
         )
     facts = {"count": count, "workers": workers, "startup": startup, **results}
     section = Section("proactive", "4. Proactive refresh at scale", [table], facts)
-    rounds = len(results["fast_rounds"])
-    if rounds > 1:
+    if len(rounds) > 1:
         section.notes.append(
-            f"Fast endpoint rows: the median of {rounds} rounds (bare client and command "
+            f"Fast endpoint rows: the median of {len(rounds)} rounds (bare client and command "
             "interleaved in each), the range over the rounds in brackets; the % of the limit "
             "compares the two medians, and in brackets the lowest and highest share within one "
             "round (the command against the bare client of the same round, which felt the same "
