@@ -173,8 +173,10 @@ def test_a_renewal_elsewhere_is_not_notified_and_is_read_when_the_held_token_is_
 def test_a_lost_listener_vouches_for_nothing_until_it_listens_again(crm, listening):
     base_url()
     assert statements(base_url) == 0
+    # Waits until the backend is gone: its FATAL goodbye has reached the feed's socket, the
+    # close may not have. Libpq reads that goodbye as a notice, and the feed must take it.
     elsewhere(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
         " WHERE application_name = 'oauthconn changes' AND datname = current_database()"
     )
     # Killed, it cannot hear this: the row must be asked for until the feed listens again.
@@ -183,6 +185,22 @@ def test_a_lost_listener_vouches_for_nothing_until_it_listens_again(crm, listeni
     assert eventually(lambda: listening.listening, True)
     assert eventually(lambda: statements(base_url), 0) == 0
     assert base_url() == "https://b.example/"
+
+
+@on_postgres
+def test_a_feed_told_its_session_ends_stops_vouching_before_the_socket_closes(crm, listening):
+    base_url()
+    assert statements(base_url) == 0
+    # What a backend sends when another one crashed, before the server closes every session:
+    # not a FATAL, a WARNING of class 57P. Here the connection stays open.
+    with listening._socket:
+        listening._listening.execute(
+            "DO $$ BEGIN RAISE WARNING 'terminating connection' USING ERRCODE = '57P02'; END $$"
+        )
+    assert statements(base_url) == 1  # asked for: the feed no longer vouches
+    assert not listening.listening
+    assert eventually(lambda: listening.listening, True)  # it listens again, and vouches
+    assert eventually(lambda: statements(base_url), 0) == 0
 
 
 @pytest.fixture

@@ -61,6 +61,9 @@ RETRY_AFTER = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 IDLE_WAIT_MS = 1000
 #: seconds a caller waits for the socket while the thread uses it (then it asks the database)
 CALLER_WAIT = 0.001
+#: SQLSTATE class 57P: the server ends the session (57P02, another backend's crash, comes as
+#: a WARNING)
+OPERATOR_INTERVENTION = "57P"
 #: distinct keys heard before the feed starts over (a new epoch forgets them all)
 MAX_KEYS = 100_000
 #: TCP keepalives for the listening connection, unless the database's OPTIONS set them
@@ -97,6 +100,8 @@ class ChangeFeed:
         self._heard = 0
         self._changed: dict[str, int] = {}
         self._probe: str | None = None  # the probe sent and not heard back yet
+        #: the listening connection once its server has said it is closing it
+        self._farewell: Any = None
         #: whether this connection has heard a probe of its own back (it vouches from then)
         self._proven = False
         self._probes = itertools.count(1)
@@ -165,6 +170,16 @@ class ChangeFeed:
         if key != EVERYTHING:
             self._changed[key] = self._heard
 
+    def _heard_from_server(self, conn: Any, diagnostic: Any) -> None:
+        """The listening connection's notice handler, which is also where libpq sends an
+        error that comes while no statement runs: the server's goodbye before it closes the
+        socket (pg_terminate_backend, idle_session_timeout, a shutdown, another backend's
+        crash). The close itself is read only on a later read, and this feed must not vouch
+        for one more lookup meanwhile."""
+        severity, code = diagnostic.severity_nonlocalized, diagnostic.sqlstate or ""
+        if severity in ("FATAL", "PANIC") or code.startswith(OPERATOR_INTERVENTION):
+            self._farewell = conn
+
     def _hear(self, payload: str) -> None:
         with self._state:
             for key in payload.split(","):
@@ -179,11 +194,12 @@ class ChangeFeed:
             return
         try:
             pgconn = conn.pgconn
-            if not _readable(pgconn.socket, 0):
-                return
-            pgconn.consume_input()
-            while (notification := pgconn.notifies()) is not None:
-                self._hear(notification.extra.decode())
+            if _readable(pgconn.socket, 0):
+                pgconn.consume_input()
+                while (notification := pgconn.notifies()) is not None:
+                    self._hear(notification.extra.decode())
+            if self._farewell is conn:
+                raise ConnectionError("the server is closing the connection")
         except Exception:  # the connection is gone: the next one starts a new epoch
             logger.warning("oauthconn stopped hearing changes: its connection was lost.")
             self._lose()
@@ -213,6 +229,7 @@ class ChangeFeed:
             self._listening = None
             self._changed.clear()
             self._probe, self._proven = None, False
+            self._farewell = None
         if conn is not None:
             try:
                 conn.close()
@@ -238,6 +255,7 @@ class ChangeFeed:
         try:
             conn = self._connect()
             conn.add_notify_handler(lambda notification: self._hear(notification.payload))
+            conn.add_notice_handler(functools.partial(self._heard_from_server, conn))
             conn.execute(f"LISTEN {CHANNEL}")
         except Exception as error:
             logger.warning("oauthconn cannot listen for changes: %s", type(error).__name__)
