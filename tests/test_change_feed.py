@@ -31,13 +31,13 @@ from oauthconn.flows import change_feed
 from oauthconn.models import Connection, Provider, Token, TokenStatus
 from tests import test_lookup_cache
 from tests.migrations import migrated_back_to
+from tests.postgres import dsn
 
 migration = import_module("oauthconn.migrations.0024_lookup_change_notifications")
 
 #: the fixture of test_lookup_cache: connection "crm", its token valid for an hour
 crm = test_lookup_cache.crm
 base_url = test_lookup_cache.base_url
-dsn = test_lookup_cache.dsn
 
 
 def on_postgres(test):

@@ -31,6 +31,7 @@ from oauthconn.flows.common import credentials_for
 from oauthconn.models import Token, TokenStatus
 from oauthconn.oauth.token import refresh_token_grant
 from tests.conftest import authorize
+from tests.postgres import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -173,12 +174,10 @@ def test_fifty_threads_cause_one_refresh(expired, as_log):
 
 def subprocess_env() -> dict[str, str]:
     """Settings for a worker process: the same ones, pointed at the test database."""
-    settings = db_connection.settings_dict
-    name = settings["NAME"]  # the test database, e.g. test_<name>
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{name}",
+        "DATABASE_URL": database_url(os.environ["DATABASE_URL"]),
         "PYTHONPATH": str(ROOT),
     }
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from oauthconn import get_connection
 from oauthconn.exceptions import NotConnected
 from oauthconn.models import Connection, Provider, Token, TokenStatus
+from tests.postgres import dsn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,16 +89,11 @@ def test_a_write_from_another_thread_is_seen_by_the_next_call(crm):
     assert base_url() == "https://b.example/"
 
 
-def dsn() -> str:
-    """The PostgreSQL test database, for a connection outside Django's."""
-    settings = db.settings_dict
-    host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
-    return f"postgresql://{settings['USER']}@{host}:{port}/{settings['NAME']}"
-
-
 WRITER = """
+import os
 import sys
-vendor, name, url = sys.argv[1:]
+vendor, url = sys.argv[1:]
+name = os.environ["WRITER_DATABASE"]  # not in argv: a DSN may hold a password
 if vendor == "sqlite":
     import sqlite3
     with sqlite3.connect(name) as conn:
@@ -115,8 +111,8 @@ def test_a_write_from_another_process_is_seen_by_the_next_call(crm):
         assert os.path.exists(name), "the test database is a file another process can open"
     else:
         name = dsn()
-    argv = [sys.executable, "-c", WRITER, db.vendor, name, "https://b.example/"]
-    subprocess.run(argv, check=True, timeout=60)
+    argv = [sys.executable, "-c", WRITER, db.vendor, "https://b.example/"]
+    subprocess.run(argv, check=True, timeout=60, env={**os.environ, "WRITER_DATABASE": name})
     assert base_url() == "https://b.example/"
 
 
