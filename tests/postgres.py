@@ -13,11 +13,16 @@ NOT_LIBPQ = ("cursor_factory", "context", "prepare_threshold")
 
 
 def dsn() -> str:
-    """A libpq connection string for the test database."""
+    """A libpq connection string for the test database (psycopg 3 or 2, as Django uses)."""
+    params = db.get_connection_params()
+    params = {k: v for k, v in params.items() if k not in NOT_LIBPQ}
+    if db.Database.__name__ == "psycopg2":
+        from psycopg2.extensions import make_dsn
+
+        return make_dsn(**params)
     from psycopg.conninfo import make_conninfo
 
-    params = db.get_connection_params()
-    return make_conninfo(**{k: v for k, v in params.items() if k not in NOT_LIBPQ})
+    return make_conninfo(**params)
 
 
 def database_url(url: str) -> str:

@@ -92,16 +92,19 @@ def test_a_write_from_another_thread_is_seen_by_the_next_call(crm):
 WRITER = """
 import os
 import sys
-vendor, url = sys.argv[1:]
+driver, url = sys.argv[1:]
 name = os.environ["WRITER_DATABASE"]  # not in argv: a DSN may hold a password
-if vendor == "sqlite":
+if driver == "sqlite":
     import sqlite3
     with sqlite3.connect(name) as conn:
         conn.execute("UPDATE oauthconn_connection SET api_base_url = ? WHERE slug = 'crm'", [url])
-else:
-    import psycopg
-    with psycopg.connect(name, autocommit=True) as conn:
-        conn.execute("UPDATE oauthconn_connection SET api_base_url = %s WHERE slug = 'crm'", [url])
+else:  # the driver Django uses: psycopg, or psycopg2
+    import importlib
+    conn = importlib.import_module(driver).connect(name)
+    conn.autocommit = True
+    sql = "UPDATE oauthconn_connection SET api_base_url = %s WHERE slug = 'crm'"
+    conn.cursor().execute(sql, [url])
+    conn.close()
 """
 
 
@@ -111,7 +114,8 @@ def test_a_write_from_another_process_is_seen_by_the_next_call(crm):
         assert os.path.exists(name), "the test database is a file another process can open"
     else:
         name = dsn()
-    argv = [sys.executable, "-c", WRITER, db.vendor, "https://b.example/"]
+    driver = "sqlite" if db.vendor == "sqlite" else db.Database.__name__
+    argv = [sys.executable, "-c", WRITER, driver, "https://b.example/"]
     subprocess.run(argv, check=True, timeout=60, env={**os.environ, "WRITER_DATABASE": name})
     assert base_url() == "https://b.example/"
 

@@ -365,6 +365,7 @@ def test_one_chunk_renews_the_grants_of_several_users_of_one_connection(scripted
 
 
 @pytest.mark.postgres
+@pytest.mark.psycopg3
 def test_the_hand_written_statements_send_their_parameters_apart_from_the_sql():
     """Server-side binding (flows/rows.hand_written_cursor): Django's default cursor
     interpolates each parameter into the SQL in Python; the renewal's UPDATE has twenty.
