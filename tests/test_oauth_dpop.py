@@ -28,9 +28,9 @@ from oauthconn.oauth.client_auth import ClientCredentials
 from oauthconn.oauth.token import (
     client_credentials_grant,
     exchange_code,
-    parse_token_response,
     refresh_token_grant,
 )
+from oauthconn.oauth.token_response import parse_token_response
 from tests.scripted_server import Reply
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

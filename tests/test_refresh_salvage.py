@@ -16,7 +16,7 @@ from django.utils import timezone
 from oauthconn import get_connection
 from oauthconn.exceptions import InvalidProviderResponse, TemporarilyUnavailable
 from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
-from oauthconn.oauth.token import parse_token_response
+from oauthconn.oauth.token_response import parse_token_response
 from tests.scripted_server import RecordedRequest, Reply
 
 pytestmark = pytest.mark.django_db

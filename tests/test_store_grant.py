@@ -11,7 +11,7 @@ import pytest
 from oauthconn.flows.grants import authorized_message, store_grant
 from oauthconn.flows.identity import Identity
 from oauthconn.models import Connection, Event, EventKind, Provider, Token, TokenStatus
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 
 pytestmark = pytest.mark.django_db
 

@@ -50,7 +50,8 @@ from oauthconn.models.owners import owner_fields
 from oauthconn.oauth import pkce
 from oauthconn.oauth.authorize import append_query, authorization_parameters
 from oauthconn.oauth.callback import CallbackParams, check_issuer, named_states, parse_callback
-from oauthconn.oauth.token import TokenSet, exchange_code
+from oauthconn.oauth.token import exchange_code
+from oauthconn.oauth.token_response import TokenSet
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner, RequestUser, User

@@ -13,7 +13,7 @@ from oauthconn.base_url import check_value, grant_fields, resolve, values_for_gr
 from oauthconn.exceptions import GrantValueRefused
 from oauthconn.flows.switching import discard
 from oauthconn.models import Connection, PendingAuthorization
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 
 
 def check_asked(template: str, asked: Mapping[str, str]) -> dict[str, str]:

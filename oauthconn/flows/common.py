@@ -22,7 +22,7 @@ from oauthconn.crypto import Sealed
 from oauthconn.models import Connection, Event, EventKind, Token, TokenStatus
 from oauthconn.notifications.outbox import enqueue_for_event
 from oauthconn.oauth.client_auth import ClientCredentials
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 
 if TYPE_CHECKING:
     from oauthconn.types import Actor

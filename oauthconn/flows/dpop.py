@@ -21,7 +21,7 @@ from oauthconn.exceptions import ConfigurationError, DPoPNonceRejected
 from oauthconn.models import Connection, Token
 from oauthconn.oauth import dpop
 from oauthconn.oauth.dpop import DPoP, DPoPKey, NonceStore, choose_algorithm, make_key
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 
 #: DPoP-bound tokens use this scheme (RFC 9449 §7.1) and token_type.
 SCHEME = "DPoP"

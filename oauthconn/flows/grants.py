@@ -19,7 +19,7 @@ from oauthconn.flows.common import apply_token_set, record_event
 from oauthconn.flows.identity import Identity, describe_account
 from oauthconn.models import Connection, EventKind, Token, TokenStatus
 from oauthconn.models.owners import owner_fields
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 
 if TYPE_CHECKING:
     from oauthconn.types import Actor, Owner

@@ -28,7 +28,7 @@ from oauthconn.oauth.idtoken import (
     display_claims,
     validate_id_token,
 )
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 from oauthconn.oauth.userinfo import fetch_userinfo
 
 logger = logging.getLogger("oauthconn")

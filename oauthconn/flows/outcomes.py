@@ -27,7 +27,7 @@ from oauthconn.flows.common import (
     record_events,
 )
 from oauthconn.models import Event, EventKind, Token, TokenStatus
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 15 * 60.0

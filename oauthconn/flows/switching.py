@@ -25,7 +25,7 @@ from oauthconn.exceptions import DecryptionFailed, SwitchAlreadyUsed, SwitchExpi
 from oauthconn.flows.identity import Identity
 from oauthconn.flows.revocation import queue_revocations, revoke_unstored
 from oauthconn.models import Connection, PendingAuthorization, PendingSwitch, Token
-from oauthconn.oauth.token import TokenSet
+from oauthconn.oauth.token_response import TokenSet
 
 if TYPE_CHECKING:
     from oauthconn.types import Owner, RequestUser

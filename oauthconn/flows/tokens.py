@@ -65,7 +65,8 @@ from oauthconn.flows.outcomes import (  # noqa: F401 - BACKOFF_CAP, backoff_dela
 )
 from oauthconn.models import Connection, GrantType, Token, TokenStatus
 from oauthconn.models.owners import is_user, owner_fields, owner_key
-from oauthconn.oauth.token import TokenSet, client_credentials_grant, refresh_token_grant
+from oauthconn.oauth.token import client_credentials_grant, refresh_token_grant
+from oauthconn.oauth.token_response import TokenSet
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -9,7 +9,9 @@ and own the state. Modules:
   (RFC 6749 §4.1.2, RFC 9207).
 - :mod:`~oauthconn.oauth.client_auth`: client authentication at the token endpoint
   (RFC 6749 §2.3).
-- :mod:`~oauthconn.oauth.token`: code exchange, refresh, client credentials, and strict
-  parsing of token responses (RFC 6749 §4.1.3, §4.4, §5, §6).
+- :mod:`~oauthconn.oauth.token`: code exchange, refresh, client credentials (RFC 6749
+  §4.1.3, §4.4, §6).
+- :mod:`~oauthconn.oauth.token_response`: strict parsing of token responses into a
+  ``TokenSet`` (RFC 6749 §5).
 - :mod:`~oauthconn.oauth.revoke`: token revocation (RFC 7009).
 """

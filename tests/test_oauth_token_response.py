@@ -1,4 +1,4 @@
-"""oauthconn.oauth.token: parsing token responses (SECURITY §2.2 T1-T29, §2.3, R26-R29).
+"""oauthconn.oauth.token_response: parsing token responses (SECURITY §2.2 T1-T29, §2.3, R26-R29).
 
 Pure parsing, with an explicit ``sent_at``: no clock, no network.
 """
@@ -18,7 +18,7 @@ from oauthconn.exceptions import (
     ProviderUnavailable,
     UnauthorizedClient,
 )
-from oauthconn.oauth.token import MAX_TOKEN_LENGTH, TokenSet, parse_token_response
+from oauthconn.oauth.token_response import MAX_TOKEN_LENGTH, TokenSet, parse_token_response
 
 SENT_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 YEAR = 366 * 24 * 3600
