@@ -10,8 +10,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from oauthconn.models.connections import URL_LENGTH, Connection
+from oauthconn.models.connections import Connection
 from oauthconn.models.owners import OWNER_KEY_LENGTH
+from oauthconn.models.providers import URL_LENGTH
 from oauthconn.models.tokens import Token
 
 if TYPE_CHECKING:

@@ -12,8 +12,9 @@ from django.db import models
 from django.utils import timezone
 
 from oauthconn.fields import EncryptedTextField
-from oauthconn.models.connections import URL_LENGTH, Connection
+from oauthconn.models.connections import Connection
 from oauthconn.models.owners import OWNER_KEY_LENGTH
+from oauthconn.models.providers import URL_LENGTH
 from oauthconn.models.tokens import Token
 
 if TYPE_CHECKING:
