@@ -188,7 +188,9 @@ def test_a_lost_listener_vouches_for_nothing_until_it_listens_again(crm, listeni
 
 
 @on_postgres
-def test_a_feed_told_its_session_ends_stops_vouching_before_the_socket_closes(crm, listening):
+def test_a_feed_told_its_session_ends_stops_vouching_before_the_socket_closes(
+    crm, listening, caplog
+):
     base_url()
     assert statements(base_url) == 0
     # What a backend sends when another one crashed, before the server closes every session:
@@ -199,6 +201,7 @@ def test_a_feed_told_its_session_ends_stops_vouching_before_the_socket_closes(cr
         )
     assert statements(base_url) == 1  # asked for: the feed no longer vouches
     assert not listening.listening
+    assert "closing its connection (57P02: terminating connection)" in caplog.text
     assert eventually(lambda: listening.listening, True)  # it listens again, and vouches
     assert eventually(lambda: statements(base_url), 0) == 0
 

@@ -100,8 +100,8 @@ class ChangeFeed:
         self._heard = 0
         self._changed: dict[str, int] = {}
         self._probe: str | None = None  # the probe sent and not heard back yet
-        #: the listening connection once its server has said it is closing it
-        self._farewell: Any = None
+        #: the listening connection once its server has said it is closing it, and why
+        self._farewell: tuple[Any, str] | None = None
         #: whether this connection has heard a probe of its own back (it vouches from then)
         self._proven = False
         self._probes = itertools.count(1)
@@ -178,7 +178,7 @@ class ChangeFeed:
         for one more lookup meanwhile."""
         severity, code = diagnostic.severity_nonlocalized, diagnostic.sqlstate or ""
         if severity in ("FATAL", "PANIC") or code.startswith(OPERATOR_INTERVENTION):
-            self._farewell = conn
+            self._farewell = (conn, f"{code}: {diagnostic.message_primary}")
 
     def _hear(self, payload: str) -> None:
         with self._state:
@@ -198,10 +198,15 @@ class ChangeFeed:
                 pgconn.consume_input()
                 while (notification := pgconn.notifies()) is not None:
                     self._hear(notification.extra.decode())
-            if self._farewell is conn:
-                raise ConnectionError("the server is closing the connection")
         except Exception:  # the connection is gone: the next one starts a new epoch
             logger.warning("oauthconn stopped hearing changes: its connection was lost.")
+            self._lose()
+            return
+        if self._farewell is not None and self._farewell[0] is conn:
+            logger.warning(
+                "oauthconn stopped hearing changes: the server is closing its connection (%s).",
+                self._farewell[1],
+            )
             self._lose()
 
     def _send_probe(self) -> None:
