@@ -383,3 +383,51 @@ def test_per_user_grants_are_each_users_own(client, django_user_model, make_stri
     assert oidc_server.introspect(refresh["a"]) == {"active": False}
     assert oidc_server.introspect(refresh["b"])["active"] is True
     assert Token.objects.get(pk=tokens["b"].pk).status == TokenStatus.ACTIVE
+
+
+# --- the proactive refresh (oauthconn_refresh) ----------------------------------------------
+
+
+def test_the_proactive_refresh_renews_each_grant_once_and_keeps_every_rotation(
+    client, django_user_model, make_strict, oidc_server
+):
+    """The batch path (on PostgreSQL: chunks claimed by one statement, renewals stored by
+    hand-written UPDATEs) against a provider that rotates refresh tokens and revokes a grant
+    whose superseded token comes back: each grant is refreshed once, its ID token checked
+    again (R39), and the refresh token stored is the one the provider now expects."""
+    from oauthconn.flows.proactive import Policy, refresh_due
+
+    connection = make_strict("per-user", "strict-basic", per_user=True)
+    users = [django_user_model.objects.create_user(f"u{i}", password="pw") for i in range(3)]
+    for user in users:
+        client.force_login(user)
+        response = sign_in_and_deliver(client, connection, oidc_server, login=user.username)
+        assert response.status_code == 303, response.content[:500]
+    grants = Token.objects.filter(connection=connection)
+    before = {t.pk: t.refresh_token.reveal() for t in grants}
+    # Due once a 5-second token is near its end (a window never takes more than a share of
+    # the token's life), so wait for the last one to expire.
+    last = max(t.expires_at for t in grants)
+    time.sleep(max(0.0, (last - timezone.now()).total_seconds()) + 0.3)
+    oidc_server.reset()
+
+    summary = refresh_due(Policy.from_settings(window=60), concurrency=4)
+
+    assert (summary.refreshed, summary.failed, summary.needs_reauth) == (3, 0, 0)
+    events = oidc_server.events()
+    assert events.get("grant.success:refresh_token") == 3, events
+    assert not [name for name in events if name.startswith("grant.error")], events
+    for token in Token.objects.filter(connection=connection):
+        assert token.status == TokenStatus.ACTIVE
+        rotated = token.refresh_token.reveal()
+        assert rotated != before[token.pk]
+        assert oidc_server.introspect(token.access_token.reveal())["active"] is True
+        # The stored refresh token is the current one: using it is not a reuse.
+        with http.build_client() as http_client:
+            refresh_token_grant(
+                http_client,
+                connection.provider.token_endpoint,
+                refresh_token=rotated,
+                credentials=credentials_for(connection),
+            )
+    assert not [name for name in oidc_server.events() if name.startswith("grant.error")]
